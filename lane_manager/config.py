@@ -1,0 +1,268 @@
+"""The one configuration file every skill_lanes executable reads (`--config FILE`).
+
+It is a contract: the lane manager, the simulated driver, the MCP gateway and the launch files
+all read the same YAML, validated here with pydantic. No ROS import at module level, so the
+file can be checked anywhere; importing the named action types (to prove they exist) is done
+lazily and can be switched off.
+
+A bad file never produces a traceback: `load_config` raises `ConfigError`, whose message is a
+single line `FILE: key.path: what is wrong`, and `load_config_or_exit` prints it and exits 2.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_RE = r'^[A-Za-z][A-Za-z0-9_]{0,63}$'
+ACTION_TYPE_RE = r'^[A-Za-z][A-Za-z0-9_]*/action/[A-Z][A-Za-z0-9_]*$'
+ROS_NAME_RE = r'^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$'
+
+# Names the gateway uses for its own tools: a skill may not take them.
+RESERVED_TOOL_NAMES = frozenset({
+    'lanes_status', 'lane_stop', 'skill_start', 'skill_status', 'skill_cancel',
+    'unity_refresh', 'unity_run_tests', 'unity_instances',
+})
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra='forbid', frozen=True)
+
+
+class LaneConfig(_Strict):
+    """How a lane treats a goal that arrives while another goal holds it."""
+
+    policy: Literal['queue', 'reject', 'preempt'] = 'queue'
+    max_queue: int = Field(8, ge=0, description='waiting goals beyond this are rejected')
+    max_hold_s: Optional[float] = Field(
+        600.0, gt=0, description='a goal running longer is cancelled at the driver and aborted')
+    retry_after_ms: int = Field(
+        1000, ge=0, description='hint given to a refused caller')
+    cancel_grace_s: float = Field(
+        5.0, gt=0, description='after a cancel the driver ignores, the lane frees after this')
+
+
+class ToolHints(_Strict):
+    """MCP tool annotations for a skill (hints only). Robot skills move things: destructive."""
+
+    read_only: bool = False
+    destructive: bool = True
+    idempotent: bool = False
+    open_world: bool = True
+
+
+class SkillConfig(_Strict):
+    """One robot skill: an action type, the real driver's action server, and its lane."""
+
+    lane: Optional[str] = Field(None, description='no lane = never arbitrated')
+    action_type: str = Field(pattern=ACTION_TYPE_RE)
+    driver: str = Field(pattern=ROS_NAME_RE, description="the real driver's action server")
+    description: str = ''
+    priority: int = 0
+    hints: ToolHints = ToolHints()
+
+
+class SimSkillConfig(_Strict):
+    """How the simulated driver behaves for one skill."""
+
+    duration_s: float = Field(1.0, ge=0)
+    feedback_hz: float = Field(5.0, ge=0)
+    outcome: Literal['succeed', 'abort', 'reject', 'hang', 'ignore_cancel'] = 'succeed'
+
+
+class SimConfig(_Strict):
+    """The simulated robot: `default` applies to every skill not listed in `skills`."""
+
+    default: SimSkillConfig = SimSkillConfig()
+    skills: dict[str, SimSkillConfig] = {}
+
+    def for_skill(self, skill: str) -> SimSkillConfig:
+        return self.skills.get(skill, self.default)
+
+
+class LaneManagerConfig(_Strict):
+    """Where the lane manager serves and how fast it notices faults."""
+
+    namespace: str = Field('/lane_manager', pattern=ROS_NAME_RE)
+    driver_wait_s: float = Field(
+        2.0, ge=0, description='how long a goal waits for an absent driver before it aborts')
+    driver_response_s: float = Field(
+        10.0, gt=0, description='a driver that does not answer a goal in this time is faulty')
+    driver_lost_s: float = Field(
+        2.0, gt=0, description='a driver gone from the graph this long mid-goal aborts the goal')
+    watchdog_hz: float = Field(10.0, gt=0)
+    state_period_s: float = Field(1.0, gt=0, description='diagnostics and state re-publish period')
+
+
+class GatewayConfig(_Strict):
+    """The MCP gateway's defaults (command-line flags override them)."""
+
+    name: str = Field('skill_lanes', pattern=NAME_RE)
+    transport: Literal['stdio', 'http'] = 'stdio'
+    host: str = '127.0.0.1'
+    port: int = Field(8765, ge=0, le=65535)
+    token_env: str = Field('SKILL_LANES_TOKEN', description='env var holding the bearer token')
+    lane_manager_wait_s: float = Field(
+        10.0, gt=0, description='a call waits this long for the lane manager before failing')
+    progress_interval_s: float = Field(
+        5.0, gt=0, description='keep-alive progress while a goal gives no feedback')
+    refusal_wait_s: float = Field(
+        2.0, gt=0, description='how long to wait for the lane state naming a refusal reason')
+
+
+class UnityConfig(_Strict):
+    """Unity Editor tools: off unless enabled. host/port pin one Editor; else discovery."""
+
+    enabled: bool = False
+    host: str = '127.0.0.1'
+    port: Optional[int] = Field(None, ge=1, le=65535)
+    instance: Optional[str] = None
+    status_dir: Optional[str] = None
+    lease_dir: Optional[str] = None
+    lease_ttl_s: float = Field(30.0, gt=0)
+    ready_wait_s: float = Field(120.0, gt=0)
+    test_poll_s: float = Field(1.0, gt=0)
+
+
+class Config(_Strict):
+    """The whole file."""
+
+    lanes: dict[str, LaneConfig] = {}
+    skills: dict[str, SkillConfig] = {}
+    lane_manager: LaneManagerConfig = LaneManagerConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    sim: SimConfig = SimConfig()
+    unity: UnityConfig = UnityConfig()
+
+    @field_validator('lanes', 'skills')
+    @classmethod
+    def _names_are_identifiers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not isinstance(name, str) or not re.match(NAME_RE, name):
+                raise ValueError(
+                    f'invalid name {name!r}: use letters, digits and _, starting with a letter')
+        return value
+
+    @field_validator('skills')
+    @classmethod
+    def _skill_names_not_reserved(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if name in RESERVED_TOOL_NAMES:
+                raise ValueError(f'skill name {name!r} is reserved for a gateway tool')
+        return value
+
+    @model_validator(mode='after')
+    def _cross_references(self) -> 'Config':
+        for name, skill in self.skills.items():
+            if skill.lane is not None and skill.lane not in self.lanes:
+                known = ', '.join(sorted(self.lanes)) or 'none'
+                raise _KeyedError(('skills', name, 'lane'),
+                                  f'unknown lane {skill.lane!r} (known: {known})')
+        for name in self.sim.skills:
+            if name not in self.skills:
+                raise _KeyedError(('sim', 'skills', name), f'unknown skill {name!r}')
+        return self
+
+    def lane_of(self, skill: str) -> Optional[str]:
+        return self.skills[skill].lane
+
+
+class _KeyedError(ValueError):
+    """A cross-reference error that knows its own key path."""
+
+    def __init__(self, path: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used. str() is one line naming file and key."""
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    ctx_error = (first.get('ctx') or {}).get('error')
+    if isinstance(ctx_error, _KeyedError):
+        path, message = ctx_error.path, ctx_error.message
+    else:
+        path = tuple(str(p) for p in first['loc'])
+        message = first['msg'].removeprefix('Value error, ')
+        if first['type'] == 'extra_forbidden':
+            message = 'unknown key'
+        elif first['type'] == 'string_pattern_mismatch':
+            message = f"invalid value {first.get('input')!r} ({message})"
+    more = len(error.errors()) - 1
+    suffix = f' (+{more} more error{"s" if more > 1 else ""})' if more > 0 else ''
+    key = '.'.join(path) or '<top>'
+    return f'{source}: {key}: {message}{suffix}'
+
+
+def import_action_type(type_name: str) -> Any:
+    """Import `pkg/action/Name` and return the action class. Raises ImportError with why."""
+    package, _, name = type_name.split('/')
+    try:
+        module = importlib.import_module(f'{package}.action')
+    except ImportError as exc:
+        raise ImportError(f'cannot import {package}.action ({exc})') from None
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ImportError(f'{package}.action has no action {name!r}') from None
+
+
+def parse_config(data: Any, source: str = '<config>', check_types: bool = True) -> Config:
+    """Validate already-parsed YAML data. See `load_config`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f'{source}: <top>: expected a mapping, got {type(data).__name__}')
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(source, exc)) from None
+    if check_types:
+        for name, skill in config.skills.items():
+            try:
+                import_action_type(skill.action_type)
+            except ImportError as exc:
+                raise ConfigError(
+                    f'{source}: skills.{name}.action_type: type not importable: {exc}') from None
+    return config
+
+
+def load_config(path: str | Path, check_types: bool = True) -> Config:
+    """Read and validate a configuration file.
+
+    check_types imports every skill's action type, so a typo is caught at start-up instead
+    of at the first goal. Raises ConfigError with a one-line message.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding='utf-8')
+    except OSError as exc:
+        raise ConfigError(f'{source}: <file>: cannot read ({exc.strerror or exc})') from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, 'problem_mark', None)
+        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''
+        problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
+        raise ConfigError(f'{source}: <file>: malformed YAML{where}: {problem}') from None
+    return parse_config(data, source, check_types)
+
+
+def load_config_or_exit(path: str | Path, check_types: bool = True) -> Config:
+    """For executables: a bad file prints one line on stderr and exits with status 2."""
+    try:
+        return load_config(path, check_types)
+    except ConfigError as exc:
+        print(f'config error: {exc}', file=sys.stderr)
+        raise SystemExit(2) from None

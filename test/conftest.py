@@ -1,0 +1,66 @@
+"""Test isolation for every test in this suite, set up before anything imports rclpy.
+
+- A ROS_DOMAIN_ID of this run's own, so parallel runs (or a robot on the same host) never
+  see each other's nodes; discovery limited to this machine.
+- Every process a test starts goes through `processes` (see support.py) and is stopped.
+- Fast DDS shared-memory files this run created in /dev/shm are removed at the end.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+if 'SKILL_LANES_TEST_DOMAIN' not in os.environ:
+    # 1..100: valid everywhere and away from the default domain 0 a robot may use.
+    os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
+    os.environ['SKILL_LANES_TEST_DOMAIN'] = os.environ['ROS_DOMAIN_ID']
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.pop('ROS_STATIC_PEERS', None)
+os.environ.setdefault('PYTHONUNBUFFERED', '1')
+
+from support import ProcessGroup, shm_entries  # noqa: E402
+
+_SHM_AT_START = shm_entries()
+
+
+@pytest.fixture
+def processes():
+    """Start OS processes for one test; all of them are stopped when the test ends."""
+    group = ProcessGroup()
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope='session')
+def rclpy_context():
+    """One rclpy context for in-process nodes of the whole session."""
+    rclpy = pytest.importorskip('rclpy')
+    if not rclpy.ok():
+        rclpy.init()
+    yield rclpy
+    if rclpy.ok():
+        rclpy.shutdown()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the Fast DDS files this run left in /dev/shm (killed processes leave them)."""
+    ProcessGroup.stop_every_group()
+    for name in shm_entries() - _SHM_AT_START:
+        if 'fastrtps' in name or 'fastdds' in name:
+            try:
+                os.unlink(os.path.join('/dev/shm', name))
+            except OSError:
+                pass
