@@ -74,7 +74,7 @@ class SimSkillConfig(_Strict):
 
     duration_s: float = Field(1.0, ge=0)
     feedback_hz: float = Field(5.0, ge=0)
-    outcome: Literal['succeed', 'abort', 'reject', 'hang', 'ignore_cancel'] = 'succeed'
+    outcome: Literal['succeed', 'abort', 'reject', 'hang', 'ignore_cancel', 'absent'] = 'succeed'
 
 
 class SimConfig(_Strict):

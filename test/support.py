@@ -89,6 +89,15 @@ class ManagedProcess:
         self.signal(signal.SIGKILL)
         self.popen.wait(timeout=10)
 
+    def dump_stacks(self) -> str:
+        """Thread stacks of a live process (debugging aid; needs py-spy)."""
+        import shutil
+        spy = shutil.which('py-spy') or str(Path(PYTHON).parent / 'py-spy')
+        if self.popen.poll() is not None or not Path(spy).exists():
+            return ''
+        return subprocess.run([spy, 'dump', '--pid', str(self.pid)], capture_output=True,
+                              text=True, timeout=30).stdout
+
     def stop(self, timeout: float = 8.0) -> Optional[int]:
         """Ctrl-C, then SIGTERM, then SIGKILL. Returns the exit code."""
         if self.popen.poll() is None:

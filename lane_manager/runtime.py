@@ -1,0 +1,115 @@
+"""Process plumbing shared by every skill_lanes executable.
+
+- `--config FILE` on the command line, or the ROS parameter `config_file` (how launch files
+  pass it), names the one configuration file.
+- Ctrl-C and SIGTERM end the process cleanly: the node gets to cancel what it forwarded
+  before the executor stops (rclpy's own signal handler would shut the context down first).
+- The executor spins in a background thread so the main thread can wait for the signal and
+  then run the node's orderly shutdown while callbacks still flow.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Callable, Optional, Sequence
+
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from lane_manager.config import Config, ConfigError, load_config
+
+CONFIG_PARAMETER = 'config_file'
+
+
+def config_argument_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument('--config', default=None,
+                        help='skill_lanes YAML file (or ROS parameter config_file)')
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser,
+               argv: Optional[Sequence[str]]) -> tuple[argparse.Namespace, list[str]]:
+    """Split our own flags from the ROS arguments (`--ros-args ...`)."""
+    args_without_ros = rclpy.utilities.remove_ros_args(args=list(argv) if argv else None)
+    return parser.parse_args(args_without_ros[1:]), list(argv) if argv else []
+
+
+def resolve_config(node: Node, cli_path: Optional[str]) -> Config:
+    """The config file from the command line, else the `config_file` parameter."""
+    node.declare_parameter(CONFIG_PARAMETER, cli_path or '')
+    path = node.get_parameter(CONFIG_PARAMETER).get_parameter_value().string_value
+    if not path:
+        raise ConfigError('<none>: <file>: no config file (use --config FILE or '
+                          f'--ros-args -p {CONFIG_PARAMETER}:=FILE)')
+    return load_config(path)
+
+
+class ShutdownSignal:
+    """SIGINT / SIGTERM set an event instead of raising in a random place."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002 - signal API
+        self.event.set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        return self.event.wait(timeout)
+
+
+class BackgroundExecutor:
+    """A MultiThreadedExecutor spinning in a daemon thread."""
+
+    def __init__(self, node: Node, num_threads: Optional[int] = None) -> None:
+        self.executor = MultiThreadedExecutor(num_threads=num_threads)
+        self.executor.add_node(node)
+        self._thread = threading.Thread(target=self._spin, name='ros-executor', daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # the context was shut down under us: nothing left to do
+            pass
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=2.0)
+
+
+def run_node(build: Callable[[], Node], ready_message: str,
+             before_stop: Optional[Callable[[Node], None]] = None,
+             num_threads: Optional[int] = None, argv: Optional[Sequence[str]] = None) -> int:
+    """Init ROS, build the node, spin until Ctrl-C/SIGTERM, stop cleanly. Returns exit code.
+
+    A ConfigError while building prints one line and returns 2 (no traceback).
+    """
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = ShutdownSignal()
+    node: Optional[Node] = None
+    try:
+        try:
+            node = build()
+        except ConfigError as exc:
+            print(f'config error: {exc}', file=sys.stderr, flush=True)
+            return 2
+        background = BackgroundExecutor(node, num_threads)
+        node.get_logger().info(ready_message)
+        print(ready_message, flush=True)
+        stop.wait()
+        if before_stop is not None:
+            before_stop(node)
+        background.shutdown()
+        return 0
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
