@@ -1,0 +1,270 @@
+"""The gateway's ROS side: goals to the lane manager's action servers, from asyncio.
+
+rclpy 9 has no asyncio executor (and awaiting an rclpy Future from asyncio busy-polls a
+core), so a MultiThreadedExecutor spins in a background thread and every rclpy future is
+bridged into the asyncio loop with `add_done_callback` + `loop.call_soon_threadsafe`.
+
+The gateway never talks to a driver: every goal goes to `<namespace>/skills/<skill>`, where
+the lane manager arbitrates. A refusal carries no reason in ROS, so the reason is read from
+the lane manager's lane state topic, keyed by the goal id the gateway chose.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import anyio
+from action_msgs.msg import GoalStatus
+from action_msgs.srv import CancelGoal
+from rclpy.action import ActionClient
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import String
+from unique_identifier_msgs.msg import UUID
+
+from lane_manager.config import Config, import_action_type
+from lane_manager.node import LANE_STATE_QOS, DriverLink
+from lane_manager.runtime import BackgroundExecutor
+
+TOOL_LANES_TOPIC = '/skill_lanes/tool_lanes'
+STATUS_NAMES = {
+    GoalStatus.STATUS_SUCCEEDED: 'succeeded',
+    GoalStatus.STATUS_CANCELED: 'canceled',
+    GoalStatus.STATUS_ABORTED: 'aborted',
+}
+CANCEL_WAIT_S = 5.0
+
+
+class LaneManagerUnavailable(Exception):
+    """The lane manager's action server for a skill did not answer in time."""
+
+
+@dataclass
+class GoalOutcome:
+    """How a goal sent through the lane manager ended (or why it never started)."""
+
+    goal_id: str
+    accepted: bool
+    status: Optional[str] = None          # succeeded | canceled | aborted (when accepted)
+    result: Any = None                    # the Result message
+    refusal: Optional[dict] = None        # the lane state's refusal record (when refused)
+    ending: Optional[dict] = None         # the lane state's ending record (why it ended)
+
+
+@dataclass
+class GoalEvents:
+    """What a running goal reports while it runs (called on the asyncio loop)."""
+
+    on_accepted: Callable[[str], None] = lambda goal_id: None
+    on_feedback: Callable[[Any], None] = lambda feedback: None
+
+
+def bridge_future(rclpy_future: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+    """An asyncio future resolved (on `loop`) when the rclpy future is done."""
+    result: asyncio.Future = loop.create_future()
+
+    def transfer(done: Any) -> None:
+        if result.done():
+            return
+        exc = done.exception()
+        if exc is not None:
+            result.set_exception(exc)
+        else:
+            result.set_result(done.result())
+
+    def on_done(done: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(transfer, done)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    rclpy_future.add_done_callback(on_done)
+    return result
+
+
+class GatewayNode(Node):
+    """Action clients to the lane manager, its lane state, and our tool metadata topic."""
+
+    def __init__(self, config: Config, node_name: Optional[str] = None) -> None:
+        super().__init__(node_name or f'mcp_gateway_{os.getpid()}')
+        self.config = config
+        namespace = '/' + config.lane_manager.namespace.strip('/')
+        group = ReentrantCallbackGroup()
+        self._group = group
+        self.action_types = {name: import_action_type(skill.action_type)
+                             for name, skill in config.skills.items()}
+        self.skill_servers = {name: f'{namespace}/skills/{name}' for name in config.skills}
+        self._action_clients = {name: ActionClient(self, self.action_types[name], server,
+                                            callback_group=group)
+                         for name, server in self.skill_servers.items()}
+        self._liveness = {name: DriverLink(self, self.action_types[name], server, group)
+                          for name, server in self.skill_servers.items()}
+        self._cancel_services = {name: link.cancel_service
+                                 for name, link in self._liveness.items()}
+        self._state_lock = threading.Lock()
+        self._lane_state: Optional[dict] = None
+        self.create_subscription(String, f'{namespace}/lane_state', self._on_lane_state,
+                                 LANE_STATE_QOS, callback_group=group)
+        self._tool_lanes_pub = self.create_publisher(String, TOOL_LANES_TOPIC, LANE_STATE_QOS)
+
+    # ------------------------------------------------------------------ state
+    def _on_lane_state(self, msg: String) -> None:
+        try:
+            state = json.loads(msg.data)
+        except ValueError:
+            return
+        with self._state_lock:
+            self._lane_state = state
+
+    @property
+    def lane_state(self) -> Optional[dict]:
+        with self._state_lock:
+            return self._lane_state
+
+    def lane_record(self, lane: str, kind: str, goal_id: str) -> Optional[dict]:
+        """The `last_refusals` / `last_endings` entry for a goal, if published yet."""
+        state = self.lane_state or {}
+        for record in state.get('lanes', {}).get(lane, {}).get(kind, []):
+            if record.get('goal_id') == goal_id:
+                return record
+        return None
+
+    def publish_tool_lanes(self, server_name: str, transport: str, tools: list[dict]) -> None:
+        """Which lane each served tool runs in (see README, topic /skill_lanes/tool_lanes)."""
+        body = {'gateway': self.get_fully_qualified_name(), 'server_name': server_name,
+                'host': socket.gethostname(), 'pid': os.getpid(), 'transport': transport,
+                'stamp': round(time.time(), 3), 'tools': tools}
+        self._tool_lanes_pub.publish(String(data=json.dumps(body)))
+
+    def server_ready(self, skill: str) -> bool:
+        return self._action_clients[skill].server_is_ready()
+
+    # ------------------------------------------------------------------ goals
+    async def run_goal(self, skill: str, goal: Any, events: GoalEvents,
+                       goal_id: Optional[uuid.UUID] = None) -> GoalOutcome:
+        """Send a goal through the lane manager and wait for its end.
+
+        Raises LaneManagerUnavailable when the lane manager does not answer within the
+        configured time. Cancelling the awaiting task cancels the goal (shielded), so an MCP
+        cancellation or a vanished client never leaves a goal running on the robot.
+        """
+        settings = self.config.gateway
+        loop = asyncio.get_running_loop()
+        goal_uuid = goal_id or uuid.uuid4()
+        gid = str(goal_uuid)
+        lane = self.config.skills[skill].lane
+        await self._wait_server(skill, settings.lane_manager_wait_s)
+
+        def feedback(msg: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(events.on_feedback, msg.feedback)
+            except RuntimeError:
+                pass
+
+        send = self._action_clients[skill].send_goal_async(
+            goal, feedback_callback=feedback, goal_uuid=UUID(uuid=list(goal_uuid.bytes)))
+        handle = None
+        try:
+            with anyio.fail_after(settings.lane_manager_wait_s):
+                handle = await bridge_future(send, loop)
+        except TimeoutError:
+            raise LaneManagerUnavailable(
+                f'the lane manager did not answer the goal for {skill!r} within '
+                f'{settings.lane_manager_wait_s:g} s') from None
+        except anyio.get_cancelled_exc_class():
+            with anyio.move_on_after(CANCEL_WAIT_S, shield=True):
+                await self._cancel_when_accepted(send, loop)
+            raise
+        if not handle.accepted:
+            refusal = None
+            if lane is not None:
+                refusal = await self._wait_record(lane, 'last_refusals', gid,
+                                                  settings.refusal_wait_s)
+            return GoalOutcome(gid, accepted=False, refusal=refusal)
+        events.on_accepted(gid)
+        try:
+            response = await self._wait_result(skill, handle, loop)
+        except anyio.get_cancelled_exc_class():
+            with anyio.move_on_after(CANCEL_WAIT_S, shield=True):
+                await bridge_future(handle.cancel_goal_async(), loop)
+            raise
+        status = STATUS_NAMES.get(response.status, 'aborted')
+        ending = None
+        if status != 'succeeded' and lane is not None:
+            ending = await self._wait_record(lane, 'last_endings', gid, settings.refusal_wait_s)
+        return GoalOutcome(gid, True, status, response.result, ending=ending)
+
+    async def _wait_result(self, skill: str, handle: Any, loop) -> Any:
+        """The result, or LaneManagerUnavailable if the lane manager vanishes meanwhile."""
+        result = bridge_future(handle.get_result_async(), loop)
+        link = self._liveness[skill]
+        link.reset_probe()
+        lost_after = self.config.lane_manager.driver_lost_s * 2
+        while True:
+            done, _ = await asyncio.wait({result}, timeout=0.5)
+            if done:
+                return result.result()
+            if not link.probe(time.monotonic(), lost_after):
+                raise LaneManagerUnavailable(
+                    f'the lane manager stopped answering while {skill!r} was running')
+
+    async def _cancel_when_accepted(self, send: Any, loop) -> None:
+        handle = await bridge_future(send, loop)
+        if handle.accepted:
+            await bridge_future(handle.cancel_goal_async(), loop)
+
+    async def _wait_server(self, skill: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.server_ready(skill):
+            if time.monotonic() >= deadline:
+                raise LaneManagerUnavailable(
+                    f'no lane manager serves {self.skill_servers[skill]} '
+                    f'(waited {timeout:g} s): is the lane_manager node running?')
+            await asyncio.sleep(0.05)
+
+    async def _wait_record(self, lane: str, kind: str, goal_id: str,
+                           timeout: float) -> Optional[dict]:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.lane_record(lane, kind, goal_id)
+            if record is not None or time.monotonic() >= deadline:
+                return record
+            await asyncio.sleep(0.02)
+
+    async def cancel_all(self, skill: str) -> int:
+        """Cancel every goal (running and queued) of one skill at the lane manager.
+
+        Uses the action protocol's cancel-all request (zero goal id, zero stamp) on the
+        skill's cancel service. Returns how many goals the lane manager is cancelling.
+        """
+        service = self._cancel_services[skill]
+        if not service.service_is_ready():
+            raise LaneManagerUnavailable(f'no lane manager serves {self.skill_servers[skill]}')
+        loop = asyncio.get_running_loop()
+        with anyio.fail_after(self.config.gateway.lane_manager_wait_s):
+            response = await bridge_future(service.call_async(CancelGoal.Request()), loop)
+        return len(response.goals_canceling)
+
+
+@dataclass
+class RosRuntime:
+    """The gateway node spinning in the background, for the MCP layer to use."""
+
+    node: GatewayNode
+    executor: BackgroundExecutor = field(repr=False)
+
+    @classmethod
+    def start(cls, config: Config, node_name: Optional[str] = None) -> 'RosRuntime':
+        node = GatewayNode(config, node_name)
+        return cls(node, BackgroundExecutor(node, num_threads=4))
+
+    def stop(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()

@@ -1,0 +1,81 @@
+"""The MCP layer of the gateway: a thin translation onto the tool providers.
+
+Built on the SDK's low-level `Server` because the tools come from a config file with explicit
+JSON Schemas. The low-level server does not validate arguments (the providers do) and turns
+an uncaught handler exception into a JSON-RPC error: the handler below turns every failure
+into an `isError` result instead, so a client never sees a traceback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Optional, Protocol
+
+import mcp_types as types
+from mcp.server import NotificationOptions, Server, ServerRequestContext
+
+from mcp_gateway.skill_tools import ReportProgress, error_result
+
+LANE_STATE_URI = 'skill-lanes://lane-state'
+log = logging.getLogger('mcp_gateway')
+
+
+class ToolProvider(Protocol):
+    def tools(self) -> list[types.Tool]: ...
+
+    def handles(self, name: str) -> bool: ...
+
+    async def call(self, name: str, arguments: dict,
+                   report_progress: ReportProgress) -> types.CallToolResult: ...
+
+
+def build_server(name: str, version: str, providers: list[ToolProvider],
+                 lane_state: Any) -> Server:
+    """An MCP server exposing the providers' tools and the lane state resource.
+
+    lane_state: a callable returning the latest lane state dict (or None).
+    """
+    async def list_tools(ctx: ServerRequestContext, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[t for p in providers for t in p.tools()])
+
+    async def call_tool(ctx: ServerRequestContext,
+                        params: types.CallToolRequestParams) -> types.CallToolResult:
+        provider = next((p for p in providers if p.handles(params.name)), None)
+        if provider is None:
+            known = sorted(t.name for p in providers for t in p.tools())
+            return error_result('unknown_tool', f'unknown tool {params.name!r}', known=known)
+
+        async def report(progress: float, total: Optional[float],
+                         message: Optional[str]) -> None:
+            await ctx.session.report_progress(progress, total, message)
+
+        try:
+            return await provider.call(params.name, dict(params.arguments or {}), report)
+        except Exception as exc:  # a bug must not reach the client as a traceback
+            log.exception('tool %s failed', params.name)
+            return error_result('internal_error', f'{type(exc).__name__}: {exc}')
+
+    async def list_resources(ctx: ServerRequestContext,
+                             params: Any) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=[types.Resource(
+            uri=LANE_STATE_URI, name='lane-state', mime_type='application/json',
+            description='Live lane state from the lane manager (holders, queues, refusals).')])
+
+    async def read_resource(ctx: ServerRequestContext,
+                            params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        if str(params.uri) != LANE_STATE_URI:
+            raise ValueError(f'unknown resource {params.uri}')
+        return types.ReadResourceResult(contents=[types.TextResourceContents(
+            uri=LANE_STATE_URI, mime_type='application/json',
+            text=json.dumps(lane_state()))])
+
+    return Server(name, version=version,
+                  instructions=('Robot skills as tools. Skills in the same lane never run at '
+                                'once: a busy lane answers error "operation_busy" with '
+                                'data.retry_after_ms; retry after that or pick another lane.'),
+                  on_list_tools=list_tools, on_call_tool=call_tool,
+                  on_list_resources=list_resources, on_read_resource=read_resource)
+
+
+def initialization_options(server: Server):
+    return server.create_initialization_options(NotificationOptions(tools_changed=False))

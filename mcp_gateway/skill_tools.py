@@ -1,0 +1,385 @@
+"""Robot skills as MCP tools: definitions, argument checking, goals, and the busy answer.
+
+One tool per configured skill, named as the skill, plus `lanes_status`, `lane_stop` and the
+job-handle tools (`skill_start`, `skill_status`, `skill_cancel`) for clients whose request
+timeout is shorter than a robot action. Every failure is an `isError` result with a
+structured body, never a JSON-RPC error or a traceback.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional
+
+import jsonschema
+import mcp_types as types
+
+from lane_manager.config import Config
+from mcp_gateway.ros_bridge import GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable
+from mcp_gateway.ros_json import ArgumentError, message_schema, to_json, to_message
+
+ReportProgress = Callable[[float, Optional[float], Optional[str]], Awaitable[None]]
+LANE_META_KEY = 'lane'
+JOB_LIMIT = 256  # finished jobs kept for skill_status
+
+OBJECT_NO_EXTRA = {'type': 'object', 'additionalProperties': False}
+
+
+def tool_result(body: dict, is_error: bool = False) -> types.CallToolResult:
+    """A result with the same body as structured content and as JSON text."""
+    return types.CallToolResult(
+        content=[types.TextContent(type='text', text=json.dumps(body, default=str))],
+        structured_content=body, is_error=is_error)
+
+
+def error_result(error: str, message: str, hint: Optional[str] = None,
+                 **data: Any) -> types.CallToolResult:
+    body: dict[str, Any] = {'success': False, 'error': error, 'message': message}
+    if hint:
+        body['hint'] = hint
+    if data:
+        body['data'] = data
+    return tool_result(body, is_error=True)
+
+
+def busy_result(skill: str, lane: str, outcome: GoalOutcome, default_retry_ms: int
+                ) -> types.CallToolResult:
+    """The unity-mcp busy shape: the agent may retry after `retry_after_ms`."""
+    refusal = outcome.refusal or {}
+    reason = refusal.get('reason') or f'lane {lane!r} refused the goal'
+    return error_result(
+        'operation_busy', reason, hint='retry', reason=reason, lane=lane, skill=skill,
+        holder=refusal.get('holder'), goal_id=outcome.goal_id,
+        retry_after_ms=refusal.get('retry_after_ms', default_retry_ms))
+
+
+def describe_feedback(feedback: Any, limit: int = 160) -> str:
+    text = json.dumps(to_json(feedback), separators=(',', ':'))
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+@dataclass
+class Job:
+    """A goal started with `skill_start`, followed with `skill_status`."""
+
+    goal_id: str
+    skill: str
+    task: Optional[asyncio.Task] = None
+    state: str = 'sending'
+    feedback: Any = None
+    feedback_count: int = 0
+    result: Optional[dict] = None
+    started_at: float = field(default_factory=time.time)
+
+
+class SkillTools:
+    """The skill tools of one gateway."""
+
+    def __init__(self, config: Config, ros: GatewayNode) -> None:
+        self.config = config
+        self.ros = ros
+        self._schemas = {name: message_schema(ros.action_types[name].Goal)
+                         for name in config.skills}
+        self._validators = {name: jsonschema.Draft202012Validator(schema)
+                            for name, schema in self._schemas.items()}
+        self._jobs: dict[str, Job] = {}
+        self._tools = self._build_tools()
+
+    # ---------------------------------------------------------------- tools/list
+    def _build_tools(self) -> list[types.Tool]:
+        tools = [self._skill_tool(name) for name in self.config.skills]
+        skill_names = sorted(self.config.skills)
+        lane_names = sorted(self.config.lanes)
+        tools += [
+            types.Tool.model_validate({
+                'name': 'lanes_status',
+                'description': 'Every lane: who holds it, what waits, recent refusals and '
+                               'endings with reasons. Read-only.',
+                'inputSchema': {**OBJECT_NO_EXTRA, 'properties': {}},
+                'annotations': {'readOnlyHint': True, 'destructiveHint': False,
+                                'idempotentHint': True, 'openWorldHint': False},
+            }),
+            types.Tool.model_validate({
+                'name': 'lane_stop',
+                'description': 'Stop button: cancel every goal in one lane, running and '
+                               'queued, whoever sent it.',
+                'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['lane'], 'properties': {
+                    'lane': {'type': 'string', 'enum': lane_names}}},
+                'annotations': {'readOnlyHint': False, 'destructiveHint': False,
+                                'idempotentHint': True, 'openWorldHint': True},
+            }),
+            types.Tool.model_validate({
+                'name': 'skill_start',
+                'description': 'Start a skill and return its goal id at once (for clients '
+                               'with short timeouts); follow it with skill_status.',
+                'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['skill'], 'properties': {
+                    'skill': {'type': 'string', 'enum': skill_names},
+                    'arguments': {'type': 'object', 'default': {},
+                                  'description': "the skill tool's arguments"}}},
+                'annotations': {'destructiveHint': True, 'openWorldHint': True},
+            }),
+            types.Tool.model_validate({
+                'name': 'skill_status',
+                'description': 'State, last feedback and result of a goal started with '
+                               'skill_start.',
+                'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['goal_id'], 'properties': {
+                    'goal_id': {'type': 'string'}}},
+                'annotations': {'readOnlyHint': True, 'destructiveHint': False,
+                                'idempotentHint': True, 'openWorldHint': False},
+            }),
+            types.Tool.model_validate({
+                'name': 'skill_cancel',
+                'description': 'Cancel a goal started with skill_start.',
+                'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['goal_id'], 'properties': {
+                    'goal_id': {'type': 'string'}}},
+                'annotations': {'destructiveHint': False, 'idempotentHint': True},
+            }),
+        ]
+        return tools
+
+    def _skill_tool(self, name: str) -> types.Tool:
+        skill = self.config.skills[name]
+        action_type = self.ros.action_types[name]
+        meta: dict[str, Any] = {'skill_lanes/action_type': skill.action_type}
+        if skill.lane is not None:
+            meta[LANE_META_KEY] = skill.lane
+            meta['skill_lanes/policy'] = self.config.lanes[skill.lane].policy
+        description = skill.description or f'Run the {skill.action_type} skill {name}.'
+        if skill.lane is not None:
+            description += (f" Runs in lane '{skill.lane}' "
+                            f"({self.config.lanes[skill.lane].policy} when busy).")
+        hints = skill.hints
+        return types.Tool.model_validate({
+            'name': name,
+            'description': description,
+            'inputSchema': self._schemas[name],
+            'outputSchema': {
+                'type': 'object', 'required': ['status', 'result'],
+                'properties': {
+                    'status': {'type': 'string', 'enum': ['succeeded']},
+                    'goal_id': {'type': 'string'}, 'skill': {'type': 'string'},
+                    'lane': {'type': ['string', 'null']},
+                    'result': message_schema(action_type.Result),
+                }},
+            'annotations': {'readOnlyHint': hints.read_only,
+                            'destructiveHint': hints.destructive,
+                            'idempotentHint': hints.idempotent,
+                            'openWorldHint': hints.open_world},
+            '_meta': meta,
+        })
+
+    def tools(self) -> list[types.Tool]:
+        return list(self._tools)
+
+    def tool_lanes(self) -> list[dict]:
+        """Tool -> lane metadata for the /skill_lanes/tool_lanes topic."""
+        return [{'tool': name, 'skill': name, 'lane': skill.lane,
+                 'policy': self.config.lanes[skill.lane].policy if skill.lane else None,
+                 'action_type': skill.action_type}
+                for name, skill in self.config.skills.items()]
+
+    def handles(self, name: str) -> bool:
+        return name in self.config.skills or name in {
+            'lanes_status', 'lane_stop', 'skill_start', 'skill_status', 'skill_cancel'}
+
+    # ---------------------------------------------------------------- tools/call
+    async def call(self, name: str, arguments: dict,
+                   report_progress: ReportProgress) -> types.CallToolResult:
+        if name in self.config.skills:
+            return await self.run_skill(name, arguments, report_progress)
+        handler = {'lanes_status': self._lanes_status, 'lane_stop': self._lane_stop,
+                   'skill_start': self._skill_start, 'skill_status': self._skill_status,
+                   'skill_cancel': self._skill_cancel}[name]
+        return await handler(arguments)
+
+    def make_goal(self, skill: str, arguments: Any) -> Any:
+        """Arguments -> Goal message; raises ArgumentError naming the field."""
+        if not isinstance(arguments, dict):
+            raise ArgumentError('', 'arguments must be an object')
+        error = next(iter(sorted(self._validators[skill].iter_errors(arguments),
+                                 key=lambda e: list(e.absolute_path))), None)
+        if error is not None:
+            path = '.'.join(str(p) for p in error.absolute_path)
+            raise ArgumentError(path, error.message[:300])
+        return to_message(self.ros.action_types[skill].Goal, arguments)
+
+    async def run_skill(self, skill: str, arguments: Any, report_progress: ReportProgress,
+                        job: Optional[Job] = None) -> types.CallToolResult:
+        """One goal through the lane manager; progress while it runs."""
+        lane = self.config.skills[skill].lane
+        try:
+            goal = self.make_goal(skill, arguments)
+        except ArgumentError as exc:
+            return error_result('invalid_arguments', str(exc), field=exc.field,
+                                problem=exc.problem, skill=skill)
+        progress = _ProgressPump(report_progress, skill, self.config.gateway.progress_interval_s)
+        goal_id = uuid.UUID(job.goal_id) if job else uuid.uuid4()
+
+        def on_feedback(feedback: Any) -> None:
+            progress.feedback(feedback)
+            if job is not None:
+                job.feedback = to_json(feedback)
+                job.feedback_count += 1
+
+        def on_accepted(gid: str) -> None:
+            progress.note(f'{skill}: accepted (goal {gid})')
+            if job is not None:
+                job.state = 'accepted'
+
+        pump = asyncio.create_task(progress.run())
+        try:
+            outcome = await self.ros.run_goal(skill, goal, GoalEvents(on_accepted, on_feedback),
+                                              goal_id)
+        except LaneManagerUnavailable as exc:
+            return error_result('lane_manager_unavailable', str(exc), hint='retry',
+                                skill=skill, lane=lane, retry_after_ms=2000)
+        finally:
+            pump.cancel()
+        if not outcome.accepted:
+            if lane is None:
+                return error_result('goal_rejected', f'the lane manager refused {skill!r}',
+                                    skill=skill, goal_id=outcome.goal_id)
+            return busy_result(skill, lane, outcome, self.config.lanes[lane].retry_after_ms)
+        body = {'status': outcome.status, 'goal_id': outcome.goal_id, 'skill': skill,
+                'lane': lane, 'result': to_json(outcome.result)}
+        if outcome.status == 'succeeded':
+            return tool_result(body)
+        reason = (outcome.ending or {}).get('reason') or f'the goal was {outcome.status}'
+        return tool_result({'success': False, 'error': f'goal_{outcome.status}',
+                            'message': reason, **body}, is_error=True)
+
+    async def _lanes_status(self, arguments: dict) -> types.CallToolResult:
+        state = self.ros.lane_state
+        if state is None:
+            return error_result('lane_manager_unavailable',
+                                'no lane state received from the lane manager yet',
+                                hint='retry', retry_after_ms=2000)
+        return tool_result({'lanes': state['lanes'], 'stamp': state.get('stamp')})
+
+    async def _lane_stop(self, arguments: dict) -> types.CallToolResult:
+        lane = arguments.get('lane')
+        if lane not in self.config.lanes:
+            return error_result('invalid_arguments', f'unknown lane {lane!r}', field='lane',
+                                known=sorted(self.config.lanes))
+        cancelled = 0
+        try:
+            for skill, cfg in self.config.skills.items():
+                if cfg.lane == lane:
+                    cancelled += await self.ros.cancel_all(skill)
+        except (LaneManagerUnavailable, TimeoutError) as exc:
+            return error_result('lane_manager_unavailable', str(exc) or 'timed out',
+                                hint='retry', retry_after_ms=2000)
+        return tool_result({'lane': lane, 'cancelled': cancelled})
+
+    async def _skill_start(self, arguments: dict) -> types.CallToolResult:
+        skill = arguments.get('skill')
+        if skill not in self.config.skills:
+            return error_result('invalid_arguments', f'unknown skill {skill!r}', field='skill',
+                                known=sorted(self.config.skills))
+        try:
+            self.make_goal(skill, arguments.get('arguments', {}))
+        except ArgumentError as exc:
+            return error_result('invalid_arguments', str(exc), field=f'arguments.{exc.field}',
+                                problem=exc.problem, skill=skill)
+        job = Job(str(uuid.uuid4()), skill)
+        self._remember(job)
+
+        async def no_progress(progress: float, total: Optional[float],
+                              message: Optional[str]) -> None:
+            return None
+
+        async def run() -> None:
+            result = await self.run_skill(skill, arguments.get('arguments', {}), no_progress,
+                                          job)
+            job.result = result.structured_content
+            job.state = (result.structured_content or {}).get('status') or (
+                'refused' if (result.structured_content or {}).get('error') == 'operation_busy'
+                else 'failed')
+
+        job.task = asyncio.create_task(run())
+        await asyncio.sleep(0)
+        return tool_result({'goal_id': job.goal_id, 'skill': skill, 'state': job.state,
+                            'lane': self.config.skills[skill].lane})
+
+    def _remember(self, job: Job) -> None:
+        self._jobs[job.goal_id] = job
+        if len(self._jobs) > JOB_LIMIT:
+            for goal_id, old in list(self._jobs.items()):
+                if old.task is not None and old.task.done():
+                    del self._jobs[goal_id]
+                if len(self._jobs) <= JOB_LIMIT:
+                    break
+
+    def _job_body(self, job: Job) -> dict:
+        return {'goal_id': job.goal_id, 'skill': job.skill, 'state': job.state,
+                'feedback': job.feedback, 'feedback_count': job.feedback_count,
+                'result': job.result, 'started_at': round(job.started_at, 3)}
+
+    async def _skill_status(self, arguments: dict) -> types.CallToolResult:
+        job = self._jobs.get(str(arguments.get('goal_id')))
+        if job is None:
+            return error_result('unknown_goal', f"no job {arguments.get('goal_id')!r} "
+                                'started with skill_start on this gateway')
+        return tool_result(self._job_body(job))
+
+    async def _skill_cancel(self, arguments: dict) -> types.CallToolResult:
+        job = self._jobs.get(str(arguments.get('goal_id')))
+        if job is None:
+            return error_result('unknown_goal', f"no job {arguments.get('goal_id')!r}")
+        if job.task is not None and not job.task.done():
+            job.task.cancel()
+            try:
+                await job.task
+            except asyncio.CancelledError:
+                pass
+            job.state = 'canceled'
+        return tool_result(self._job_body(job))
+
+    async def aclose(self) -> None:
+        """Cancel running jobs (their goals are cancelled at the lane manager)."""
+        tasks = [j.task for j in self._jobs.values() if j.task and not j.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _ProgressPump:
+    """MCP progress for one call: every feedback, and a keep-alive while none comes.
+
+    Progress must increase, so it counts reports; clients time out silent calls (often after
+    60 s), so a quiet goal still reports every `interval_s`.
+    """
+
+    def __init__(self, report: ReportProgress, skill: str, interval_s: float) -> None:
+        self._report = report
+        self._skill = skill
+        self._interval = interval_s
+        self._count = 0
+        self._pending: asyncio.Queue = asyncio.Queue()
+        self._started = time.monotonic()
+
+    def feedback(self, feedback: Any) -> None:
+        self._pending.put_nowait(f'{self._skill}: {describe_feedback(feedback)}')
+
+    def note(self, message: str) -> None:
+        self._pending.put_nowait(message)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                message = await asyncio.wait_for(self._pending.get(), self._interval)
+            except asyncio.TimeoutError:
+                message = (f'{self._skill}: still running '
+                           f'({time.monotonic() - self._started:.0f} s)')
+            # Coalesce a burst of feedback into one notification.
+            while not self._pending.empty():
+                message = self._pending.get_nowait()
+            self._count += 1
+            try:
+                await self._report(float(self._count), None, message)
+            except Exception:  # the client went away: the call itself will be cancelled
+                return

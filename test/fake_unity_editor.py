@@ -1,0 +1,438 @@
+"""A fake Unity Editor that speaks the real "MCP for Unity" bridge protocol (test fixture).
+
+Not a mock: it listens on TCP, sends the `WELCOME UNITY-MCP 1 FRAMING=1` handshake, uses
+8-byte big-endian length framing, sends zero-length heartbeat frames, closes its other
+clients when a new one connects, and keeps its status file up to date the way the Editor
+does (including `reloading` during a simulated domain reload, when the listener is down).
+
+It records what matters to the tests: how many times two operations (a refresh or a test
+run) were in progress at once (`overlaps`; a refresh arriving during a test run counts),
+and whether a client ever sent a zero-length frame.
+
+In-process: `with FakeUnityEditor(status_dir, 'Proj') as editor:` (runs its own event loop
+in a thread). As a process, so that several gateway processes can share one:
+`python test/fake_unity_editor.py --status-dir D --project-name P --record FILE` prints
+`FAKE_UNITY_READY port=<port> instance=<id>` and keeps FILE (JSON counters) up to date.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import json
+import os
+import signal
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+WELCOME = b'WELCOME UNITY-MCP 1 FRAMING=1\n'
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class FakeTestJob:
+    job_id: str
+    mode: str
+    tests: list[str]
+    status: str = 'running'
+    completed: int = 0
+    current: Optional[str] = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+    started_unix_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    finished_unix_ms: Optional[int] = None
+
+
+class FakeUnityEditor:
+    """One fake Editor. Timings are parameters so tests stay fast."""
+
+    def __init__(self, status_dir: str | os.PathLike[str], project_name: str = 'FakeProject',
+                 *, port: int = 0, tests: Optional[list[str]] = None,
+                 failing_tests: tuple[str, ...] = (), test_duration_s: float = 0.05,
+                 refresh_duration_s: float = 0.05, reload_on_compile: bool = True,
+                 reload_duration_s: float = 0.5, status_interval_s: float = 0.2,
+                 heartbeat_frame_s: Optional[float] = None,
+                 record_path: Optional[str | os.PathLike[str]] = None) -> None:
+        self.status_dir = Path(status_dir)
+        self.project_name = project_name
+        self.project_path = f'/fake/projects/{project_name}/Assets'
+        self.project_hash = hashlib.sha1(self.project_path.encode()).hexdigest()[:8]
+        self.instance_id = f'{project_name}@{self.project_hash}'
+        self.status_path = self.status_dir / f'unity-mcp-status-{self.project_hash}.json'
+        self.port = port
+        self.tests = tests if tests is not None else [f'Fake.Tests.Test{i}' for i in range(5)]
+        self.failing_tests = set(failing_tests)
+        self.test_duration_s = test_duration_s
+        self.refresh_duration_s = refresh_duration_s
+        self.reload_on_compile = reload_on_compile
+        self.reload_duration_s = reload_duration_s
+        self.status_interval_s = status_interval_s
+        self.heartbeat_frame_s = heartbeat_frame_s
+        self.record_path = Path(record_path) if record_path else None
+        # Observations (read by tests from other threads).
+        self.overlaps = 0
+        self.max_active = 0
+        self.commands: list[str] = []
+        self.connections = 0
+        self.reloads = 0
+        self.zero_length_frames_received = 0
+        self.reloading = False
+        self.jobs: dict[str, FakeTestJob] = {}
+        self._active = 0
+        self._refreshing = 0
+        self._job_numbers = itertools.count(1)
+        self._seq = 0
+        self._clients: set[asyncio.StreamWriter] = set()
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._stopping: Optional[asyncio.Event] = None
+        self._ready = threading.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._client_tasks: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> 'FakeUnityEditor':
+        """Run in a background thread with its own event loop; returns once listening."""
+        self._thread = threading.Thread(target=self._run, name='fake-unity', daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError('fake Unity Editor did not start')
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopping is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(10)
+
+    def __enter__(self) -> 'FakeUnityEditor':
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        """Serve until `stop()`; usable directly inside an event loop."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self.status_dir.mkdir(parents=True, exist_ok=True)
+        await self._listen()
+        self._write_status()
+        self._spawn(self._status_writer())
+        self._ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            if self._server is not None:
+                self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            self._close_clients()
+            if self._client_tasks:  # they end on their own once their connection closed
+                await asyncio.wait(list(self._client_tasks), timeout=2)
+            try:
+                self.status_path.unlink()
+            except OSError:
+                pass
+
+    # ----------------------------------------------------------------- test hooks
+
+    def kick_clients(self) -> None:
+        """Close every client connection, as the Editor does when another client connects."""
+        self._call(self._close_clients)
+
+    def begin_reload(self, seconds: float) -> None:
+        """Start a domain reload not caused by a client (e.g. a user saved a script)."""
+        self._call(lambda: self._spawn(self._reload(seconds)))
+
+    def _call(self, function: Any) -> None:
+        assert self._loop is not None
+        done = threading.Event()
+
+        def run() -> None:
+            function()
+            done.set()
+        self._loop.call_soon_threadsafe(run)
+        done.wait(5)
+
+    # ----------------------------------------------------------------- network
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._serve_client, '127.0.0.1', self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def _close_clients(self) -> None:
+        for writer in list(self._clients):
+            writer.close()
+        self._clients.clear()
+
+    async def _serve_client(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        self._close_clients()  # one bridge client at a time
+        self._clients.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._client_tasks.add(task)
+        self.connections += 1
+        heartbeat = None
+        try:
+            writer.write(WELCOME)
+            await writer.drain()
+            if self.heartbeat_frame_s:
+                heartbeat = self._spawn(self._send_heartbeats(writer))
+            while True:
+                (length,) = struct.unpack('>Q', await reader.readexactly(8))
+                if length == 0:
+                    self.zero_length_frames_received += 1
+                    break
+                if length > MAX_FRAME_BYTES:
+                    break
+                response = await self._dispatch(await reader.readexactly(length))
+                if response is None:
+                    break  # the connection went away with a domain reload
+                body = json.dumps(response).encode()
+                writer.write(struct.pack('>Q', len(body)) + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+            self._clients.discard(writer)
+            self._client_tasks.discard(task)
+            writer.close()
+
+    async def _send_heartbeats(self, writer: asyncio.StreamWriter) -> None:
+        assert self.heartbeat_frame_s
+        while not writer.is_closing():
+            writer.write(struct.pack('>Q', 0))
+            await asyncio.sleep(self.heartbeat_frame_s)
+
+    async def _dispatch(self, payload: bytes) -> Optional[dict[str, Any]]:
+        if payload.strip() == b'ping':
+            return {'status': 'success', 'result': {'message': 'pong'}}
+        try:
+            request = json.loads(payload)
+            command, params = request['type'], request.get('params') or {}
+        except (ValueError, KeyError, TypeError):
+            return {'status': 'error', 'error': 'invalid request'}
+        self.commands.append(command)
+        handler = {
+            'refresh_unity': self._refresh,
+            'run_tests': self._run_tests,
+            'get_test_job': self._get_test_job,
+            'get_editor_state': self._editor_state,
+        }.get(command)
+        if handler is None:
+            return {'status': 'error', 'error': f'Unknown command: {command}'}
+        result = await handler(params)
+        return None if result is None else {'status': 'success', 'result': result}
+
+    # ----------------------------------------------------------------- commands
+
+    async def _refresh(self, params: dict[str, Any]) -> Optional[dict[str, Any]]:
+        if self._running_job() is not None:
+            self._count_overlap()
+            return _failure('tests_running', reason='tests_running', retry_after_ms=5000)
+        compile_requested = params.get('compile') == 'request'
+        self._begin_operation(refresh=True)
+        try:
+            await asyncio.sleep(self.refresh_duration_s)
+        except asyncio.CancelledError:
+            self._end_operation(refresh=True)
+            raise
+        if compile_requested and self.reload_on_compile:
+            # The reload ends this operation and drops every connection, ours included.
+            self._spawn(self._reload(self.reload_duration_s, ends_refresh=True))
+            return None
+        self._end_operation(refresh=True)
+        return {'success': True, 'message': 'Refresh requested.',
+                'data': {'refresh_triggered': True, 'compile_requested': compile_requested}}
+
+    async def _run_tests(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self._running_job() is not None:
+            self._count_overlap()
+            return _failure('tests_running', reason='tests_running', retry_after_ms=5000)
+        wanted = set(params.get('testNames') or [])
+        tests = [name for name in self.tests if not wanted or name in wanted]
+        job = FakeTestJob(job_id=f'job-{next(self._job_numbers)}',
+                          mode=params.get('mode', 'EditMode'), tests=tests)
+        self.jobs[job.job_id] = job
+        self._begin_operation()
+        self._spawn(self._execute(job))
+        return {'success': True, 'message': 'Test job started.',
+                'data': {'job_id': job.job_id, 'status': 'running', 'mode': job.mode}}
+
+    async def _execute(self, job: FakeTestJob) -> None:
+        try:
+            for name in job.tests:
+                job.current = name
+                await asyncio.sleep(self.test_duration_s)
+                failed = name in self.failing_tests
+                job.results.append({
+                    'name': name.rsplit('.', 1)[-1], 'fullName': name,
+                    'state': 'Failed' if failed else 'Passed',
+                    'durationSeconds': self.test_duration_s,
+                    'message': 'Expected 1 but was 2' if failed else None})
+                job.completed += 1
+            job.current = None
+            job.status = 'succeeded'
+        finally:
+            job.finished_unix_ms = int(time.time() * 1000)
+            if job.status == 'running':
+                job.status = 'cancelled'
+            self._end_operation()
+
+    async def _get_test_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        job = self.jobs.get(str(params.get('job_id')))
+        if job is None:
+            return _failure('Unknown job_id.')
+        failures = [{'full_name': r['fullName'], 'message': r['message']}
+                    for r in job.results if r['state'] != 'Passed']
+        result = None
+        if job.status == 'succeeded':
+            failed = len(failures)
+            result = {
+                'mode': job.mode,
+                'summary': {'total': len(job.tests), 'passed': len(job.tests) - failed,
+                            'failed': failed, 'skipped': 0,
+                            'durationSeconds': self.test_duration_s * len(job.tests),
+                            'resultState': 'Failed' if failed else 'Passed'},
+                'results': ([r for r in job.results if r['state'] != 'Passed']
+                            if params.get('includeFailedTests') else None),
+            }
+        return {'success': True, 'message': 'Test job status retrieved.', 'data': {
+            'job_id': job.job_id, 'status': job.status, 'mode': job.mode,
+            'started_unix_ms': job.started_unix_ms, 'finished_unix_ms': job.finished_unix_ms,
+            'progress': {'completed': job.completed, 'total': len(job.tests),
+                         'current_test_full_name': job.current,
+                         'failures_so_far': failures},
+            'error': None, 'result': result}}
+
+    async def _editor_state(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {'success': True, 'message': 'Editor state.', 'data': {
+            'activity': {'phase': 'running_tests' if self._running_job() else 'idle'},
+            'compilation': {'is_compiling': False, 'is_domain_reload_pending': False},
+            'tests': {'is_running': self._running_job() is not None},
+            'assets': {'is_updating': self._refreshing > 0,
+                       'refresh': {'is_refresh_in_progress': self._refreshing > 0}}}}
+
+    # ----------------------------------------------------------------- state
+
+    def _running_job(self) -> Optional[FakeTestJob]:
+        return next((job for job in self.jobs.values() if job.status == 'running'), None)
+
+    def _count_overlap(self) -> None:
+        self.overlaps += 1
+        self._write_record()
+
+    def _begin_operation(self, refresh: bool = False) -> None:
+        if self._active > 0:
+            self.overlaps += 1
+        self._active += 1
+        self._refreshing += refresh
+        self.max_active = max(self.max_active, self._active)
+        self._write_record()
+
+    def _end_operation(self, refresh: bool = False) -> None:
+        self._active -= 1
+        self._refreshing -= refresh
+        self._write_record()
+
+    async def _reload(self, seconds: float, ends_refresh: bool = False) -> None:
+        self.reloading = True
+        self._write_status()
+        if self._server is not None:
+            self._server.close()
+        self._close_clients()
+        try:
+            await asyncio.sleep(seconds)
+            await self._listen()
+        finally:
+            self.reloading = False
+            self.reloads += 1
+            if ends_refresh:
+                self._end_operation(refresh=True)
+            self._write_status()
+
+    async def _status_writer(self) -> None:
+        while True:
+            await asyncio.sleep(self.status_interval_s)
+            self._write_status()
+
+    def _write_status(self) -> None:
+        self._seq += 1
+        payload = {
+            'unity_port': self.port, 'reloading': self.reloading,
+            'reason': 'reloading' if self.reloading else 'ready', 'seq': self._seq,
+            'project_path': self.project_path, 'project_name': self.project_name,
+            'unity_version': '6000.0.0f1',
+            'last_heartbeat': datetime.now(timezone.utc).isoformat().replace('+00:00', 'Z'),
+        }
+        _write_atomically(self.status_path, payload)
+
+    def _write_record(self) -> None:
+        if self.record_path is not None:
+            _write_atomically(self.record_path, {
+                'overlaps': self.overlaps, 'max_active': self.max_active,
+                'active': self._active, 'commands': self.commands,
+                'zero_length_frames_received': self.zero_length_frames_received})
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+def _failure(error: str, **data: Any) -> dict[str, Any]:
+    return {'success': False, 'code': error, 'error': error, 'data': data}
+
+
+def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
+    temporary = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
+    temporary.write_text(json.dumps(payload))
+    os.replace(temporary, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--status-dir', required=True)
+    parser.add_argument('--project-name', default='FakeProject')
+    parser.add_argument('--port', type=int, default=0)
+    parser.add_argument('--tests', type=int, default=5, help='number of fake tests')
+    parser.add_argument('--test-duration', type=float, default=0.05)
+    parser.add_argument('--refresh-duration', type=float, default=0.05)
+    parser.add_argument('--reload-duration', type=float, default=0.5)
+    parser.add_argument('--no-reload', action='store_true')
+    parser.add_argument('--status-interval', type=float, default=0.2)
+    parser.add_argument('--record', help='JSON file kept up to date with the counters')
+    args = parser.parse_args()
+    editor = FakeUnityEditor(
+        args.status_dir, args.project_name, port=args.port,
+        tests=[f'Fake.Tests.Test{i}' for i in range(args.tests)],
+        test_duration_s=args.test_duration, refresh_duration_s=args.refresh_duration,
+        reload_on_compile=not args.no_reload, reload_duration_s=args.reload_duration,
+        status_interval_s=args.status_interval, record_path=args.record)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    editor.start()
+    editor._write_record()
+    print(f'FAKE_UNITY_READY port={editor.port} instance={editor.instance_id}', flush=True)
+    while not stop.wait(0.5):
+        pass
+    editor.stop()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,196 @@
+"""Launch tests: the stack brought up from launch/bringup.launch.py, used over MCP on HTTP.
+
+They need ROS 2 launch, launch_ros and launch_pytest, which come with a ROS 2 install and are
+not on PyPI: where those cannot be imported the whole module is skipped, so the plain
+`make test` (wheels-only virtualenv) stays green. launch_pytest needs pytest < 8.4.
+
+The executables are found through the ament index (package skill_lanes, lib/skill_lanes/),
+as `ros2 launch` finds them on a robot: build the workspace first (colcon). The launch file
+itself is the one in this checkout. The launched processes inherit this test run's
+ROS_DOMAIN_ID and localhost-only discovery from conftest.py.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+launch = pytest.importorskip('launch')
+if not hasattr(launch, 'LaunchDescription'):
+    # Only this checkout's launch/ folder was found (an implicit namespace package).
+    pytest.skip('ROS 2 launch is not installed', allow_module_level=True)
+pytest.importorskip('launch_ros')
+launch_pytest = pytest.importorskip('launch_pytest')
+if 'launch_pytest.plugin' not in sys.modules:
+    # Importable but not registered as a pytest plugin (e.g. sources only on PYTHONPATH).
+    pytest.skip('the launch_pytest pytest plugin is not loaded (try -p launch_pytest.plugin)',
+                allow_module_level=True)
+
+from launch import LaunchDescription, LaunchService  # noqa: E402
+from launch.actions import IncludeLaunchDescription, RegisterEventHandler  # noqa: E402
+from launch.event_handlers import OnProcessExit, OnProcessIO, OnProcessStart  # noqa: E402
+from launch.launch_description_sources import (  # noqa: E402
+    PythonLaunchDescriptionSource, get_launch_description_from_python_launch_file)
+from launch_pytest.actions import ReadyToTest  # noqa: E402
+from mcp import Client  # noqa: E402
+
+pytestmark = pytest.mark.launch_test
+
+LAUNCH_FILE = Path(__file__).resolve().parent.parent / 'launch' / 'bringup.launch.py'
+READY_TIMEOUT_S = 30.0  # process start + cross-process discovery, on a slow 2-core machine
+CALL_TIMEOUT_S = 30.0
+
+
+class StackLog:
+    """Output and exit codes of every process the launch starts, keyed by executable name."""
+
+    def __init__(self) -> None:
+        self.output: dict[str, str] = {}
+        self.exit_codes: dict[str, int] = {}
+        self.param_files: set[str] = set()
+
+    @staticmethod
+    def _name(event) -> str:
+        return os.path.basename(event.cmd[0])
+
+    def on_start(self, event, _context) -> None:
+        # launch_ros writes each Node's `parameters` dict to a temp file it never deletes.
+        self.param_files.update(arg for prev, arg in zip(event.cmd, event.cmd[1:])
+                                if prev == '--params-file' and '/launch_params_' in arg)
+
+    def remove_param_files(self) -> None:
+        for path in self.param_files:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def on_output(self, event) -> None:
+        name = self._name(event)
+        self.output[name] = self.output.get(name, '') + event.text.decode(errors='replace')
+
+    def on_exit(self, event, _context) -> None:
+        self.exit_codes[self._name(event)] = event.returncode
+
+    def dump(self) -> str:
+        return '\n'.join(f'--- {name} (exit {self.exit_codes.get(name, "-")}) ---\n{text[-2000:]}'
+                         for name, text in self.output.items())
+
+    async def wait_for_port(self, port: int, timeout: float = READY_TIMEOUT_S) -> None:
+        """A "ready" line may come just before the socket listens: wait for a connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                _, writer = await asyncio.open_connection('127.0.0.1', port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f'nothing listens on 127.0.0.1:{port} after {timeout:.0f} s\n'
+                                f'{self.dump()}')
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
+    async def wait_for(self, name: str, text: str, timeout: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output.get(name, ''):
+            if name in self.exit_codes:
+                pytest.fail(f'{name} exited ({self.exit_codes[name]}) before printing '
+                            f'{text!r}\n{self.dump()}')
+            if time.monotonic() > deadline:
+                pytest.fail(f'timed out after {timeout:.0f} s waiting for {name} to print '
+                            f'{text!r}\n{self.dump()}')
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def gateway_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def stack_log():
+    log = StackLog()
+    yield log
+    log.remove_param_files()
+
+
+@pytest.fixture
+def installed_package() -> str:
+    """The executables and the default config come from the installed package."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    try:
+        return get_package_prefix('skill_lanes')
+    except PackageNotFoundError:
+        pytest.skip('package skill_lanes is not installed where ament_index looks '
+                    '(AMENT_PREFIX_PATH): build and source the workspace first')
+
+
+@launch_pytest.fixture
+def sim_bringup(installed_package, gateway_port, stack_log):
+    """bringup.launch.py with sim:=true (default config: the installed sim_robot.yaml)."""
+    return LaunchDescription([
+        RegisterEventHandler(OnProcessIO(on_stdout=stack_log.on_output,
+                                         on_stderr=stack_log.on_output)),
+        RegisterEventHandler(OnProcessStart(on_start=stack_log.on_start)),
+        RegisterEventHandler(OnProcessExit(on_exit=stack_log.on_exit)),
+        IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
+            launch_arguments={'sim': 'true', 'port': str(gateway_port)}.items()),
+        ReadyToTest(),
+    ])
+
+
+@pytest.mark.launch(fixture=sim_bringup)
+async def test_sim_bringup_serves_skills_over_http(gateway_port, stack_log):
+    for name in ('lane_manager', 'sim_driver', 'mcp_gateway'):
+        await stack_log.wait_for(name, f'{name} ready')
+    await stack_log.wait_for_port(gateway_port)
+
+    async with Client(f'http://127.0.0.1:{gateway_port}/mcp') as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert 'navigate' in tools, f'tools: {sorted(tools)}'
+        assert (tools['navigate'].meta or {}).get('lane') == 'motion'
+
+        result = await asyncio.wait_for(
+            client.call_tool('navigate', {'order': 2}), CALL_TIMEOUT_S)
+        assert not result.is_error, f'{result}\n{stack_log.dump()}'
+
+    assert not stack_log.exit_codes, f'a process exited while serving\n{stack_log.dump()}'
+    yield
+    # After the launch shut down (SIGINT to every process): each one stopped by itself,
+    # not escalated to SIGTERM/SIGKILL.
+    assert set(stack_log.exit_codes) == {'lane_manager', 'sim_driver', 'mcp_gateway'}
+    for name, code in stack_log.exit_codes.items():
+        assert code in (0, -signal.SIGINT), f'{name} exited {code}\n{stack_log.dump()}'
+
+
+def test_launch_arguments_and_defaults():
+    description = get_launch_description_from_python_launch_file(str(LAUNCH_FILE))
+    defaults = {arg.name: ''.join(s.perform(None) for s in arg.default_value)
+                for arg in description.get_launch_arguments()}
+    assert defaults == {'config': '', 'sim': 'false', 'transport': 'http',
+                        'host': '127.0.0.1', 'port': '8765'}
+
+
+@pytest.mark.parametrize('arguments', [{}, {'config': '/nonexistent/robot.yaml'}])
+def test_launch_without_a_usable_config_fails_at_once(arguments, stack_log):
+    """No sim and no config (or a missing file): an error, and no process is started."""
+    service = LaunchService(argv=[])
+    service.include_launch_description(LaunchDescription([
+        RegisterEventHandler(OnProcessIO(on_stdout=stack_log.on_output,
+                                         on_stderr=stack_log.on_output)),
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
+                                 launch_arguments=arguments.items()),
+    ]))
+    assert service.run(shutdown_when_idle=True) != 0
+    assert not stack_log.output

@@ -1,0 +1,361 @@
+"""The Unity bridge client against a fake Editor and against hand-made misbehaving peers."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import struct
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from fake_unity_editor import FakeUnityEditor
+from mcp_gateway.unity_bridge import (
+    STATUS_DIR_ENV,
+    UnityBridge,
+    UnityCommandError,
+    UnityConnection,
+    UnityConnectionLost,
+    UnityInstance,
+    UnityProtocolError,
+    UnityReloading,
+    UnityUnavailable,
+    discover_instances,
+    resolve_status_dir,
+)
+
+WELCOME = b'WELCOME UNITY-MCP 1 FRAMING=1\n'
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+def frame(payload: dict[str, Any] | bytes) -> bytes:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return struct.pack('>Q', len(body)) + body
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes:
+    (length,) = struct.unpack('>Q', await reader.readexactly(8))
+    return await reader.readexactly(length)
+
+
+class RawPeer:
+    """A TCP peer scripted by the test, for behaviour the fake Editor never shows."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def __aenter__(self) -> 'RawPeer':
+        self.server = await asyncio.start_server(self._serve, '127.0.0.1', 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def instance(self) -> UnityInstance:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return UnityInstance(instance_id=f'raw:{port}', host='127.0.0.1', port=port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer, self.connections)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def write_status(directory: Path, project_hash: str, *, port: int, age_s: float = 0.0,
+                 reloading: bool = False, name: str = 'Game') -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    beat = datetime.now(timezone.utc) - timedelta(seconds=age_s)
+    path = directory / f'unity-mcp-status-{project_hash}.json'
+    path.write_text(json.dumps({
+        'unity_port': port, 'reloading': reloading,
+        'reason': 'reloading' if reloading else 'ready', 'seq': 1,
+        'project_path': f'/home/u/{name}/Assets', 'project_name': name,
+        'unity_version': '6000.0.0f1', 'last_heartbeat': beat.isoformat()}))
+    os.utime(path, (time.time() - age_s, time.time() - age_s))
+    return path
+
+
+@pytest.fixture
+def editor(tmp_path: Path):
+    with FakeUnityEditor(tmp_path / 'status', 'Game', heartbeat_frame_s=0.005,
+                         reload_duration_s=0.4, status_interval_s=0.05) as fake:
+        yield fake
+
+
+async def _bridge_for(fake: FakeUnityEditor) -> UnityBridge:
+    (instance,) = await discover_instances(fake.status_dir)
+    return UnityBridge(instance)
+
+
+def test_handshake_framing_and_heartbeats_with_the_fake_editor(editor) -> None:
+    async def scenario() -> None:
+        bridge = await _bridge_for(editor)
+        assert bridge.instance.instance_id == editor.instance_id
+        for _ in range(20):  # heartbeat frames arrive between and before answers
+            state = await bridge.command('get_editor_state')
+            assert state['success'] is True
+            await asyncio.sleep(0.003)
+        await bridge.aclose()
+    asyncio.run(scenario())
+    assert editor.connections == 1
+    assert editor.zero_length_frames_received == 0
+
+
+def test_requests_are_framed_json_and_split_answers_are_reassembled() -> None:
+    seen: list[bytes] = []
+
+    async def peer(reader, writer, _):
+        writer.write(WELCOME)
+        seen.append(await reader.readexactly(8))
+        (length,) = struct.unpack('>Q', seen[0])
+        seen.append(await reader.readexactly(length))
+        answer = frame({'status': 'success', 'result': {'success': True, 'data': 'x' * 5000}})
+        writer.write(frame(b'') + frame(b''))  # heartbeats first
+        for start in range(0, len(answer), 700):
+            writer.write(answer[start:start + 700])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(1)
+
+    async def scenario() -> None:
+        async with RawPeer(peer) as raw:
+            result = await UnityBridge(raw.instance).command('get_editor_state', {'a': 1})
+        assert result['data'] == 'x' * 5000
+        assert json.loads(seen[1]) == {'type': 'get_editor_state', 'params': {'a': 1}}
+    asyncio.run(scenario())
+
+
+def test_bad_or_missing_handshake_and_oversized_frames_fail_cleanly() -> None:
+    async def silent(reader, writer, _):
+        await asyncio.sleep(3)
+
+    async def stranger(reader, writer, _):
+        writer.write(b'SSH-2.0-OpenSSH\r\n')
+        await asyncio.sleep(1)
+
+    async def huge(reader, writer, _):
+        writer.write(WELCOME)
+        await read_frame(reader)
+        writer.write(struct.pack('>Q', 64 * 1024 * 1024 + 1))
+        await asyncio.sleep(1)
+
+    async def scenario() -> None:
+        async with RawPeer(silent) as raw:
+            started = time.monotonic()
+            with pytest.raises(UnityUnavailable):
+                await UnityConnection.open('127.0.0.1', raw.instance.port)
+            assert time.monotonic() - started < 1.8  # the 1 s handshake limit
+        async with RawPeer(stranger) as raw:
+            with pytest.raises(UnityProtocolError):
+                await UnityBridge(raw.instance).command('get_editor_state')
+        async with RawPeer(huge) as raw:
+            with pytest.raises(UnityProtocolError):
+                await UnityBridge(raw.instance).command('get_editor_state', idempotent=False)
+        with pytest.raises(UnityUnavailable) as refused:
+            await UnityBridge(UnityInstance('gone', '127.0.0.1', _free_port())).command('x')
+        assert refused.value.to_dict()['hint'] == 'retry'
+    asyncio.run(scenario())
+
+
+def test_never_sends_a_zero_length_frame() -> None:
+    async def peer(reader, writer, _):
+        writer.write(WELCOME)
+        await asyncio.sleep(1)
+
+    async def scenario() -> None:
+        async with RawPeer(peer) as raw:
+            connection = await UnityConnection.open('127.0.0.1', raw.instance.port)
+            with pytest.raises(UnityProtocolError):
+                await connection.request(b'', 1.0)
+            await connection.close()
+    asyncio.run(scenario())
+
+
+def test_reconnects_on_the_next_command_after_the_editor_closed_us(editor) -> None:
+    async def scenario() -> None:
+        bridge = await _bridge_for(editor)
+        await bridge.command('get_editor_state')
+        editor.kick_clients()  # as when another client connects
+        await asyncio.sleep(0.05)
+        assert (await bridge.command('get_editor_state'))['success']
+        editor.kick_clients()
+        started = await bridge.command('run_tests', {'mode': 'EditMode'}, idempotent=False)
+        assert started['data']['status'] == 'running'
+        await bridge.aclose()
+    asyncio.run(scenario())
+    assert editor.connections == 3
+    assert editor.commands.count('run_tests') == 1
+
+
+def test_a_dropped_request_is_resent_only_when_idempotent() -> None:
+    received: list[str] = []
+
+    async def drops_first_request(reader, writer, connection_number):
+        writer.write(WELCOME)
+        while True:
+            request = json.loads(await read_frame(reader))
+            received.append(request['type'])
+            if connection_number == 1:
+                return  # close without answering
+            writer.write(frame({'status': 'success', 'result': {'success': True}}))
+
+    async def scenario() -> None:
+        async with RawPeer(drops_first_request) as raw:
+            assert (await UnityBridge(raw.instance).command('get_test_job'))['success']
+        assert received == ['get_test_job', 'get_test_job']
+        received.clear()
+        async with RawPeer(drops_first_request) as raw:
+            with pytest.raises(UnityConnectionLost):
+                await UnityBridge(raw.instance).command('run_tests', idempotent=False)
+        assert received == ['run_tests']
+    asyncio.run(scenario())
+
+
+def test_refresh_with_compile_counts_the_drop_as_success_and_is_sent_once(editor) -> None:
+    async def scenario() -> None:
+        bridge = await _bridge_for(editor)
+        outcome = await bridge.refresh('force', 'all', 'request', reload_wait_s=5)
+        assert outcome.reloaded is True
+        waits: list[str] = []
+
+        async def on_wait(reason: str) -> None:
+            waits.append(reason)
+        started = time.monotonic()
+        state = await bridge.wait_until_ready(10, on_wait)
+        assert state['compilation']['is_compiling'] is False
+        assert time.monotonic() - started >= 0.2 and waits  # it did wait for the reload
+        await bridge.aclose()
+    asyncio.run(scenario())
+    assert editor.commands.count('refresh_unity') == 1
+    assert editor.reloads == 1
+
+
+def test_refresh_without_compile_is_not_resent_after_a_drop() -> None:
+    received: list[str] = []
+
+    async def drops_refresh(reader, writer, _):
+        writer.write(WELCOME)
+        while True:
+            body = await read_frame(reader)
+            if body == b'ping':
+                writer.write(frame({'status': 'success', 'result': {'message': 'pong'}}))
+                continue
+            received.append(json.loads(body)['type'])
+            return
+
+    async def scenario() -> None:
+        async with RawPeer(drops_refresh) as raw:
+            with pytest.raises(UnityConnectionLost):
+                await UnityBridge(raw.instance).refresh('force', 'all', 'none', 1.0)
+    asyncio.run(scenario())
+    assert received == ['refresh_unity']
+
+
+def test_waits_for_a_reload_within_budget_else_answers_retryable(editor) -> None:
+    async def scenario() -> None:
+        bridge = await _bridge_for(editor)
+        editor.begin_reload(0.6)
+        await asyncio.sleep(0.05)
+        with pytest.raises(UnityReloading) as reloading:
+            await bridge.command('get_editor_state', reload_wait_s=0.1)
+        answer = reloading.value.to_dict()
+        assert answer['error'] == 'unity_reloading' and answer['hint'] == 'retry'
+        assert answer['data']['retry_after_ms'] > 0
+        assert (await bridge.command('get_editor_state', reload_wait_s=5))['success']
+        with pytest.raises(UnityReloading):
+            editor.begin_reload(2.0)
+            await asyncio.sleep(0.05)
+            await bridge.wait_until_ready(0.5)
+        await bridge.aclose()
+    asyncio.run(scenario())
+
+
+def test_editor_errors_become_structured_exceptions(editor) -> None:
+    async def scenario() -> None:
+        bridge = await _bridge_for(editor)
+        await bridge.command('run_tests', {'mode': 'EditMode'}, idempotent=False)
+        with pytest.raises(UnityCommandError) as busy:
+            await bridge.refresh('force', 'all', 'none', 1.0)
+        answer = busy.value.to_dict()
+        assert answer['data']['editor_error'] == 'tests_running'
+        assert answer['data']['retry_after_ms'] == 5000 and answer['hint'] == 'retry'
+        with pytest.raises(UnityCommandError) as unknown:
+            await bridge.command('no_such_command')
+        assert 'Unknown command' in unknown.value.message
+        await bridge.aclose()
+    asyncio.run(scenario())
+
+
+def test_discovery_reads_status_files_and_drops_stale_or_corrupt_ones(tmp_path: Path,
+                                                                       editor) -> None:
+    status = tmp_path / 'discovery'
+    dead_port = _free_port()
+    write_status(status, 'aaaa0001', port=40001, name='Fresh')
+    write_status(status, 'aaaa0002', port=dead_port, age_s=120, name='Crashed')
+    write_status(status, 'aaaa0003', port=40003, age_s=40, reloading=True, name='Reloading')
+    write_status(status, 'aaaa0004', port=40004, age_s=90, reloading=True, name='LongGone')
+    write_status(status, 'aaaa0005', port=editor.port, age_s=120, name='Busy')  # answers ping
+    write_status(status, 'aaaa0006', port=40001, age_s=5, name='OlderSamePort')
+    (status / 'unity-mcp-status-bad00001.json').write_text('{"unity_port": ')
+    (status / 'unity-mcp-status-bad00002.json').write_text('')
+    (status / 'unity-mcp-status-bad00003.json').write_text('[1, 2]')
+    (status / 'unity-mcp-status-bad00004.json').write_text('{"unity_port": "6400"}')
+    (status / 'unity-mcp-status-bad00005.json').write_bytes(b'\xff\xfe')
+    (status / 'unrelated.json').write_text('{}')
+
+    found = {i.instance_id: i for i in asyncio.run(discover_instances(status))}
+    assert set(found) == {'Fresh@aaaa0001', 'Reloading@aaaa0003', 'Busy@aaaa0005'}
+    assert found['Reloading@aaaa0003'].state == 'reloading'
+    assert found['Fresh@aaaa0001'].summary()['state'] == 'ready'
+    assert found['Fresh@aaaa0001'].project_name == 'Fresh'
+    assert asyncio.run(discover_instances(tmp_path / 'missing')) == []
+
+
+def test_status_dir_resolution(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(STATUS_DIR_ENV, str(tmp_path / 'env'))
+    assert resolve_status_dir() == tmp_path / 'env'
+    assert resolve_status_dir(str(tmp_path / 'cfg')) == tmp_path / 'cfg'
+    monkeypatch.delenv(STATUS_DIR_ENV)
+    monkeypatch.setenv('HOME', str(tmp_path))
+    assert resolve_status_dir() == tmp_path / '.unity-mcp'
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_a_cancelled_request_never_leaves_its_answer_for_the_next_one() -> None:
+    async def slow_then_fast(reader, writer, _):
+        writer.write(WELCOME)
+        while True:
+            request = json.loads(await read_frame(reader))
+            if request['params'].get('slow'):
+                await asyncio.sleep(0.3)
+            writer.write(frame({'status': 'success',
+                                'result': {'success': True, 'data': request['params']}}))
+
+    async def scenario() -> None:
+        async with RawPeer(slow_then_fast) as raw:
+            bridge = UnityBridge(raw.instance)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(bridge.command('get_editor_state', {'slow': 1}), 0.1)
+            await asyncio.sleep(0.4)
+            answer = await bridge.command('get_editor_state', {'n': 2})
+            assert answer['data'] == {'n': 2}
+            await bridge.aclose()
+    asyncio.run(scenario())

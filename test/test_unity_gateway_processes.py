@@ -1,0 +1,173 @@
+"""Several real gateway processes, one fake Editor process: one Editor operation at a time.
+
+Each gateway is its own OS process speaking MCP over stdio, as one agent's gateway would.
+Until `mcp_gateway.node` can serve the Unity tools, the gateway process is a minimal stdio
+MCP server around `UnityTools` (GATEWAY below), routed exactly as the gateway's server
+routes these tools. The fake Editor is a separate process too (test/fake_unity_editor.py)
+that counts overlapping operations in its record file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp import Client, StdioServerParameters
+
+from mcp_gateway.file_lease import LeaseManager
+from support import PYTHON, ROOT, wait_until
+
+GATEWAY = r'''
+import os, sys
+import anyio
+import mcp_types as types
+from mcp.server import Server
+from mcp.server.stdio import stdio_server
+from lane_manager.config import UnityConfig
+from mcp_gateway.unity_tools import UnityTools
+
+tools = UnityTools(UnityConfig.model_validate_json(sys.argv[1]), f'gateway-{os.getpid()}')
+
+async def list_tools(ctx, params):
+    return types.ListToolsResult(tools=tools.tools())
+
+async def call_tool(ctx, params):
+    async def report(progress, total, message):
+        await ctx.session.report_progress(progress, total, message)
+    return await tools.call(params.name, params.arguments or {}, report)
+
+async def main():
+    server = Server('unity-gateway', on_list_tools=list_tools, on_call_tool=call_tool)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+anyio.run(main)
+'''
+
+
+def start_editor(processes, tmp_path: Path, *options: str):
+    record = tmp_path / 'editor-record.json'
+    editor = processes.start(
+        [PYTHON, str(ROOT / 'test' / 'fake_unity_editor.py'), '--status-dir',
+         str(tmp_path / 'status'), '--project-name', 'Shared', '--record', str(record),
+         '--status-interval', '0.1', *options], name='fake_unity')
+    editor.wait_for_output('FAKE_UNITY_READY')
+    instance_id = re.search(r'instance=(\S+)', editor.output()).group(1)
+    return instance_id, record
+
+
+def gateway(tmp_path: Path) -> Client:
+    config = {'enabled': True, 'status_dir': str(tmp_path / 'status'),
+              'lease_dir': str(tmp_path / 'leases'), 'lease_ttl_s': 3.0,
+              'ready_wait_s': 20.0, 'test_poll_s': 0.05}
+    return Client(StdioServerParameters(
+        command=PYTHON, args=['-c', GATEWAY, json.dumps(config)], cwd=str(ROOT),
+        env={'PYTHONPATH': str(ROOT), 'HOME': str(tmp_path)}), mode='legacy')
+
+
+def body(result: types.CallToolResult) -> dict[str, Any]:
+    assert result.structured_content is not None, result
+    return result.structured_content
+
+
+def assert_busy_shape(answer: dict[str, Any], instance_id: str) -> None:
+    assert answer['success'] is False and answer['hint'] == 'retry'
+    data = answer['data']
+    assert data['reason'] == 'operation_busy' and data['instance_id'] == instance_id
+    assert data['operation'] in ('refresh_unity', 'run_tests')
+    assert data['owner'].startswith('gateway-') and isinstance(data['pid'], int)
+    assert 250 <= data['retry_after_ms'] <= 30_000
+
+
+def test_gateways_hammering_one_editor_never_overlap(processes, tmp_path: Path) -> None:
+    instance_id, record = start_editor(processes, tmp_path, '--tests', '3', '--test-duration',
+                                       '0.08', '--refresh-duration', '0.1',
+                                       '--reload-duration', '0.3')
+    outcomes: dict[str, list[Any]] = {'refresh': [], 'tests': [], 'busy': [], 'other': []}
+
+    async def agent(index: int, seconds: float) -> None:
+        async with gateway(tmp_path) as client:
+            end = time.monotonic() + seconds
+            turn = index
+            while time.monotonic() < end:
+                turn += 1
+                if turn % 2:
+                    name, arguments = 'unity_run_tests', {}
+                else:
+                    compile_ = 'request' if turn % 3 == 0 else 'none'
+                    name, arguments = 'unity_refresh', {'compile': compile_}
+                result = await client.call_tool(name, arguments)
+                answer = body(result)
+                if not result.is_error:
+                    outcomes['tests' if name == 'unity_run_tests' else 'refresh'].append(answer)
+                elif answer['error'] == 'operation_busy':
+                    assert_busy_shape(answer, instance_id)
+                    outcomes['busy'].append(answer)
+                    await anyio.sleep(min(answer['data']['retry_after_ms'], 150) / 1000)
+                else:
+                    outcomes['other'].append(answer)
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as group:
+            for index in range(4):
+                group.start_soon(agent, index, 6.0)
+    anyio.run(scenario)
+
+    counters = json.loads(record.read_text())
+    assert counters['overlaps'] == 0, counters
+    assert counters['active'] == 0 and counters['zero_length_frames_received'] == 0
+    assert outcomes['other'] == []
+    assert outcomes['refresh'] and outcomes['tests'] and outcomes['busy']
+    tokens = [answer['lease_token'] for answer in outcomes['refresh'] + outcomes['tests']]
+    assert len(set(tokens)) == len(tokens)
+
+
+def test_a_killed_holder_gateway_lets_the_next_one_in_at_once(processes,
+                                                              tmp_path: Path) -> None:
+    instance_id, record = start_editor(processes, tmp_path, '--refresh-duration', '2.0')
+    observer = LeaseManager(tmp_path / 'leases')
+    seen: dict[str, Any] = {}
+
+    async def doomed_refresh(client: Client) -> None:
+        try:
+            await client.call_tool('unity_refresh', {'mode': 'force'})
+        except Exception as exc:  # noqa: BLE001 - its server process is killed mid-call
+            seen['doomed'] = exc
+
+    async def scenario() -> None:
+        async with gateway(tmp_path) as doomed, gateway(tmp_path) as successor:
+            async with anyio.create_task_group() as group:
+                group.start_soon(doomed_refresh, doomed)
+                holder = await anyio.to_thread.run_sync(lambda: wait_until(
+                    lambda: observer.who_holds(instance_id), timeout=20,
+                    what='the first gateway to take the lease'))
+                os.kill(holder['pid'], signal.SIGKILL)
+                killed_at = time.monotonic()
+                while observer.who_holds(instance_id) is not None:  # the kernel reaps it
+                    assert time.monotonic() - killed_at < 0.5, 'lease not freed by the kill'
+                    await anyio.sleep(0.002)
+
+                async def on_progress(value: float, total: float | None,
+                                      message: str | None) -> None:
+                    seen.setdefault('first_progress_s', time.monotonic() - killed_at)
+                    seen.setdefault('messages', []).append(message)
+                result = await successor.call_tool('unity_refresh', {'mode': 'force'},
+                                                   progress_callback=on_progress)
+                seen['successor'] = result
+                seen['successor_done_s'] = time.monotonic() - killed_at
+    anyio.run(scenario)
+
+    result = seen['successor']
+    assert not result.is_error, body(result)
+    assert seen['first_progress_s'] < 1.0, 'the successor must get the lease at once'
+    # It took the lease at once but let the Editor finish the orphaned refresh first.
+    assert any('asset_refresh' in (m or '') for m in seen['messages'])
+    counters = json.loads(record.read_text())
+    assert counters['overlaps'] == 0 and counters['commands'].count('refresh_unity') == 2
+    observer.close()
