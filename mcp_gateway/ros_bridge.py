@@ -175,6 +175,8 @@ class GatewayNode(Node):
             with anyio.fail_after(settings.lane_manager_wait_s):
                 handle = await bridge_future(send, loop)
         except TimeoutError:
+            # The answer may only have been lost: make sure the goal does not run unseen.
+            self._cancel_by_id(skill, goal_uuid)
             raise LaneManagerUnavailable(
                 f'the lane manager did not answer the goal for {skill!r} within '
                 f'{settings.lane_manager_wait_s:g} s') from None
@@ -214,6 +216,12 @@ class GatewayNode(Node):
             if not link.probe(time.monotonic(), lost_after):
                 raise LaneManagerUnavailable(
                     f'the lane manager stopped answering while {skill!r} was running')
+
+    def _cancel_by_id(self, skill: str, goal_uuid: uuid.UUID) -> None:
+        """Fire-and-forget cancel of one goal id (no handle needed)."""
+        request = CancelGoal.Request()
+        request.goal_info.goal_id.uuid = list(goal_uuid.bytes)
+        self._cancel_services[skill].call_async(request)
 
     async def _cancel_when_accepted(self, send: Any, loop) -> None:
         handle = await bridge_future(send, loop)

@@ -5,9 +5,10 @@ not on PyPI: where those cannot be imported the whole module is skipped, so the 
 `make test` (wheels-only virtualenv) stays green. launch_pytest needs pytest < 8.4.
 
 The executables are found through the ament index (package skill_lanes, lib/skill_lanes/),
-as `ros2 launch` finds them on a robot: build the workspace first (colcon). The launch file
-itself is the one in this checkout. The launched processes inherit this test run's
-ROS_DOMAIN_ID and localhost-only discovery from conftest.py.
+as `ros2 launch` finds them on a robot: build and source the workspace first (colcon), then
+`python3 -m pytest test/test_launch.py` here, or `colcon test --packages-select skill_lanes`.
+The launch file itself is the one in this checkout. The launched processes inherit this test
+run's ROS_DOMAIN_ID and localhost-only discovery from conftest.py.
 """
 from __future__ import annotations
 
