@@ -230,7 +230,11 @@ class GatewayNode(Node):
 
     async def _wait_server(self, skill: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not self.server_ready(skill):
+        # Ready from our side is not enough: until the lane manager has discovered this
+        # node's readers too, its goal response is dropped (seen on fresh gateways: the goal
+        # ran, its caller was told the lane manager did not answer). Its lane state reaching
+        # us shows it has discovered our readers.
+        while not self.server_ready(skill) or self.lane_state is None:
             if time.monotonic() >= deadline:
                 raise LaneManagerUnavailable(
                     f'no lane manager serves {self.skill_servers[skill]} '

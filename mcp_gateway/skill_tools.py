@@ -56,6 +56,21 @@ def busy_result(skill: str, lane: str, outcome: GoalOutcome, default_retry_ms: i
         retry_after_ms=refusal.get('retry_after_ms', default_retry_ms))
 
 
+def error_field(error: jsonschema.ValidationError) -> str:
+    """The dotted path of the value a schema error is about (`a.b[3].c`, as ros_json names
+    fields); for an unknown property, the property itself rather than its parent."""
+    path = ''
+    for part in error.absolute_path:
+        path = f'{path}[{part}]' if isinstance(part, int) else (
+            f'{path}.{part}' if path else str(part))
+    if error.validator == 'additionalProperties' and isinstance(error.instance, dict):
+        known = (error.schema or {}).get('properties', {})
+        extra = next((key for key in error.instance if key not in known), None)
+        if extra is not None:
+            path = f'{path}.{extra}' if path else str(extra)
+    return path
+
+
 def describe_feedback(feedback: Any, limit: int = 160) -> str:
     text = json.dumps(to_json(feedback), separators=(',', ':'))
     return text if len(text) <= limit else text[:limit - 3] + '...'
@@ -87,6 +102,11 @@ class SkillTools:
                             for name, schema in self._schemas.items()}
         self._jobs: dict[str, Job] = {}
         self._tools = self._build_tools()
+        # The gateway's own tools are checked against their inputSchema too (the SDK's
+        # low-level server does not validate arguments).
+        self._builtin_validators = {
+            tool.name: jsonschema.Draft202012Validator(tool.input_schema)
+            for tool in self._tools if tool.name not in config.skills}
 
     # ---------------------------------------------------------------- tools/list
     def _build_tools(self) -> list[types.Tool]:
@@ -193,6 +213,11 @@ class SkillTools:
         handler = {'lanes_status': self._lanes_status, 'lane_stop': self._lane_stop,
                    'skill_start': self._skill_start, 'skill_status': self._skill_status,
                    'skill_cancel': self._skill_cancel}[name]
+        error = next(iter(sorted(self._builtin_validators[name].iter_errors(arguments),
+                                 key=lambda e: list(e.absolute_path))), None)
+        if error is not None:
+            return error_result('invalid_arguments', error.message[:300],
+                                field=error_field(error), problem=error.message[:300])
         return await handler(arguments)
 
     def make_goal(self, skill: str, arguments: Any) -> Any:
@@ -202,8 +227,7 @@ class SkillTools:
         error = next(iter(sorted(self._validators[skill].iter_errors(arguments),
                                  key=lambda e: list(e.absolute_path))), None)
         if error is not None:
-            path = '.'.join(str(p) for p in error.absolute_path)
-            raise ArgumentError(path, error.message[:300])
+            raise ArgumentError(error_field(error), error.message[:300])
         return to_message(self.ros.action_types[skill].Goal, arguments)
 
     async def run_skill(self, skill: str, arguments: Any, report_progress: ReportProgress,
@@ -363,21 +387,22 @@ class _ProgressPump:
         self._started = time.monotonic()
 
     def feedback(self, feedback: Any) -> None:
-        self._pending.put_nowait(f'{self._skill}: {describe_feedback(feedback)}')
+        self._pending.put_nowait((False, f'{self._skill}: {describe_feedback(feedback)}'))
 
     def note(self, message: str) -> None:
-        self._pending.put_nowait(message)
+        self._pending.put_nowait((True, message))
 
     async def run(self) -> None:
         while True:
             try:
-                message = await asyncio.wait_for(self._pending.get(), self._interval)
+                is_note, message = await asyncio.wait_for(self._pending.get(), self._interval)
             except asyncio.TimeoutError:
-                message = (f'{self._skill}: still running '
-                           f'({time.monotonic() - self._started:.0f} s)')
-            # Coalesce a burst of feedback into one notification.
-            while not self._pending.empty():
-                message = self._pending.get_nowait()
+                is_note, message = False, (f'{self._skill}: still running '
+                                           f'({time.monotonic() - self._started:.0f} s)')
+            # Coalesce a burst of feedback into one notification; a note (such as the
+            # acceptance, which names the goal id) is never replaced by later feedback.
+            while not is_note and not self._pending.empty():
+                is_note, message = self._pending.get_nowait()
             self._count += 1
             try:
                 await self._report(float(self._count), None, message)
