@@ -96,7 +96,7 @@ class LaneManagerConfig(_Strict):
     driver_response_s: float = Field(
         10.0, gt=0, description='a driver that does not answer a goal in this time is faulty')
     driver_lost_s: float = Field(
-        2.0, gt=0, description='a driver gone from the graph this long mid-goal aborts the goal')
+        3.0, gt=0, description='a driver gone from the graph this long mid-goal aborts the goal')
     watchdog_hz: float = Field(10.0, gt=0)
     state_period_s: float = Field(1.0, gt=0, description='diagnostics and state re-publish period')
 

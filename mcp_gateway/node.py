@@ -108,8 +108,18 @@ async def serve(config: Config, transport: str, host: str, port: int,
             uv_config = uvicorn.Config(app, host=host, port=port, log_level='warning',
                                        lifespan='on')
             uv_server = uvicorn.Server(uv_config)
-            print(f'mcp_gateway ready on http://{host}:{port}/mcp', file=sys.stderr, flush=True)
-            await uv_server.serve()
+
+            async def announce_when_listening() -> None:
+                # "ready" means a client can connect: only once the socket is bound.
+                while not uv_server.started:
+                    await anyio.sleep(0.01)
+                print(f'mcp_gateway ready on http://{host}:{port}/mcp', file=sys.stderr,
+                      flush=True)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(announce_when_listening)
+                await uv_server.serve()
+                group.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             await tools.aclose()

@@ -34,7 +34,7 @@ CONFIG = textwrap.dedent("""
       deaf:     {lane: stuck, action_type: test_msgs/action/Fibonacci, driver: /sim/deaf}
       ghost:    {lane: motion, action_type: test_msgs/action/Fibonacci, driver: /nobody/home}
       inspect:  {action_type: test_msgs/action/NestedMessage, driver: /sim/inspect}
-    lane_manager: {driver_wait_s: 1.0, driver_lost_s: 1.5}
+    lane_manager: {driver_wait_s: 1.0, driver_lost_s: 3.0}
     sim:
       default: {duration_s: 0.6, feedback_hz: 20}
       skills:

@@ -1,10 +1,9 @@
 """Several real gateway processes, one fake Editor process: one Editor operation at a time.
 
-Each gateway is its own OS process speaking MCP over stdio, as one agent's gateway would.
-Until `mcp_gateway.node` can serve the Unity tools, the gateway process is a minimal stdio
-MCP server around `UnityTools` (GATEWAY below), routed exactly as the gateway's server
-routes these tools. The fake Editor is a separate process too (test/fake_unity_editor.py)
-that counts overlapping operations in its record file.
+Each gateway is its own OS process speaking MCP over stdio, as one agent's gateway would: the
+real `python -m mcp_gateway.node --transport stdio`, with a config file that enables the
+Unity tools and has no skills. The fake Editor is a separate process too
+(test/fake_unity_editor.py) that counts overlapping operations in its record file.
 """
 from __future__ import annotations
 
@@ -18,37 +17,11 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+import yaml
 from mcp import Client, StdioServerParameters
 
 from mcp_gateway.file_lease import LeaseManager
 from support import PYTHON, ROOT, wait_until
-
-GATEWAY = r'''
-import os, sys
-import anyio
-import mcp_types as types
-from mcp.server import Server
-from mcp.server.stdio import stdio_server
-from lane_manager.config import UnityConfig
-from mcp_gateway.unity_tools import UnityTools
-
-tools = UnityTools(UnityConfig.model_validate_json(sys.argv[1]), f'gateway-{os.getpid()}')
-
-async def list_tools(ctx, params):
-    return types.ListToolsResult(tools=tools.tools())
-
-async def call_tool(ctx, params):
-    async def report(progress, total, message):
-        await ctx.session.report_progress(progress, total, message)
-    return await tools.call(params.name, params.arguments or {}, report)
-
-async def main():
-    server = Server('unity-gateway', on_list_tools=list_tools, on_call_tool=call_tool)
-    async with stdio_server() as (read, write):
-        await server.run(read, write, server.create_initialization_options())
-
-anyio.run(main)
-'''
 
 
 def start_editor(processes, tmp_path: Path, *options: str):
@@ -63,12 +36,20 @@ def start_editor(processes, tmp_path: Path, *options: str):
 
 
 def gateway(tmp_path: Path) -> Client:
-    config = {'enabled': True, 'status_dir': str(tmp_path / 'status'),
-              'lease_dir': str(tmp_path / 'leases'), 'lease_ttl_s': 3.0,
-              'ready_wait_s': 20.0, 'test_poll_s': 0.05}
+    """A real gateway process (stdio) with the Unity tools on and no robot skills."""
+    unity = {'enabled': True, 'status_dir': str(tmp_path / 'status'),
+             'lease_dir': str(tmp_path / 'leases'), 'lease_ttl_s': 3.0,
+             'ready_wait_s': 20.0, 'test_poll_s': 0.05}
+    config_file = tmp_path / 'unity_gateway.yaml'
+    if not config_file.exists():
+        config_file.write_text(yaml.safe_dump({'unity': unity}))
+    env = {key: value for key, value in os.environ.items()
+           if key.startswith(('ROS_', 'RMW_', 'FASTDDS_', 'SKILL_LANES_TEST'))}
+    env.update({'PYTHONPATH': str(ROOT), 'HOME': str(tmp_path), 'PYTHONUNBUFFERED': '1'})
     return Client(StdioServerParameters(
-        command=PYTHON, args=['-c', GATEWAY, json.dumps(config)], cwd=str(ROOT),
-        env={'PYTHONPATH': str(ROOT), 'HOME': str(tmp_path)}), mode='legacy')
+        command=PYTHON, args=['-m', 'mcp_gateway.node', '--config', str(config_file),
+                              '--transport', 'stdio'],
+        cwd=str(ROOT), env=env), mode='legacy')
 
 
 def body(result: types.CallToolResult) -> dict[str, Any]:
@@ -81,7 +62,9 @@ def assert_busy_shape(answer: dict[str, Any], instance_id: str) -> None:
     data = answer['data']
     assert data['reason'] == 'operation_busy' and data['instance_id'] == instance_id
     assert data['operation'] in ('refresh_unity', 'run_tests')
-    assert data['owner'].startswith('gateway-') and isinstance(data['pid'], int)
+    # The real gateway names itself by its ROS node, /mcp_gateway_<pid>, and the call.
+    assert isinstance(data['pid'], int)
+    assert re.fullmatch(rf"/mcp_gateway_{data['pid']}#\d+", data['owner']), data
     assert 250 <= data['retry_after_ms'] <= 30_000
 
 
