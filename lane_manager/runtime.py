@@ -49,6 +49,29 @@ def resolve_config(node: Node, cli_path: Optional[str]) -> Config:
     return load_config(path)
 
 
+def claim_ros_domain(first: int = 1, last: int = 100) -> tuple[int, object]:
+    """A ROS_DOMAIN_ID no other isolated run on this host holds (tests, soak, demo).
+
+    One flock per domain id in the temp folder; the lock is held as long as the returned
+    handle lives and the kernel frees it when the process ends. 1..100 is valid everywhere
+    and stays away from the default domain 0 a robot on the same host may use.
+    """
+    import fcntl
+    import random
+    import tempfile
+    count = last - first + 1
+    start = random.randrange(count)
+    for offset in range(count):
+        domain = first + (start + offset) % count
+        handle = open(f'{tempfile.gettempdir()}/skill_lanes_ros_domain_{domain}.lock', 'w')
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return domain, handle
+        except OSError:
+            handle.close()
+    raise RuntimeError(f'every ROS domain {first}..{last} is held by another run on this host')
+
+
 class ShutdownSignal:
     """SIGINT / SIGTERM set an event instead of raising in a random place."""
 

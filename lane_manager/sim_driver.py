@@ -8,7 +8,7 @@ many real drivers it accepts every goal it gets; it COUNTS goals that overlap on
 which is how the tests prove the lane manager never lets two through.
 
 Counts are published as JSON on `/sim_driver/stats` (std_msgs/String, transient local)
-after every change: per driver (keyed by its first skill) and per lane `goals`, `active`,
+after every change and once a second: per driver (keyed by its first skill) and per lane `goals`, `active`,
 `max_active`, `overlaps` (goals started while another was active), `canceled`; and
 `max_concurrent` over all drivers.
 """
@@ -125,6 +125,8 @@ class SimDriver(Node):
                 self, name, import_action_type(skill.action_type), skill.driver,
                 self.config.sim.for_skill(name)))
         self._publish_stats()
+        # Also once a second, so a watcher can tell live counters from a dead driver's last.
+        self.create_timer(1.0, self._publish_stats, callback_group=self.group)
 
     def _counters_of(self, driver: SimulatedDriver) -> list[dict[str, int]]:
         lane = self.config.skills[driver.skill].lane

@@ -33,10 +33,17 @@ def say(text: str = '') -> None:
     print(text, flush=True)
 
 
+_DOMAIN_LOCK = None
+
+
 def demo_environment() -> dict[str, str]:
     """Own ROS domain (unless one is set), this machine only, loopback UDP transport."""
+    global _DOMAIN_LOCK
     env = dict(os.environ)
-    env.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+    if 'ROS_DOMAIN_ID' not in env:
+        from lane_manager.runtime import claim_ros_domain
+        domain, _DOMAIN_LOCK = claim_ros_domain()
+        env['ROS_DOMAIN_ID'] = str(domain)
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'UDPv4')
     env.setdefault('PYTHONUNBUFFERED', '1')

@@ -17,30 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-
-def _claim_domain() -> tuple[int, object]:
-    """A ROS domain no other test run on this host holds (an flock per domain id).
-
-    1..100: valid everywhere and away from the default domain 0 a robot may use. The lock is
-    held for the whole run and freed by the kernel when this process ends.
-    """
-    import fcntl
-    import random
-    start = random.randrange(100)
-    for offset in range(100):
-        domain = 1 + (start + offset) % 100
-        handle = open(f'/tmp/skill_lanes_test_domain_{domain}.lock', 'w')
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return domain, handle
-        except OSError:
-            handle.close()
-    raise RuntimeError('every ROS domain 1..100 is taken by other test runs')
-
-
 if 'SKILL_LANES_TEST_DOMAIN' not in os.environ:
-    _DOMAIN, _DOMAIN_LOCK = _claim_domain()
+    from lane_manager.runtime import claim_ros_domain
+    _DOMAIN, _DOMAIN_LOCK = claim_ros_domain()
     os.environ['ROS_DOMAIN_ID'] = str(_DOMAIN)
     os.environ['SKILL_LANES_TEST_DOMAIN'] = str(_DOMAIN)
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'

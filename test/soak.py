@@ -5,12 +5,16 @@
 Starts sim_driver, lane_manager and a gateway per group of agents (stdio and HTTP), runs
 agents that call random skills on random lanes and cancel some calls, while it kills and
 restarts the sim driver, a gateway and the lane manager at random moments. Bounded in time
-and count, loopback only, stops by itself. Invariants, reported as counts at the end:
+and count, loopback only, stops by itself. A monitor process (`--monitor`) watches the lane
+state and the simulated drivers' counters the whole time. Invariants, reported as counts:
 
 - overlaps: two goals of one lane active at a driver at once (must be 0);
 - lost calls: a call that ended with neither a result, a structured error nor a
   cancellation, or took longer than its bound (must be 0);
-- stuck lanes: a lane still held with nothing running at the driver at the end;
+- stuck holds: a lane held longer than its max_hold_s + cancel grace + slack (must be 0);
+- orphan goals: a driver still running a goal of a lane the lane manager calls free, for
+  longer than ORPHAN_BOUND_S (a goal whose caller cancelled or vanished; must be 0);
+- stuck lanes at the end, after the drain (must be 0);
 - RSS of the lane manager at start and end (of its last life, if it was restarted).
 """
 from __future__ import annotations
@@ -33,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = textwrap.dedent("""
     lanes:
       motion:       {policy: queue, max_queue: 4, max_hold_s: 20}
-      manipulation: {policy: reject, retry_after_ms: 200}
+      manipulation: {policy: reject, retry_after_ms: 200, max_hold_s: 20}
       arm:          {policy: preempt, max_hold_s: 20}
     skills:
       navigate: {lane: motion, action_type: test_msgs/action/Fibonacci, driver: /soak/navigate}
@@ -49,6 +53,8 @@ CONFIG = textwrap.dedent("""
 """)
 SKILLS = ['navigate', 'dock', 'grasp', 'arm_home', 'arm_stop']
 CALL_BOUND_S = 60.0
+ORPHAN_BOUND_S = 10.0  # cancel grace (5 s) + driver_lost_s (3 s) + slack
+HOLD_SLACK_S = 5.0
 STRUCTURED_ERRORS = {'operation_busy', 'lane_manager_unavailable', 'goal_aborted',
                      'goal_canceled', 'goal_rejected'}
 
@@ -85,20 +91,25 @@ class Soak:
         self.config = self.dir / 'soak.yaml'
         self.config.write_text(CONFIG)
         self.env = dict(os.environ)
-        self.env.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+        if 'ROS_DOMAIN_ID' not in self.env:  # standalone: a domain no other run holds
+            from lane_manager.runtime import claim_ros_domain
+            domain, self._domain_lock = claim_ros_domain()
+            self.env['ROS_DOMAIN_ID'] = str(domain)
         self.env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
         self.env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'UDPv4')
         self.env['PYTHONUNBUFFERED'] = '1'
         cfg = ['--config', str(self.config)]
         self.sim = Proc('sim_driver', ['-m', 'lane_manager.sim_driver', *cfg], self.env, self.dir)
         self.manager = Proc('lane_manager', ['-m', 'lane_manager.node', *cfg], self.env, self.dir)
+        self.monitor_out = self.dir / 'monitor.json'
+        self.monitor = Proc('monitor', [str(Path(__file__).resolve()), '--monitor',
+                                        str(self.monitor_out), *cfg], self.env, self.dir)
         self.http_port = http_port
         self.http = Proc('gateway_http', ['-m', 'mcp_gateway.node', *cfg, '--transport', 'http',
                                           '--port', str(http_port)], self.env, self.dir)
         self.counts = {'calls': 0, 'succeeded': 0, 'busy': 0, 'errors': 0, 'cancelled': 0,
                        'lost': 0, 'faults_injected': 0}
         self.lost_examples: list[str] = []
-        self.banked_overlaps = 0
 
     # -------------------------------------------------------------- agents
     async def agent(self, index: int, deadline: float) -> None:
@@ -160,36 +171,19 @@ class Soak:
             if time.monotonic() >= deadline - 10:
                 break
             victim = self.rng.choice(victims)
-            if victim is self.sim:  # its counters die with it: bank them first
-                stats, _ = await anyio.to_thread.run_sync(self.final_state)
-                self.banked_overlaps += sum(lane.get('overlaps', 0)
-                                            for lane in stats.get('lanes', {}).values())
             victim.kill()
             self.counts['faults_injected'] += 1
             await anyio.sleep(self.rng.uniform(0.5, 2.0))
             victim.start()
 
     # -------------------------------------------------------------- invariants
-    def final_state(self) -> tuple[dict, dict]:
-        """Sim stats and lane state, read with a fresh rclpy node."""
-        code = textwrap.dedent("""
-            import json, sys, time, rclpy
-            from std_msgs.msg import String
-            from lane_manager.node import LANE_STATE_QOS
-            rclpy.init(); node = rclpy.create_node('soak_reader'); got = {}
-            node.create_subscription(String, '/sim_driver/stats',
-                lambda m: got.__setitem__('stats', json.loads(m.data)), LANE_STATE_QOS)
-            node.create_subscription(String, '/lane_manager/lane_state',
-                lambda m: got.__setitem__('state', json.loads(m.data)), LANE_STATE_QOS)
-            end = time.monotonic() + 15
-            while time.monotonic() < end and len(got) < 2:
-                rclpy.spin_once(node, timeout_sec=0.1)
-            print(json.dumps(got)); node.destroy_node(); rclpy.shutdown()
-        """)
-        out = subprocess.run([sys.executable, '-c', code], env=self.env, cwd=str(ROOT),
-                             capture_output=True, text=True, timeout=60).stdout
-        got = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
-        return got.get('stats', {}), got.get('state', {})
+    def final_state(self) -> dict:
+        """Stop the monitor and read what it saw."""
+        self.monitor.stop()
+        try:
+            return json.loads(self.monitor_out.read_text())
+        except (OSError, ValueError):
+            return {}
 
     def rss_mb(self) -> float:
         import psutil
@@ -199,7 +193,7 @@ class Soak:
             return float('nan')
 
     async def run(self) -> dict:
-        for proc in (self.sim, self.manager, self.http):
+        for proc in (self.monitor, self.sim, self.manager, self.http):
             proc.start()
         await anyio.sleep(3.0)
         rss_start = self.rss_mb()
@@ -212,24 +206,85 @@ class Soak:
         for proc in (self.sim, self.manager, self.http):
             if proc.popen.poll() is not None:
                 proc.start()
-        await anyio.sleep(5.0)
-        stats, state = {}, {}
-        for _ in range(3):  # a freshly restarted process may take a while to be discovered
-            stats, state = await anyio.to_thread.run_sync(self.final_state)
-            if stats and state:
-                break
+        await anyio.sleep(8.0)
         rss_end = self.rss_mb()
+        seen = await anyio.to_thread.run_sync(self.final_state)
         for proc in (self.http, self.manager, self.sim):
             proc.stop()
-        overlaps = self.banked_overlaps + sum(lane.get('overlaps', 0)
-                                              for lane in stats.get('lanes', {}).values())
-        stuck = [name for name, lane in state.get('lanes', {}).items()
-                 if lane.get('holder') is not None]
-        return {**self.counts, 'overlaps': overlaps, 'stuck_lanes': len(stuck),
-                'stuck_lane_names': stuck, 'lane_state_seen': bool(state),
-                'sim_stats_seen': bool(stats), 'lane_manager_rss_mb_start': round(rss_start, 1),
+        return {**self.counts, **{k: v for k, v in seen.items()},
+                'lane_manager_rss_mb_start': round(rss_start, 1),
                 'lane_manager_rss_mb_end': round(rss_end, 1),
                 'lost_examples': self.lost_examples[:5], 'logs': str(self.dir)}
+
+
+def monitor(out_path: str, config_path: str) -> int:
+    """Watch lane state and sim stats until SIGINT; write the invariant counts as JSON."""
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+    from std_msgs.msg import String
+
+    from lane_manager.config import load_config
+    from lane_manager.node import LANE_STATE_QOS
+
+    config = load_config(config_path)
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node('soak_monitor')
+    seen = {'state': None, 'state_at': 0.0, 'stats': None, 'stats_at': 0.0}
+    last_lane_stats: dict[str, dict] = {}
+    banked_overlaps = 0
+    found = {'overlaps': 0, 'stuck_holds': 0, 'orphan_goals': 0}
+    orphan_since: dict[str, float] = {}
+    flagged: set = set()
+
+    def on_stats(msg) -> None:
+        nonlocal banked_overlaps
+        stats = json.loads(msg.data)
+        for lane, counters in stats.get('lanes', {}).items():
+            previous = last_lane_stats.get(lane)
+            if previous and counters['goals'] < previous['goals']:  # a restarted sim driver
+                banked_overlaps += previous['overlaps']
+            last_lane_stats[lane] = counters
+        seen['stats'], seen['stats_at'] = stats, time.monotonic()
+
+    def on_state(msg) -> None:
+        seen['state'], seen['state_at'] = json.loads(msg.data), time.monotonic()
+
+    node.create_subscription(String, '/sim_driver/stats', on_stats, LANE_STATE_QOS)
+    node.create_subscription(String, '/lane_manager/lane_state', on_state, LANE_STATE_QOS)
+    while not stop:
+        rclpy.spin_once(node, timeout_sec=0.2)
+        now = time.monotonic()
+        state = seen['state']
+        if state is None or now - seen['state_at'] > 2.5 or now - seen['stats_at'] > 2.5:
+            orphan_since.clear()  # a process is down: nothing fresh to compare
+            continue
+        for lane, info in state['lanes'].items():
+            holder = info.get('holder')
+            active = last_lane_stats.get(lane, {}).get('active', 0)
+            if holder is None and active > 0:
+                since = orphan_since.setdefault(lane, now)
+                if now - since > ORPHAN_BOUND_S and ('orphan', lane, since) not in flagged:
+                    flagged.add(('orphan', lane, since))
+                    found['orphan_goals'] += 1
+            else:
+                orphan_since.pop(lane, None)
+            lane_cfg = config.lanes[lane]
+            limit = (lane_cfg.max_hold_s or float('inf')) + lane_cfg.cancel_grace_s + HOLD_SLACK_S
+            if holder and holder['held_s'] > limit and holder['goal_id'] not in flagged:
+                flagged.add(holder['goal_id'])
+                found['stuck_holds'] += 1
+    state = seen['state'] or {}
+    found['overlaps'] = banked_overlaps + sum(c['overlaps'] for c in last_lane_stats.values())
+    found['stuck_lanes'] = sorted(name for name, lane in state.get('lanes', {}).items()
+                                  if lane.get('holder') is not None)
+    found['lane_state_seen'] = seen['state'] is not None
+    found['sim_stats_seen'] = seen['stats'] is not None
+    Path(out_path).write_text(json.dumps(found))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
 
 
 def main(argv=None) -> int:
@@ -238,11 +293,17 @@ def main(argv=None) -> int:
     parser.add_argument('--agents', type=int, default=6)
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--http-port', type=int, default=18790)
+    parser.add_argument('--monitor', metavar='OUT', help=argparse.SUPPRESS)
+    parser.add_argument('--config', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.monitor:
+        return monitor(args.monitor, args.config)
     report = anyio.run(Soak(args.seconds, args.agents, args.seed, args.http_port).run)
     print(json.dumps(report, indent=2))
-    ok = (report['overlaps'] == 0 and report['lost'] == 0 and report['stuck_lanes'] == 0
-          and report['lane_state_seen'] and report['sim_stats_seen'])
+    ok = (report.get('overlaps') == 0 and report['lost'] == 0
+          and report.get('stuck_lanes') == [] and report.get('stuck_holds') == 0
+          and report.get('orphan_goals') == 0
+          and report.get('lane_state_seen') and report.get('sim_stats_seen'))
     return 0 if ok else 1
 
 

@@ -21,5 +21,6 @@ def test_short_soak_keeps_every_invariant(processes):
     assert report['lane_state_seen'] and report['sim_stats_seen'], report
     assert report['overlaps'] == 0, report
     assert report['lost'] == 0, report
-    assert report['stuck_lanes'] == 0, report
+    assert report['stuck_holds'] == 0 and report['orphan_goals'] == 0, report
+    assert report['stuck_lanes'] == [], report
     assert soak.popen.returncode == 0, output[-2000:]
