@@ -218,6 +218,20 @@ def import_action_type(type_name: str) -> Any:
         raise ImportError(f'{package}.action has no action {name!r}') from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice is an error, not 'last one wins'."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f'duplicate key {key!r}', key_node.start_mark)
+            seen[key] = True
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_config(data: Any, source: str = '<config>', check_types: bool = True) -> Config:
     """Validate already-parsed YAML data. See `load_config`."""
     if data is None:
@@ -250,7 +264,7 @@ def load_config(path: str | Path, check_types: bool = True) -> Config:
     except OSError as exc:
         raise ConfigError(f'{source}: <file>: cannot read ({exc.strerror or exc})') from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, 'problem_mark', None)
         where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''

@@ -74,6 +74,7 @@ def test_shutdown_cancels_forwarded_goals(config_file, rclpy_context, processes)
     ('skills: {"bad-name": {action_type: test_msgs/action/Fibonacci, driver: /a}}',
      "invalid name 'bad-name'"),
     ('lanes: [unclosed', 'malformed YAML'),
+    ('lanes:\n  motion: {}\n  motion: {policy: reject}\n', "duplicate key 'motion'"),
 ])
 def test_bad_config_exits_with_one_clear_line(tmp_path, processes, snippet, expected):
     path = tmp_path / 'bad.yaml'
