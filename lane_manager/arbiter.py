@@ -227,7 +227,8 @@ class Arbiter:
             elif (lane.config.max_hold_s is not None
                   and now - holder.since >= lane.config.max_hold_s):
                 lane.counters.hold_timeouts += 1
-                reason = f'held lane {lane.name!r} longer than max_hold_s={lane.config.max_hold_s:g}'
+                reason = (f'held lane {lane.name!r} longer than '
+                          f'max_hold_s={lane.config.max_hold_s:g}')
                 effects.append(self._begin_cancel(lane, holder, now, reason))
         return effects
 
@@ -344,7 +345,8 @@ class Arbiter:
             'holder': None if holder is None else {
                 'goal_id': holder.goal.goal_id, 'skill': holder.goal.skill,
                 'priority': holder.goal.priority, 'state': holder.state.value,
-                'since': round(holder.since + wall_offset, 3), 'held_s': round(now - holder.since, 3),
+                'since': round(holder.since + wall_offset, 3),
+                'held_s': round(now - holder.since, 3),
                 'cancel_reason': holder.cancel_reason,
             },
             'queue': [{'goal_id': g.goal_id, 'skill': g.skill, 'priority': g.priority,

@@ -27,9 +27,8 @@ from functools import partial
 from typing import Any, Optional, Sequence
 
 from action_msgs.msg import GoalStatus
-from action_msgs.srv import CancelGoal
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -37,14 +36,15 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 from std_msgs.msg import String
 
+from lane_manager.action_link import ActionServerLink
 from lane_manager.arbiter import Arbiter, CancelAtDriver, Effect, EndWithoutDriver, StartGoal
 from lane_manager.config import Config, import_action_type
 from lane_manager.runtime import config_argument_parser, parse_args, resolve_config, run_node
 
 LANE_STATE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-PROBE_PERIOD_S = 0.5
 SHUTDOWN_CANCEL_WAIT_S = 2.0
+CANCELING_WAIT_STEPS = 100  # x 10 ms
 
 STATUS_TO_OUTCOME = {
     GoalStatus.STATUS_SUCCEEDED: 'succeeded',
@@ -77,6 +77,7 @@ class Ticket:
         self.goal_handle: Optional[ServerGoalHandle] = None
         self.finished: Future = Future()
         self.executing = False           # goal_handle.execute() called (or due once it exists)
+        self.caller_canceled = False     # its caller asked to cancel it
         self.forwarding_since: Optional[float] = None
         self.driver_handle: Any = None
         self.cancel_pending: Optional[str] = None  # cancel asked before the driver accepted
@@ -86,48 +87,6 @@ class Ticket:
     @property
     def done(self) -> bool:
         return self.finished.done()
-
-
-class DriverLink:
-    """The lane manager's connection to one driver action server, with a liveness probe.
-
-    The probe asks the driver's cancel service to cancel a random, unknown goal id: a live
-    action server answers at once (ERROR_UNKNOWN_GOAL_ID) and nothing is cancelled. A driver
-    killed with SIGKILL stays "on the graph" until DDS notices (about 20 s); an unanswered
-    probe notices it within driver_lost_s.
-    """
-
-    def __init__(self, node: Node, action_type: Any, name: str, group) -> None:
-        self.name = name
-        self.client = ActionClient(node, action_type, name, callback_group=group)
-        self.cancel_service = node.create_client(
-            CancelGoal, f'{name}/_action/cancel_goal', callback_group=group)
-        self.probe_sent_at: Optional[float] = None
-        self.probe_future: Optional[Future] = None
-
-    def is_on_graph(self) -> bool:
-        return self.client.server_is_ready()
-
-    def probe(self, now: float, lost_after_s: float) -> bool:
-        """Send or check the liveness probe. False once a probe went unanswered too long."""
-        if self.probe_future is not None:
-            if self.probe_future.done():
-                self.probe_future = None
-            elif now - (self.probe_sent_at or now) >= lost_after_s:
-                return False
-            else:
-                return True
-        if self.probe_future is None and (self.probe_sent_at is None
-                                          or now - self.probe_sent_at >= PROBE_PERIOD_S):
-            request = CancelGoal.Request()
-            request.goal_info.goal_id.uuid = list(uuid.uuid4().bytes)
-            self.probe_sent_at = now
-            self.probe_future = self.cancel_service.call_async(request)
-        return True
-
-    def reset_probe(self) -> None:
-        self.probe_future = None
-        self.probe_sent_at = None
 
 
 class _GoalIdActionServer(ActionServer):
@@ -173,7 +132,7 @@ class LaneManager(Node):
         namespace = settings.namespace.rstrip('/')
         if not namespace.startswith('/'):
             namespace = '/' + namespace
-        self._drivers: dict[str, DriverLink] = {}
+        self._drivers: dict[str, ActionServerLink] = {}
         self._servers: dict[str, _GoalIdActionServer] = {}
         self._action_types: dict[str, Any] = {}
         self._driver_available: dict[str, bool] = {}
@@ -181,7 +140,7 @@ class LaneManager(Node):
         for name, skill in self.config.skills.items():
             action_type = import_action_type(skill.action_type)
             self._action_types[name] = action_type
-            self._drivers[name] = DriverLink(self, action_type, skill.driver, self._group)
+            self._drivers[name] = ActionServerLink(self, action_type, skill.driver, self._group)
             self._servers[name] = _GoalIdActionServer(
                 self, action_type, self.server_names[name],
                 execute_callback=partial(self._execute, name),
@@ -237,6 +196,7 @@ class LaneManager(Node):
             ticket = self._tickets.get(goal_id)
             if ticket is None or ticket.done:
                 return CancelResponse.REJECT
+            ticket.caller_canceled = True
             if self.config.skills[ticket.skill].lane is None:
                 self._cancel_at_driver(ticket, 'canceled by its caller')
             else:
@@ -253,6 +213,13 @@ class LaneManager(Node):
             goal_handle.abort()
             return action_type.Result()
         outcome: Outcome = await ticket.finished
+        if outcome.status == 'canceled' and ticket.caller_canceled:
+            # rclpy moves the goal to CANCELING only after our cancel callback returns, and a
+            # queued goal ends inside that callback: wait for the move so it ends CANCELED.
+            for _ in range(CANCELING_WAIT_STEPS):
+                if goal_handle.is_cancel_requested:
+                    break
+                await self._sleep(0.01)
         with self._lock:
             self._tickets.pop(goal_id, None)
             if outcome.status == 'succeeded':
@@ -262,6 +229,18 @@ class LaneManager(Node):
             else:
                 goal_handle.abort()
         return outcome.result if outcome.result is not None else action_type.Result()
+
+    def _sleep(self, seconds: float) -> Future:
+        """An rclpy future done after `seconds` (awaitable in executor coroutines)."""
+        done = Future()
+
+        def fire() -> None:
+            timer.cancel()
+            self.destroy_timer(timer)
+            if not done.done():
+                done.set_result(None)
+        timer = self.create_timer(seconds, fire, callback_group=self._group)
+        return done
 
     # ------------------------------------------------------------ effects
     def _apply(self, effects: Sequence[Effect]) -> None:
@@ -389,13 +368,14 @@ class LaneManager(Node):
                 elif ticket.driver_handle is not None:
                     self._check_driver_alive(ticket, driver, now)
 
-    def _check_driver_alive(self, ticket: Ticket, driver: DriverLink, now: float) -> None:
+    def _check_driver_alive(self, ticket: Ticket, driver: ActionServerLink, now: float) -> None:
         lost_after = self._settings.driver_lost_s
         if driver.is_on_graph():
             ticket.off_graph_since = None
         elif ticket.off_graph_since is None:
             ticket.off_graph_since = now
-        off_graph = ticket.off_graph_since is not None and now - ticket.off_graph_since >= lost_after
+        off_graph = (ticket.off_graph_since is not None
+                     and now - ticket.off_graph_since >= lost_after)
         if off_graph or not driver.probe(now, lost_after):
             self._finish(ticket, Outcome('aborted', reason=(
                 f'driver {driver.name} lost mid-goal (no answer for {lost_after:g} s)')))

@@ -8,9 +8,9 @@ many real drivers it accepts every goal it gets; it COUNTS goals that overlap on
 which is how the tests prove the lane manager never lets two through.
 
 Counts are published as JSON on `/sim_driver/stats` (std_msgs/String, transient local)
-after every change and once a second: per driver (keyed by its first skill) and per lane `goals`, `active`,
-`max_active`, `overlaps` (goals started while another was active), `canceled`; and
-`max_concurrent` over all drivers.
+after every change and once a second: per driver (keyed by its first skill) and per lane
+`goals`, `active`, `max_active`, `overlaps` (goals started while another was active),
+`canceled`; and `max_concurrent` over all drivers.
 """
 from __future__ import annotations
 

@@ -23,14 +23,14 @@ from typing import Any, Callable, Optional
 import anyio
 from action_msgs.msg import GoalStatus
 from action_msgs.srv import CancelGoal
-from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
 from unique_identifier_msgs.msg import UUID
 
 from lane_manager.config import Config, import_action_type
-from lane_manager.node import LANE_STATE_QOS, DriverLink
+from lane_manager.action_link import ActionServerLink
+from lane_manager.node import LANE_STATE_QOS
 from lane_manager.runtime import BackgroundExecutor
 
 TOOL_LANES_TOPIC = '/skill_lanes/tool_lanes'
@@ -101,13 +101,8 @@ class GatewayNode(Node):
         self.action_types = {name: import_action_type(skill.action_type)
                              for name, skill in config.skills.items()}
         self.skill_servers = {name: f'{namespace}/skills/{name}' for name in config.skills}
-        self._action_clients = {name: ActionClient(self, self.action_types[name], server,
-                                            callback_group=group)
-                         for name, server in self.skill_servers.items()}
-        self._liveness = {name: DriverLink(self, self.action_types[name], server, group)
-                          for name, server in self.skill_servers.items()}
-        self._cancel_services = {name: link.cancel_service
-                                 for name, link in self._liveness.items()}
+        self._links = {name: ActionServerLink(self, self.action_types[name], server, group)
+                       for name, server in self.skill_servers.items()}
         self._state_lock = threading.Lock()
         self._lane_state: Optional[dict] = None
         self.create_subscription(String, f'{namespace}/lane_state', self._on_lane_state,
@@ -144,7 +139,7 @@ class GatewayNode(Node):
         self._tool_lanes_pub.publish(String(data=json.dumps(body)))
 
     def server_ready(self, skill: str) -> bool:
-        return self._action_clients[skill].server_is_ready()
+        return self._links[skill].is_on_graph()
 
     # ------------------------------------------------------------------ goals
     async def run_goal(self, skill: str, goal: Any, events: GoalEvents,
@@ -168,7 +163,7 @@ class GatewayNode(Node):
             except RuntimeError:
                 pass
 
-        send = self._action_clients[skill].send_goal_async(
+        send = self._links[skill].client.send_goal_async(
             goal, feedback_callback=feedback, goal_uuid=UUID(uuid=list(goal_uuid.bytes)))
         handle = None
         try:
@@ -206,7 +201,7 @@ class GatewayNode(Node):
     async def _wait_result(self, skill: str, handle: Any, loop) -> Any:
         """The result, or LaneManagerUnavailable if the lane manager vanishes meanwhile."""
         result = bridge_future(handle.get_result_async(), loop)
-        link = self._liveness[skill]
+        link = self._links[skill]
         link.reset_probe()
         lost_after = self.config.lane_manager.driver_lost_s * 2
         while True:
@@ -221,7 +216,7 @@ class GatewayNode(Node):
         """Fire-and-forget cancel of one goal id (no handle needed)."""
         request = CancelGoal.Request()
         request.goal_info.goal_id.uuid = list(goal_uuid.bytes)
-        self._cancel_services[skill].call_async(request)
+        self._links[skill].cancel_service.call_async(request)
 
     async def _cancel_when_accepted(self, send: Any, loop) -> None:
         handle = await bridge_future(send, loop)
@@ -256,7 +251,7 @@ class GatewayNode(Node):
         Uses the action protocol's cancel-all request (zero goal id, zero stamp) on the
         skill's cancel service. Returns how many goals the lane manager is cancelling.
         """
-        service = self._cancel_services[skill]
+        service = self._links[skill].cancel_service
         if not service.service_is_ready():
             raise LaneManagerUnavailable(f'no lane manager serves {self.skill_servers[skill]}')
         loop = asyncio.get_running_loop()
