@@ -17,6 +17,38 @@ from rclpy.task import Future
 PROBE_PERIOD_S = 0.5
 
 
+class RaceFreeActionClient(ActionClient):
+    """rclpy's ActionClient with `send_goal_async` registering its future only once.
+
+    rclpy 9.1.2 registers the goal-response future under its lock, then replaces it, outside
+    the lock, with a second future that it returns (ros2/rclpy#1123). When another executor
+    thread takes the response in between, the first future gets it and the returned one
+    never completes: the goal runs but its sender never learns it was accepted. The feedback
+    callback is also registered only after sending, so early feedback can be lost. Here both
+    are registered before the request goes out, under the lock.
+    """
+
+    def send_goal_async(self, goal: Any, feedback_callback: Any = None,
+                        goal_uuid: Any = None) -> Future:
+        if not isinstance(goal, self._action_type.Goal):
+            raise TypeError(f'expected {self._action_type.Goal}, got {type(goal)}')
+        request = self._action_type.Impl.SendGoalService.Request()
+        request.goal_id = self._generate_random_uuid() if goal_uuid is None else goal_uuid
+        request.goal = goal
+        if feedback_callback is not None:
+            self._feedback_callbacks[bytes(request.goal_id.uuid)] = feedback_callback
+        future: Future = Future()
+        with self._lock:
+            sequence_number = self._client_handle.send_goal_request(request)
+            if sequence_number in self._pending_goal_requests:
+                raise RuntimeError(f'sequence {sequence_number} conflicts with a pending goal')
+            self._pending_goal_requests[sequence_number] = future
+            self._goal_sequence_number_to_goal_id[sequence_number] = request.goal_id
+            future.add_done_callback(self._remove_pending_goal_request)
+            self.add_future(future)
+        return future
+
+
 class ActionServerLink:
     """An action client plus a liveness probe of the server behind it.
 
@@ -29,7 +61,7 @@ class ActionServerLink:
 
     def __init__(self, node: Node, action_type: Any, name: str, group) -> None:
         self.name = name
-        self.client = ActionClient(node, action_type, name, callback_group=group)
+        self.client = RaceFreeActionClient(node, action_type, name, callback_group=group)
         self.cancel_service = node.create_client(
             CancelGoal, f'{name}/_action/cancel_goal', callback_group=group)
         self.probe_sent_at: Optional[float] = None

@@ -128,6 +128,7 @@ class LaneManager(Node):
         self._arbiter = Arbiter(self.config.lanes)
         self._tickets: dict[str, Ticket] = {}
         self._state_seq = 0
+        self._state_dirty = False
         self._closing = False
         namespace = settings.namespace.rstrip('/')
         if not namespace.startswith('/'):
@@ -153,6 +154,8 @@ class LaneManager(Node):
         self.create_timer(1.0 / settings.watchdog_hz, self._watchdog, callback_group=self._group)
         self.create_timer(settings.state_period_s, self._periodic_state,
                           callback_group=self._group)
+        self._state_guard = self.create_guard_condition(self._flush_state_if_dirty,
+                                                        callback_group=self._group)
         self._periodic_state()
 
     # ------------------------------------------------------------ action server side
@@ -273,7 +276,9 @@ class LaneManager(Node):
 
     def _forward_if_driver_ready(self, ticket: Ticket) -> None:
         driver = self._drivers[ticket.skill]
-        if not driver.is_on_graph():
+        # The graph query is the slow part of forwarding: trust the periodic refresh when it
+        # says the driver is there (a driver gone since is caught by the liveness probe).
+        if not self._driver_available.get(ticket.skill) and not driver.is_on_graph():
             return  # the watchdog retries until driver_wait_s has passed
         ticket.waiting_for_driver_since = None
         ticket.forwarding_since = time.monotonic()
@@ -334,6 +339,10 @@ class LaneManager(Node):
         if ticket.done:
             return
         ticket.finished.set_result(outcome)
+        if self.executor is not None:
+            # A coroutine awaiting an rclpy Future resumes only when the executor next wakes;
+            # without this the caller's result waits for the next watchdog tick.
+            self.executor.wake()
         self._ensure_executing(ticket)  # a queued goal's result comes from _execute too
         if outcome.status != 'succeeded':
             self.get_logger().info(
@@ -404,16 +413,31 @@ class LaneManager(Node):
                     'stamp': round(time.time(), 3), 'lanes': lanes, 'skills': skills}
 
     def _publish_state(self) -> None:
-        state = self.lane_state()
+        """The lane state changed: it goes out from the executor right after this event.
+
+        Deferred (and coalesced) so that building the JSON stays off the path that forwards
+        goals to drivers.
+        """
+        self._state_dirty = True
+        self._state_guard.trigger()
+
+    def _flush_state(self) -> dict:
+        with self._lock:
+            self._state_dirty = False
+            state = self.lane_state()
         self._state_pub.publish(String(data=json.dumps(state, separators=(',', ':'))))
-        self._publish_diagnostics(state)
+        return state
+
+    def _flush_state_if_dirty(self) -> None:
+        if self._state_dirty:
+            self._flush_state()
 
     def _periodic_state(self) -> None:
-        """Refresh driver availability (a graph query each) and re-publish."""
+        """Refresh driver availability (a graph query each), re-publish, diagnostics."""
         available = {name: link.is_on_graph() for name, link in self._drivers.items()}
         with self._lock:
             self._driver_available = available
-            self._publish_state()
+        self._publish_diagnostics(self._flush_state())
 
     def _publish_diagnostics(self, state: dict) -> None:
         array = DiagnosticArray()

@@ -9,10 +9,10 @@ import time
 import uuid
 from typing import Any, Callable, Optional
 
-from rclpy.action import ActionClient
 from rclpy.node import Node
 from std_msgs.msg import String
 
+from lane_manager.action_link import RaceFreeActionClient as ActionClient
 from lane_manager.node import LANE_STATE_QOS
 from lane_manager.runtime import BackgroundExecutor
 from support import wait_until
