@@ -270,9 +270,9 @@ class LaneManager(Node):
             ticket.goal_handle.execute()
 
     def _start(self, ticket: Ticket) -> None:
-        self._ensure_executing(ticket)
         ticket.waiting_for_driver_since = time.monotonic()
-        self._forward_if_driver_ready(ticket)
+        self._forward_if_driver_ready(ticket)  # first: the lane hand-off is the hot path
+        self._ensure_executing(ticket)
 
     def _forward_if_driver_ready(self, ticket: Ticket) -> None:
         driver = self._drivers[ticket.skill]
@@ -487,8 +487,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     parser = config_argument_parser('lane_manager', 'Arbitrates robot skill lanes.')
     args, ros_argv = parse_args(parser, argv)
+    # Every callback of the lane manager is short and non-blocking: one thread is enough
+    # and saves a thread hand-over on each hop of a relayed goal.
     return run_node(lambda: LaneManager(args.config), 'lane_manager ready',
-                    before_stop=lambda node: node.cancel_everything(), argv=ros_argv)
+                    before_stop=lambda node: node.cancel_everything(), num_threads=1,
+                    argv=ros_argv)
 
 
 if __name__ == '__main__':
