@@ -16,7 +16,8 @@ import threading
 from typing import Callable, Optional, Sequence
 
 import rclpy
-from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import (Executor, ExternalShutdownException, MultiThreadedExecutor,
+                             ShutdownException, SingleThreadedExecutor)
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -99,16 +100,26 @@ class BackgroundExecutor:
         self.executor: Executor = (SingleThreadedExecutor() if num_threads == 1
                                    else MultiThreadedExecutor(num_threads=num_threads))
         self.executor.add_node(node)
+        self._node = node
+        self._stopping = False
         self._thread = threading.Thread(target=self._spin, name='ros-executor', daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # the context was shut down under us: nothing left to do
-            pass
+        """Spin until shutdown. A callback that raises is logged, not fatal: a dead executor
+        thread would leave the process up but deaf, the worst failure for a robot."""
+        while rclpy.ok(context=self.executor.context):
+            try:
+                self.executor.spin_once(timeout_sec=0.5)
+            except (ExternalShutdownException, ShutdownException):
+                return
+            except Exception as exc:  # noqa: BLE001 - see docstring
+                if self._stopping:
+                    return
+                self._node.get_logger().error(f'callback raised: {exc!r}')
 
     def shutdown(self) -> None:
+        self._stopping = True
         self.executor.shutdown(timeout_sec=2.0)
         self._thread.join(timeout=2.0)
 

@@ -270,7 +270,8 @@ class RosRuntime:
     @classmethod
     def start(cls, config: Config, node_name: Optional[str] = None) -> 'RosRuntime':
         node = GatewayNode(config, node_name)
-        return cls(node, BackgroundExecutor(node, num_threads=4))
+        # Its callbacks only hand data to asyncio: one thread, no hand-over per callback.
+        return cls(node, BackgroundExecutor(node, num_threads=1))
 
     def stop(self) -> None:
         self.executor.shutdown()
