@@ -14,7 +14,8 @@ from typing import Any, Optional, Protocol
 import mcp_types as types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 
-from mcp_gateway.skill_tools import ReportProgress, error_result
+from mcp_gateway.results import error_result
+from mcp_gateway.skill_tools import ReportProgress
 
 LANE_STATE_URI = 'skill-lanes://lane-state'
 log = logging.getLogger('mcp_gateway')

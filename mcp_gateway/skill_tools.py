@@ -19,6 +19,7 @@ import mcp_types as types
 
 from lane_manager.config import Config
 from mcp_gateway.ros_bridge import GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable
+from mcp_gateway.results import error_result, tool_result
 from mcp_gateway.ros_json import ArgumentError, message_schema, to_json, to_message
 
 ReportProgress = Callable[[float, Optional[float], Optional[str]], Awaitable[None]]
@@ -26,23 +27,6 @@ LANE_META_KEY = 'lane'
 JOB_LIMIT = 256  # finished jobs kept for skill_status
 
 OBJECT_NO_EXTRA = {'type': 'object', 'additionalProperties': False}
-
-
-def tool_result(body: dict, is_error: bool = False) -> types.CallToolResult:
-    """A result with the same body as structured content and as JSON text."""
-    return types.CallToolResult(
-        content=[types.TextContent(type='text', text=json.dumps(body, default=str))],
-        structured_content=body, is_error=is_error)
-
-
-def error_result(error: str, message: str, hint: Optional[str] = None,
-                 **data: Any) -> types.CallToolResult:
-    body: dict[str, Any] = {'success': False, 'error': error, 'message': message}
-    if hint:
-        body['hint'] = hint
-    if data:
-        body['data'] = data
-    return tool_result(body, is_error=True)
 
 
 def busy_result(skill: str, lane: str, outcome: GoalOutcome, default_retry_ms: int

@@ -14,7 +14,6 @@ tracebacks.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 import time
@@ -26,6 +25,7 @@ import mcp_types as types
 
 from lane_manager.config import UnityConfig
 from mcp_gateway.file_lease import Lease, LeaseBusy, LeaseError, LeaseLost, LeaseManager
+from mcp_gateway.results import error_result, tool_result
 from mcp_gateway.unity_bridge import (
     ReadyWaitCallback,
     UnityBridge,
@@ -99,22 +99,6 @@ _FILTER_PARAMS = {'test_names': 'testNames', 'group_names': 'groupNames',
                   'category_names': 'categoryNames', 'assembly_names': 'assemblyNames'}
 
 
-def _result(payload: dict[str, Any], is_error: bool = False) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type='text', text=json.dumps(payload, default=str))],
-        structured_content=payload, is_error=is_error)
-
-
-def _error(code: str, message: str, hint: Optional[str] = None,
-           **data: Any) -> types.CallToolResult:
-    payload: dict[str, Any] = {'success': False, 'error': code, 'message': message}
-    if hint:
-        payload['hint'] = hint
-    if data:
-        payload['data'] = data
-    return _result(payload, is_error=True)
-
-
 def _argument_error(name: str, arguments: Any) -> Optional[types.CallToolResult]:
     """An isError result naming the first bad field, or None when the arguments are valid."""
     error = jsonschema.exceptions.best_match(_VALIDATORS[name].iter_errors(arguments))
@@ -126,7 +110,7 @@ def _argument_error(name: str, arguments: Any) -> Optional[types.CallToolResult]
         extra = sorted(set(error.instance) - set(allowed))
         path.append(extra[0] if extra else '?')
     field = '.'.join(path) or '<arguments>'
-    return _error('invalid_arguments', f'{name}: {field}: {error.message}', field=field)
+    return error_result('invalid_arguments', f'{name}: {field}: {error.message}', field=field)
 
 
 class _Progress:
@@ -199,7 +183,7 @@ class UnityTools:
                    report_progress: ProgressReporter) -> types.CallToolResult:
         """Run one tool call. Every failure is an isError result; only cancellation raises."""
         arguments = {} if arguments is None else arguments
-        invalid = _argument_error(name, arguments) if self.handles(name) else _error(
+        invalid = _argument_error(name, arguments) if self.handles(name) else error_result(
             'unknown_tool', f'{name!r} is not a Unity tool')
         if invalid is not None:
             return invalid
@@ -218,14 +202,14 @@ class UnityTools:
                 instance, 'run_tests',
                 lambda lease: self._run_tests(instance, lease, arguments, progress))
         except UnityError as exc:
-            return _result(exc.to_dict(), is_error=True)
+            return tool_result(exc.to_dict(), is_error=True)
         except LeaseLost as exc:
-            return _error('lease_lost', f'{exc}; the operation was stopped. Retry.')
+            return error_result('lease_lost', f'{exc}; the operation was stopped. Retry.')
         except LeaseError as exc:
-            return _error('lease_unavailable', str(exc))
+            return error_result('lease_unavailable', str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug must still answer, not drop the call
             logger.exception('%s failed unexpectedly', name)
-            return _error('internal_error', f'{name} failed: {type(exc).__name__}: {exc}')
+            return error_result('internal_error', f'{name} failed: {type(exc).__name__}: {exc}')
 
     async def aclose(self) -> None:
         for bridge in self._bridges.values():
@@ -250,7 +234,7 @@ class UnityTools:
                                        reload_wait_s=self.config.ready_wait_s)
         await progress(2, None, 'Editor reloading' if outcome.reloaded else 'refresh done')
         state = await bridge.wait_until_ready(self.config.ready_wait_s, waiting)
-        return _result({
+        return tool_result({
             'success': True,
             'instance_id': instance.instance_id,
             'operation': 'refresh_unity',
@@ -276,7 +260,7 @@ class UnityTools:
                                            reload_wait_s=self.config.ready_wait_s)
         job_id = (started_job.get('data') or {}).get('job_id')
         if not job_id:
-            return _error('unity_protocol_error', 'run_tests answered without a job_id',
+            return error_result('unity_protocol_error', 'run_tests answered without a job_id',
                           editor=started_job)
         await progress(0, None, f'test job {job_id} started ({mode})')
         unreachable_since: Optional[float] = None
@@ -344,7 +328,7 @@ class UnityTools:
             'error': job.get('error'),
             'duration_s': round(duration_s, 3),
         }
-        return _result(payload, is_error=status != 'succeeded')
+        return tool_result(payload, is_error=status != 'succeeded')
 
     async def _list_instances(self) -> types.CallToolResult:
         instances = await self._instances()
@@ -352,7 +336,7 @@ class UnityTools:
         for instance in instances:
             holder = self.leases.who_holds(instance.instance_id)
             listed.append({**instance.summary(), 'lease': holder})
-        return _result({'success': True, 'instances': listed,
+        return tool_result({'success': True, 'instances': listed,
                         'status_dir': str(self.status_dir),
                         'lease_dir': str(self.leases.directory)})
 
@@ -378,7 +362,7 @@ class UnityTools:
             await anyio.to_thread.run_sync(take)
             return await body(taken[0])
         except LeaseBusy as busy:
-            return _result(busy.answer, is_error=True)
+            return tool_result(busy.answer, is_error=True)
         finally:
             for lease in taken:
                 lease.release()
@@ -420,16 +404,16 @@ class UnityTools:
             if len(matches) == 1:
                 return matches[0]
             problem = 'matches several Editors' if matches else 'matches no running Editor'
-            return _error('unknown_instance', f'instance {wanted!r} {problem}',
+            return error_result('unknown_instance', f'instance {wanted!r} {problem}',
                           instances=listed)
         if len(instances) == 1:
             return instances[0]
         if not instances:
-            return _error('unity_unavailable',
+            return error_result('unity_unavailable',
                           f'no Unity Editor found (status files in {self.status_dir}); '
                           'start Unity with the MCP for Unity package', hint='retry',
                           retry_after_ms=5000)
-        return _error('several_instances',
+        return error_result('several_instances',
                       f'{len(instances)} Unity Editors are running: pass "instance" (one of '
                       f'{", ".join(item.instance_id for item in instances)})',
                       instances=listed)
