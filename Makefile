@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(PY) -m pytest test
 
 bench: $(STAMP)
-	for bench in bench/bench_*.py; do $(PY) $$bench || exit 1; done
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

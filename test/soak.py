@@ -85,8 +85,10 @@ class Proc:
 
 
 class Soak:
-    def __init__(self, seconds: float, agents: int, seed: int, http_port: int) -> None:
+    def __init__(self, seconds: float, agents: int, seed: int, http_port: int,
+                 victims: tuple[str, ...] = ('sim_driver', 'gateway_http', 'lane_manager')) -> None:
         self.seconds, self.agents, self.rng = seconds, agents, random.Random(seed)
+        self.victims = victims
         self.dir = Path(tempfile.mkdtemp(prefix='skill_lanes_soak_'))
         self.config = self.dir / 'soak.yaml'
         self.config.write_text(CONFIG)
@@ -165,8 +167,8 @@ class Soak:
 
     # -------------------------------------------------------------- faults
     async def chaos(self, deadline: float) -> None:
-        victims = [self.sim, self.http, self.manager]
-        while time.monotonic() < deadline - 10:
+        victims = [p for p in (self.sim, self.http, self.manager) if p.name in self.victims]
+        while victims and time.monotonic() < deadline - 10:
             await anyio.sleep(self.rng.uniform(8, 15))
             if time.monotonic() >= deadline - 10:
                 break
@@ -293,12 +295,16 @@ def main(argv=None) -> int:
     parser.add_argument('--agents', type=int, default=6)
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--http-port', type=int, default=18790)
+    parser.add_argument('--kill', default='sim_driver,gateway_http,lane_manager',
+                        help='processes the chaos may kill (comma-separated; empty: none, '
+                             'e.g. to watch the lane manager\'s memory over one life)')
     parser.add_argument('--monitor', metavar='OUT', help=argparse.SUPPRESS)
     parser.add_argument('--config', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.monitor:
         return monitor(args.monitor, args.config)
-    report = anyio.run(Soak(args.seconds, args.agents, args.seed, args.http_port).run)
+    victims = tuple(name for name in args.kill.split(',') if name)
+    report = anyio.run(Soak(args.seconds, args.agents, args.seed, args.http_port, victims).run)
     print(json.dumps(report, indent=2))
     ok = (report.get('overlaps') == 0 and report['lost'] == 0
           and report.get('stuck_lanes') == [] and report.get('stuck_holds') == 0
