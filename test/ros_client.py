@@ -104,9 +104,17 @@ class RosTestClient:
         return self._clients[key]
 
     def wait_for_skills(self, *skills: str, timeout: float = 20.0) -> None:
+        """Until the lane manager serves these skills AND has discovered this node.
+
+        Seeing the server is not enough: until the server has discovered our response
+        readers too, its answer to a goal is dropped. Its lane state reaching us shows that
+        discovery went both ways.
+        """
         for skill in skills:
             client = self.client(skill)
             wait_until(client.server_is_ready, timeout, what=f'action server for {skill}')
+        wait_until(lambda: self.lane_state is not None, timeout,
+                   what='the lane state (the lane manager has discovered this client)')
 
     def send(self, skill: str, goal: Any = None, action_type: Any = None) -> GoalCall:
         client = self.client(skill, action_type)
