@@ -92,7 +92,7 @@ class LaneManagerConfig(_Strict):
 
     namespace: str = Field('/lane_manager', pattern=ROS_NAME_RE)
     driver_wait_s: float = Field(
-        2.0, ge=0, description='how long a goal waits for an absent driver before it aborts')
+        5.0, ge=0, description='how long a goal waits for an absent driver before it aborts')
     driver_response_s: float = Field(
         10.0, gt=0, description='a driver that does not answer a goal in this time is faulty')
     driver_lost_s: float = Field(

@@ -605,6 +605,11 @@ def test_lane_manager_unreachable_then_recovers(stack, config_file, tmp_path, pr
                                    name='late_lane_manager')
         manager.wait_for_output('lane_manager ready')
         gw.wait_ready('navigate', timeout=20)
+        # A lane manager that just started may not have discovered the drivers yet (its
+        # config allows driver_wait_s=1): wait until its lane state says it has.
+        wait_until(lambda: ((gw.ros.node.lane_state or {}).get('skills', {})
+                            .get('navigate', {}).get('driver_available')), 20,
+                   what='the late lane manager to see the navigate driver')
         result, _ = run(call)
         assert_succeeded(result, 'navigate')
     finally:
