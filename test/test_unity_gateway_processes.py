@@ -130,6 +130,11 @@ def test_a_killed_holder_gateway_lets_the_next_one_in_at_once(processes,
                 holder = await anyio.to_thread.run_sync(lambda: wait_until(
                     lambda: observer.who_holds(instance_id), timeout=20,
                     what='the first gateway to take the lease'))
+                # Kill it mid-refresh: once the Editor has the command, not before.
+                await anyio.to_thread.run_sync(lambda: wait_until(
+                    lambda: 'refresh_unity' in json.loads(record.read_text() or '{}').get(
+                        'commands', []), timeout=20,
+                    what='the Editor to receive the first refresh'))
                 os.kill(holder['pid'], signal.SIGKILL)
                 killed_at = time.monotonic()
                 while observer.who_holds(instance_id) is not None:  # the kernel reaps it
