@@ -5,7 +5,7 @@
 - `Proc`: one OS process started by a bench, output in a log file, always stopped
   (SIGINT, then SIGTERM, then SIGKILL to its process group).
 - `RssSampler`: peak resident memory of some processes (psutil samples + the kernel's VmHWM).
-- `ShmGuard`: removes Fast DDS files this bench left in /dev/shm, never one still in use.
+- `ShmGuard` (from lane_manager.shm_guard): removes the Fast DDS files a bench left in /dev/shm.
 - `RoundTrips`: event-driven goal timing from an in-process rclpy client (no polling: the
   timestamps are taken in the rclpy callbacks themselves, on time.monotonic()).
 """
@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
+
+from lane_manager.shm_guard import ShmGuard  # noqa: F401 - re-exported for the benches
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -237,58 +239,6 @@ class RssSampler:
         return max(values) / 1e6 if values else float('nan')
 
 
-# ------------------------------------------------------------------ /dev/shm
-def _shm_in_use() -> set[str]:
-    """Names under /dev/shm that some process has open or mapped."""
-    used: set[str] = set()
-    for pid in os.listdir('/proc'):
-        if not pid.isdigit():
-            continue
-        try:
-            for line in Path(f'/proc/{pid}/maps').read_text().splitlines():
-                if '/dev/shm/' in line:
-                    used.add(line.rsplit('/dev/shm/', 1)[1].split()[0])
-        except OSError:
-            pass
-        try:
-            for fd in os.listdir(f'/proc/{pid}/fd'):
-                try:
-                    target = os.readlink(f'/proc/{pid}/fd/{fd}')
-                except OSError:
-                    continue
-                if target.startswith('/dev/shm/'):
-                    used.add(target[len('/dev/shm/'):].split()[0])
-        except OSError:
-            pass
-    return used
-
-
-class ShmGuard:
-    """Remembers /dev/shm at start; `clean()` removes new Fast DDS entries nobody uses."""
-
-    def __init__(self) -> None:
-        self.before = self._entries()
-
-    @staticmethod
-    def _entries() -> set[str]:
-        try:
-            return set(os.listdir('/dev/shm'))
-        except OSError:
-            return set()
-
-    def clean(self) -> list[str]:
-        new = {n for n in self._entries() - self.before if 'fastrtps' in n or 'fastdds' in n}
-        if not new:
-            return []
-        in_use = _shm_in_use()
-        removed = []
-        for name in sorted(new - in_use):
-            try:
-                os.unlink(os.path.join('/dev/shm', name))
-                removed.append(name)
-            except OSError:
-                pass
-        return removed
 
 
 # ------------------------------------------------------------------ statistics

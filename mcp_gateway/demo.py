@@ -202,6 +202,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     log_dir = Path(os.environ.get('SKILL_LANES_LOG_DIR', '/tmp')) / f'skill_lanes_{os.getpid()}'
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(args.config, env, log_dir)
+    from lane_manager.shm_guard import ShmGuard
+    shm = ShmGuard()
     say(f'skill_lanes demo: ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}, logs in {log_dir}')
     try:
         stack.start('sim_driver', 'lane_manager.sim_driver')
@@ -225,6 +227,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     finally:
         stack.stop()
+        shm.clean()
 
 
 if __name__ == '__main__':

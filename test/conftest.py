@@ -29,9 +29,10 @@ os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'UDPv4')
 os.environ.pop('ROS_STATIC_PEERS', None)
 os.environ.setdefault('PYTHONUNBUFFERED', '1')
 
-from support import ProcessGroup, shm_entries  # noqa: E402
+from lane_manager.shm_guard import ShmGuard  # noqa: E402
+from support import ProcessGroup  # noqa: E402
 
-_SHM_AT_START = shm_entries()
+_SHM_GUARD = ShmGuard()
 
 
 @pytest.fixture
@@ -63,9 +64,4 @@ def rclpy_context():
 def pytest_sessionfinish(session, exitstatus):
     """Remove the Fast DDS files this run left in /dev/shm (killed processes leave them)."""
     ProcessGroup.stop_every_group()
-    for name in shm_entries() - _SHM_AT_START:
-        if 'fastrtps' in name or 'fastdds' in name:
-            try:
-                os.unlink(os.path.join('/dev/shm', name))
-            except OSError:
-                pass
+    _SHM_GUARD.clean()

@@ -304,19 +304,13 @@ def main(argv=None) -> int:
     if args.monitor:
         return monitor(args.monitor, args.config)
     victims = tuple(name for name in args.kill.split(',') if name)
-    shm_before = set(os.listdir('/dev/shm')) if os.path.isdir('/dev/shm') else set()
+    from lane_manager.shm_guard import ShmGuard
+    shm = ShmGuard()
     try:
         report = anyio.run(Soak(args.seconds, args.agents, args.seed, args.http_port,
                                 victims).run)
     finally:
-        # Processes killed with SIGKILL leave their Fast DDS segments behind.
-        for name in (set(os.listdir('/dev/shm')) - shm_before
-                     if os.path.isdir('/dev/shm') else ()):
-            if 'fastdds' in name or 'fastrtps' in name:
-                try:
-                    os.unlink(os.path.join('/dev/shm', name))
-                except OSError:
-                    pass
+        shm.clean()  # processes killed with SIGKILL leave their Fast DDS segments behind
     print(json.dumps(report, indent=2))
     ok = (report.get('overlaps') == 0 and report['lost'] == 0
           and report.get('stuck_lanes') == [] and report.get('stuck_holds') == 0

@@ -19,13 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
-def shm_entries() -> set[str]:
-    try:
-        return set(os.listdir('/dev/shm'))
-    except OSError:
-        return set()
-
-
 def wait_until(predicate: Callable[[], object], timeout: float = 15.0,
                interval: float = 0.02, what: str = 'condition') -> object:
     """Poll predicate until it returns something truthy; fail with `what` after timeout."""
