@@ -66,6 +66,9 @@ class ActionServerLink:
             CancelGoal, f'{name}/_action/cancel_goal', callback_group=group)
         self.probe_sent_at: Optional[float] = None
         self.probe_future: Optional[Future] = None
+        # The server has answered us at least once since it (re)appeared: it has discovered
+        # our response readers, so a goal sent now will not lose its answer.
+        self.answered = False
 
     def is_on_graph(self) -> bool:
         return self.client.server_is_ready()
@@ -85,7 +88,27 @@ class ActionServerLink:
             request.goal_info.goal_id.uuid = list(uuid.uuid4().bytes)
             self.probe_sent_at = now
             self.probe_future = self.cancel_service.call_async(request)
+            self.probe_future.add_done_callback(self._on_answer)
         return True
+
+    def _on_answer(self, _future: Future) -> None:
+        self.answered = True
+
+    def ready_for_goals(self, now: float) -> bool:
+        """True once the server has answered a probe; until then, probe it.
+
+        Seeing a server on the graph is not enough: until it has discovered our readers, its
+        answer to a goal is dropped and the goal runs unseen (seen with freshly started
+        drivers). Costs one probe round trip on the first goal after the server appears.
+        """
+        if not self.answered:
+            self.probe(now, float('inf'))
+        return self.answered
+
+    def forget(self) -> None:
+        """The server left the graph: it must answer again before the next goal."""
+        self.answered = False
+        self.reset_probe()
 
     def reset_probe(self) -> None:
         self.probe_future = None

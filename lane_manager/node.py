@@ -280,6 +280,8 @@ class LaneManager(Node):
         # says the driver is there (a driver gone since is caught by the liveness probe).
         if not self._driver_available.get(ticket.skill) and not driver.is_on_graph():
             return  # the watchdog retries until driver_wait_s has passed
+        if not driver.ready_for_goals(time.monotonic()):
+            return  # first goal since the driver appeared: its probe answer comes first
         ticket.waiting_for_driver_since = None
         ticket.forwarding_since = time.monotonic()
         driver.reset_probe()
@@ -435,6 +437,9 @@ class LaneManager(Node):
     def _periodic_state(self) -> None:
         """Refresh driver availability (a graph query each), re-publish, diagnostics."""
         available = {name: link.is_on_graph() for name, link in self._drivers.items()}
+        for name, link in self._drivers.items():
+            if not available[name]:
+                link.forget()
         with self._lock:
             self._driver_available = available
         self._publish_diagnostics(self._flush_state())
