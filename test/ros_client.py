@@ -115,6 +115,23 @@ class RosTestClient:
             wait_until(client.server_is_ready, timeout, what=f'action server for {skill}')
         wait_until(lambda: self.lane_state is not None, timeout,
                    what='the lane state (the lane manager has discovered this client)')
+        # And an answer from each skill's action server: it has discovered our readers.
+        from action_msgs.srv import CancelGoal
+        for skill in skills:
+            probe = self.node.create_client(
+                CancelGoal, f'{self.namespace}/skills/{skill}/_action/cancel_goal')
+            try:
+                def answered() -> bool:
+                    request = CancelGoal.Request()
+                    request.goal_info.goal_id.uuid = list(uuid.uuid4().bytes)
+                    future = probe.call_async(request)
+                    deadline = time.monotonic() + 1.0
+                    while not future.done() and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    return future.done()
+                wait_until(answered, timeout, what=f'an answer from the {skill} server')
+            finally:
+                self.node.destroy_client(probe)
 
     def send(self, skill: str, goal: Any = None, action_type: Any = None) -> GoalCall:
         client = self.client(skill, action_type)
