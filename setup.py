@@ -43,7 +43,7 @@ setup(
         'console_scripts': [
             'lane_manager = lane_manager.node:main',
             'sim_driver = lane_manager.sim_driver:main',
-            'mcp_gateway = mcp_gateway.node:main',
+            'mcp_gateway = mcp_gateway.main:main',
             'skill_lanes_demo = mcp_gateway.demo:main',
         ],
     },

@@ -93,7 +93,7 @@ def gateway_params(cfg: Path, env: dict[str, str], log: Path):
     from mcp import StdioServerParameters
     # exec: the process the SDK spawns IS the gateway (its pid is the gateway's pid);
     # stderr to a log so the tables stay readable.
-    command = f'exec "{PYTHON}" -m mcp_gateway.node --config "{cfg}" 2>>"{log}"'
+    command = f'exec "{PYTHON}" -m mcp_gateway --config "{cfg}" 2>>"{log}"'
     return StdioServerParameters(command='/bin/sh', args=['-c', command], env=env,
                                  cwd=str(ROOT))
 
@@ -103,7 +103,7 @@ def gateway_pids() -> list[int]:
     pids = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if 'mcp_gateway.node' in ' '.join(child.cmdline()):
+            if 'mcp_gateway' in ' '.join(child.cmdline()):
                 pids.append(child.pid)
         except psutil.Error:
             continue

@@ -32,17 +32,16 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 from std_msgs.msg import String
 
 from lane_manager.action_link import ActionServerLink
 from lane_manager.arbiter import Arbiter, CancelAtDriver, Effect, EndWithoutDriver, StartGoal
 from lane_manager.config import Config, import_action_type
+from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, lane_state_topic,
+                                     skill_server_name)
 from lane_manager.runtime import config_argument_parser, parse_args, resolve_config, run_node
 
-LANE_STATE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SHUTDOWN_CANCEL_WAIT_S = 2.0
 CANCELING_WAIT_STEPS = 100  # x 10 ms
 
@@ -130,14 +129,13 @@ class LaneManager(Node):
         self._state_seq = 0
         self._state_dirty = False
         self._closing = False
-        namespace = settings.namespace.rstrip('/')
-        if not namespace.startswith('/'):
-            namespace = '/' + namespace
+        namespace = settings.namespace
         self._drivers: dict[str, ActionServerLink] = {}
         self._servers: dict[str, _GoalIdActionServer] = {}
         self._action_types: dict[str, Any] = {}
         self._driver_available: dict[str, bool] = {}
-        self.server_names = {name: f'{namespace}/skills/{name}' for name in self.config.skills}
+        self.server_names = {name: skill_server_name(namespace, name)
+                             for name in self.config.skills}
         for name, skill in self.config.skills.items():
             action_type = import_action_type(skill.action_type)
             self._action_types[name] = action_type
@@ -149,8 +147,9 @@ class LaneManager(Node):
                 handle_accepted_callback=self._on_accepted,
                 cancel_callback=self._on_cancel_request,
                 callback_group=self._group)
-        self._state_pub = self.create_publisher(String, f'{namespace}/lane_state', LANE_STATE_QOS)
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._state_pub = self.create_publisher(String, lane_state_topic(namespace),
+                                                LANE_STATE_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self.create_timer(1.0 / settings.watchdog_hz, self._watchdog, callback_group=self._group)
         self.create_timer(settings.state_period_s, self._periodic_state,
                           callback_group=self._group)

@@ -27,7 +27,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from lane_manager.config import Config, SimSkillConfig, import_action_type
-from lane_manager.node import LANE_STATE_QOS
+from lane_manager.interfaces import LANE_STATE_QOS, SIM_STATS_TOPIC
 from lane_manager.runtime import config_argument_parser, parse_args, resolve_config, run_node
 
 
@@ -109,7 +109,7 @@ class SimDriver(Node):
         self._lane_stats: dict[str, dict[str, int]] = {}
         self._active_total = 0
         self._max_concurrent = 0
-        self._stats_pub = self.create_publisher(String, '/sim_driver/stats', LANE_STATE_QOS)
+        self._stats_pub = self.create_publisher(String, SIM_STATS_TOPIC, LANE_STATE_QOS)
         self.drivers: list[SimulatedDriver] = []
         served: set[str] = set()
         for name, skill in self.config.skills.items():

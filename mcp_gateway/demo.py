@@ -99,7 +99,7 @@ async def narrated_session(config: str, env: dict[str, str]) -> None:
     from mcp import Client, StdioServerParameters
 
     params = StdioServerParameters(command=sys.executable,
-                                   args=['-m', 'mcp_gateway.node', '--config', config],
+                                   args=['-m', 'mcp_gateway', '--config', config],
                                    env=env, cwd=os.getcwd())
     async with Client(params) as client:
         say('\n== 1. tools/list: every skill is a tool; _meta says its lane ==')
@@ -179,7 +179,7 @@ def print_client_configs(config: str, host: str, port: int) -> None:
     python = sys.executable
     cwd = os.getcwd()
     stdio = {'mcpServers': {'skill_lanes': {
-        'command': python, 'args': ['-m', 'mcp_gateway.node', '--config', str(Path(config)
+        'command': python, 'args': ['-m', 'mcp_gateway', '--config', str(Path(config)
                                                                                .resolve())],
         'cwd': cwd, 'env': {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}}}}
     say('\nMCP over HTTP: http://%s:%d/mcp' % (host, port))
@@ -212,7 +212,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         stack.wait_ready('lane_manager', 'lane_manager ready')
         say(f'{stamp()}  simulated drivers and lane manager are up')
         if args.serve:
-            stack.start('mcp_gateway', 'mcp_gateway.node', '--transport', 'http',
+            stack.start('mcp_gateway', 'mcp_gateway', '--transport', 'http',
                         '--port', str(args.port))
             stack.wait_ready('mcp_gateway', 'mcp_gateway ready')
             print_client_configs(args.config, '127.0.0.1', args.port)

@@ -1,174 +1,278 @@
-"""The `mcp_gateway` executable: a ROS 2 node and an MCP server in one process.
+"""The gateway's ROS node: goals to the lane manager's action servers, from asyncio.
 
-    mcp_gateway --config FILE [--transport stdio|http] [--host H] [--port P]
+rclpy 9 has no asyncio executor (and awaiting an rclpy Future from asyncio busy-polls a
+core), so a MultiThreadedExecutor spins in a background thread and every rclpy future is
+bridged into the asyncio loop with `add_done_callback` + `loop.call_soon_threadsafe`.
 
-stdio (default) lets an MCP client spawn it; streamable HTTP serves a long-running gateway on
-the robot at http://H:P/mcp. HTTP binds 127.0.0.1 by default; any other address requires a
-bearer token from the environment variable named by `gateway.token_env` (default
-SKILL_LANES_TOKEN) and the gateway refuses to start without one. Host/Origin checks stay on.
+The gateway never talks to a driver: every goal goes to `<namespace>/skills/<skill>`, where
+the lane manager arbitrates. A refusal carries no reason in ROS, so the reason is read from
+the lane manager's lane state topic, keyed by the goal id the gateway chose.
 """
 from __future__ import annotations
 
-import argparse
-import hmac
-import logging
+import asyncio
+import json
 import os
-import signal
-import sys
-from typing import Optional, Sequence
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 import anyio
-import rclpy
-from rclpy.signals import SignalHandlerOptions
+from action_msgs.msg import GoalStatus
+from action_msgs.srv import CancelGoal
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import String
+from unique_identifier_msgs.msg import UUID
 
-from lane_manager.config import Config, ConfigError, load_config
-from mcp_gateway.ros_bridge import RosRuntime
-from mcp_gateway.server import build_server, initialization_options
-from mcp_gateway.skill_tools import SkillTools
+from lane_manager.config import Config, import_action_type
+from lane_manager.action_link import ActionServerLink
+from lane_manager.interfaces import (LANE_STATE_QOS, TOOL_LANES_TOPIC, lane_state_topic,
+                                     normalize_namespace, skill_server_name)
+from lane_manager.runtime import BackgroundExecutor
 
-VERSION = '0.1.0'
-LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '::1')
-
-
-class GatewayError(Exception):
-    """A start-up problem explained in one line (bad flags, no token for a public bind)."""
-
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='mcp_gateway', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--config', help='skill_lanes YAML file (or ROS param config_file)')
-    parser.add_argument('--transport', choices=['stdio', 'http'], default=None)
-    parser.add_argument('--host', default=None)
-    parser.add_argument('--port', type=int, default=None)
-    parser.add_argument('--node-name', default=None, help='ROS node name (default unique)')
-    return parser.parse_args(rclpy.utilities.remove_ros_args(args=list(argv))[1:])
+STATUS_NAMES = {
+    GoalStatus.STATUS_SUCCEEDED: 'succeeded',
+    GoalStatus.STATUS_CANCELED: 'canceled',
+    GoalStatus.STATUS_ABORTED: 'aborted',
+}
+CANCEL_WAIT_S = 5.0
 
 
-class BearerTokenMiddleware:
-    """401 for requests without `Authorization: Bearer <token>` (lifespan passes through)."""
-
-    def __init__(self, app, token: str) -> None:
-        self.app = app
-        self._expected = f'Bearer {token}'.encode()
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope['type'] == 'http':
-            supplied = dict(scope.get('headers') or []).get(b'authorization', b'')
-            if not hmac.compare_digest(supplied, self._expected):
-                await send({'type': 'http.response.start', 'status': 401, 'headers': [
-                    (b'content-type', b'application/json'),
-                    (b'www-authenticate', b'Bearer realm="skill_lanes"')]})
-                await send({'type': 'http.response.body',
-                            'body': b'{"error":"unauthorized","message":"bearer token required"}'})
-                return
-        await self.app(scope, receive, send)
+class LaneManagerUnavailable(Exception):
+    """The lane manager's action server for a skill did not answer in time."""
 
 
-def http_app(server, config: Config, host: str):
-    """The streamable HTTP app, with bearer auth when bound beyond loopback."""
-    from mcp.server.transport_security import TransportSecuritySettings
-    token = os.environ.get(config.gateway.token_env, '')
-    if host in LOOPBACK_HOSTS:
-        app = server.streamable_http_app(streamable_http_path='/mcp', host=host)
-    else:
-        if not token:
-            raise GatewayError(
-                f'refusing to serve HTTP on {host}: set a bearer token in the environment '
-                f'variable {config.gateway.token_env} (or bind 127.0.0.1)')
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=[f'{host}:*', '127.0.0.1:*', 'localhost:*'],
-            allowed_origins=[f'http://{host}:*', 'http://127.0.0.1:*', 'http://localhost:*'])
-        app = server.streamable_http_app(streamable_http_path='/mcp', host=host,
-                                         transport_security=security)
-    return BearerTokenMiddleware(app, token) if token else app
+@dataclass
+class GoalOutcome:
+    """How a goal sent through the lane manager ended (or why it never started)."""
+
+    goal_id: str
+    accepted: bool
+    status: Optional[str] = None          # succeeded | canceled | aborted (when accepted)
+    result: Any = None                    # the Result message
+    refusal: Optional[dict] = None        # the lane state's refusal record (when refused)
+    ending: Optional[dict] = None         # the lane state's ending record (why it ended)
 
 
-async def serve(config: Config, transport: str, host: str, port: int,
-                node_name: Optional[str]) -> None:
-    ros = RosRuntime.start(config, node_name)
-    tools = SkillTools(config, ros.node)
-    providers: list = [tools]
-    unity = None
-    if config.unity.enabled:
-        from mcp_gateway.unity_tools import UnityTools
-        unity = UnityTools(config.unity, owner=ros.node.get_fully_qualified_name())
-        providers.append(unity)
-    ros.node.publish_tool_lanes(config.gateway.name, transport, tools.tool_lanes())
-    server = build_server(config.gateway.name, VERSION, providers, lambda: ros.node.lane_state)
-    try:
-        if transport == 'stdio':
-            from mcp.server.stdio import stdio_server
-            print('mcp_gateway ready (stdio)', file=sys.stderr, flush=True)
-            async with stdio_server() as (read_stream, write_stream):
-                await server.run(read_stream, write_stream, initialization_options(server))
+@dataclass
+class GoalEvents:
+    """What a running goal reports while it runs (called on the asyncio loop)."""
+
+    on_accepted: Callable[[str], None] = lambda goal_id: None
+    on_feedback: Callable[[Any], None] = lambda feedback: None
+
+
+def bridge_future(rclpy_future: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+    """An asyncio future resolved (on `loop`) when the rclpy future is done."""
+    result: asyncio.Future = loop.create_future()
+
+    def transfer(done: Any) -> None:
+        if result.done():
+            return
+        exc = done.exception()
+        if exc is not None:
+            result.set_exception(exc)
         else:
-            import uvicorn
-            app = http_app(server, config, host)
-            uv_config = uvicorn.Config(app, host=host, port=port, log_level='warning',
-                                       lifespan='on')
-            uv_server = uvicorn.Server(uv_config)
+            result.set_result(done.result())
 
-            async def announce_when_listening() -> None:
-                # "ready" means a client can connect: only once the socket is bound.
-                while not uv_server.started:
-                    await anyio.sleep(0.01)
-                print(f'mcp_gateway ready on http://{host}:{port}/mcp', file=sys.stderr,
-                      flush=True)
+    def on_done(done: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(transfer, done)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
 
-            async with anyio.create_task_group() as group:
-                group.start_soon(announce_when_listening)
-                await uv_server.serve()
-                group.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await tools.aclose()
-            if unity is not None:
-                await unity.aclose()
-        ros.stop()
+    rclpy_future.add_done_callback(on_done)
+    return result
 
 
-def _sigterm_as_interrupt(signum, frame) -> None:  # noqa: ARG001 - signal API
-    raise KeyboardInterrupt
+class GatewayNode(Node):
+    """Action clients to the lane manager, its lane state, and our tool metadata topic."""
+
+    def __init__(self, config: Config, node_name: Optional[str] = None) -> None:
+        super().__init__(node_name or f'mcp_gateway_{os.getpid()}')
+        self.config = config
+        namespace = normalize_namespace(config.lane_manager.namespace)
+        group = ReentrantCallbackGroup()
+        self._group = group
+        self.action_types = {name: import_action_type(skill.action_type)
+                             for name, skill in config.skills.items()}
+        self.skill_servers = {name: skill_server_name(namespace, name) for name in config.skills}
+        self._links = {name: ActionServerLink(self, self.action_types[name], server, group)
+                       for name, server in self.skill_servers.items()}
+        self._state_lock = threading.Lock()
+        self._lane_state: Optional[dict] = None
+        self.create_subscription(String, lane_state_topic(namespace), self._on_lane_state,
+                                 LANE_STATE_QOS, callback_group=group)
+        self._tool_lanes_pub = self.create_publisher(String, TOOL_LANES_TOPIC, LANE_STATE_QOS)
+
+    # ------------------------------------------------------------------ state
+    def _on_lane_state(self, msg: String) -> None:
+        try:
+            state = json.loads(msg.data)
+        except ValueError:
+            return
+        with self._state_lock:
+            self._lane_state = state
+
+    @property
+    def lane_state(self) -> Optional[dict]:
+        with self._state_lock:
+            return self._lane_state
+
+    def lane_record(self, lane: str, kind: str, goal_id: str) -> Optional[dict]:
+        """The `last_refusals` / `last_endings` entry for a goal, if published yet."""
+        state = self.lane_state or {}
+        for record in state.get('lanes', {}).get(lane, {}).get(kind, []):
+            if record.get('goal_id') == goal_id:
+                return record
+        return None
+
+    def publish_tool_lanes(self, server_name: str, transport: str, tools: list[dict]) -> None:
+        """Which lane each served tool runs in (see README, topic /skill_lanes/tool_lanes)."""
+        body = {'gateway': self.get_fully_qualified_name(), 'server_name': server_name,
+                'host': socket.gethostname(), 'pid': os.getpid(), 'transport': transport,
+                'stamp': round(time.time(), 3), 'tools': tools}
+        self._tool_lanes_pub.publish(String(data=json.dumps(body)))
+
+    def server_ready(self, skill: str) -> bool:
+        return self._links[skill].is_on_graph()
+
+    # ------------------------------------------------------------------ goals
+    async def run_goal(self, skill: str, goal: Any, events: GoalEvents,
+                       goal_id: Optional[uuid.UUID] = None) -> GoalOutcome:
+        """Send a goal through the lane manager and wait for its end.
+
+        Raises LaneManagerUnavailable when the lane manager does not answer within the
+        configured time. Cancelling the awaiting task cancels the goal (shielded), so an MCP
+        cancellation or a vanished client never leaves a goal running on the robot.
+        """
+        settings = self.config.gateway
+        loop = asyncio.get_running_loop()
+        goal_uuid = goal_id or uuid.uuid4()
+        gid = str(goal_uuid)
+        lane = self.config.skills[skill].lane
+        await self._wait_server(skill, settings.lane_manager_wait_s)
+
+        def feedback(msg: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(events.on_feedback, msg.feedback)
+            except RuntimeError:
+                pass
+
+        send = self._links[skill].client.send_goal_async(
+            goal, feedback_callback=feedback, goal_uuid=UUID(uuid=list(goal_uuid.bytes)))
+        handle = None
+        try:
+            with anyio.fail_after(settings.lane_manager_wait_s):
+                handle = await bridge_future(send, loop)
+        except TimeoutError:
+            # The answer may only have been lost: make sure the goal does not run unseen.
+            self._cancel_by_id(skill, goal_uuid)
+            raise LaneManagerUnavailable(
+                f'the lane manager did not answer the goal for {skill!r} within '
+                f'{settings.lane_manager_wait_s:g} s') from None
+        except anyio.get_cancelled_exc_class():
+            with anyio.move_on_after(CANCEL_WAIT_S, shield=True):
+                await self._cancel_when_accepted(send, loop)
+            raise
+        if not handle.accepted:
+            refusal = None
+            if lane is not None:
+                refusal = await self._wait_record(lane, 'last_refusals', gid,
+                                                  settings.refusal_wait_s)
+            return GoalOutcome(gid, accepted=False, refusal=refusal)
+        events.on_accepted(gid)
+        try:
+            response = await self._wait_result(skill, handle, loop)
+        except anyio.get_cancelled_exc_class():
+            with anyio.move_on_after(CANCEL_WAIT_S, shield=True):
+                await bridge_future(handle.cancel_goal_async(), loop)
+            raise
+        status = STATUS_NAMES.get(response.status, 'aborted')
+        ending = None
+        if status != 'succeeded' and lane is not None:
+            ending = await self._wait_record(lane, 'last_endings', gid, settings.refusal_wait_s)
+        return GoalOutcome(gid, True, status, response.result, ending=ending)
+
+    async def _wait_result(self, skill: str, handle: Any, loop) -> Any:
+        """The result, or LaneManagerUnavailable if the lane manager vanishes meanwhile."""
+        result = bridge_future(handle.get_result_async(), loop)
+        link = self._links[skill]
+        link.reset_probe()
+        lost_after = self.config.lane_manager.driver_lost_s * 2
+        while True:
+            done, _ = await asyncio.wait({result}, timeout=0.5)
+            if done:
+                return result.result()
+            if not link.probe(time.monotonic(), lost_after):
+                raise LaneManagerUnavailable(
+                    f'the lane manager stopped answering while {skill!r} was running')
+
+    def _cancel_by_id(self, skill: str, goal_uuid: uuid.UUID) -> None:
+        """Fire-and-forget cancel of one goal id (no handle needed)."""
+        request = CancelGoal.Request()
+        request.goal_info.goal_id.uuid = list(goal_uuid.bytes)
+        self._links[skill].cancel_service.call_async(request)
+
+    async def _cancel_when_accepted(self, send: Any, loop) -> None:
+        handle = await bridge_future(send, loop)
+        if handle.accepted:
+            await bridge_future(handle.cancel_goal_async(), loop)
+
+    async def _wait_server(self, skill: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        # Ready from our side is not enough: until the lane manager has discovered this
+        # node's readers too, its goal response is dropped (seen on fresh gateways: the goal
+        # ran, its caller was told the lane manager did not answer). Its lane state reaching
+        # us shows it has discovered our readers.
+        while not self.server_ready(skill) or self.lane_state is None:
+            if time.monotonic() >= deadline:
+                raise LaneManagerUnavailable(
+                    f'no lane manager serves {self.skill_servers[skill]} '
+                    f'(waited {timeout:g} s): is the lane_manager node running?')
+            await asyncio.sleep(0.05)
+
+    async def _wait_record(self, lane: str, kind: str, goal_id: str,
+                           timeout: float) -> Optional[dict]:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.lane_record(lane, kind, goal_id)
+            if record is not None or time.monotonic() >= deadline:
+                return record
+            await asyncio.sleep(0.02)
+
+    async def cancel_all(self, skill: str) -> int:
+        """Cancel every goal (running and queued) of one skill at the lane manager.
+
+        Uses the action protocol's cancel-all request (zero goal id, zero stamp) on the
+        skill's cancel service. Returns how many goals the lane manager is cancelling.
+        """
+        service = self._links[skill].cancel_service
+        if not service.service_is_ready():
+            raise LaneManagerUnavailable(f'no lane manager serves {self.skill_servers[skill]}')
+        loop = asyncio.get_running_loop()
+        with anyio.fail_after(self.config.gateway.lane_manager_wait_s):
+            response = await bridge_future(service.call_async(CancelGoal.Request()), loop)
+        return len(response.goals_canceling)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv if argv is None else argv)
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    try:
-        config_path = args.config or _config_param(argv)
-        if not config_path:
-            raise ConfigError('<none>: <file>: no config file (use --config FILE)')
-        config = load_config(config_path)
-        gateway = config.gateway
-        transport = args.transport or gateway.transport
-        host = args.host or gateway.host
-        port = args.port if args.port is not None else gateway.port
-        anyio.run(serve, config, transport, host, port, args.node_name)
-        return 0
-    except ConfigError as exc:
-        print(f'config error: {exc}', file=sys.stderr)
-        return 2
-    except GatewayError as exc:
-        print(f'mcp_gateway: {exc}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        if rclpy.ok():
-            rclpy.shutdown()
+@dataclass
+class RosRuntime:
+    """The gateway node spinning in the background, for the MCP layer to use."""
 
+    node: GatewayNode
+    executor: BackgroundExecutor = field(repr=False)
 
-def _config_param(argv: Sequence[str]) -> Optional[str]:
-    """`--ros-args -p config_file:=FILE`, as launch files pass it."""
-    for index, arg in enumerate(argv):
-        if arg == '-p' and index + 1 < len(argv) and argv[index + 1].startswith('config_file:='):
-            return argv[index + 1].split(':=', 1)[1]
-    return None
+    @classmethod
+    def start(cls, config: Config, node_name: Optional[str] = None) -> 'RosRuntime':
+        node = GatewayNode(config, node_name)
+        # Its callbacks only hand data to asyncio: one thread, no hand-over per callback.
+        return cls(node, BackgroundExecutor(node, num_threads=1))
 
-
-if __name__ == '__main__':
-    raise SystemExit(main())
+    def stop(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()

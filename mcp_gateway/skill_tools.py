@@ -18,7 +18,7 @@ import jsonschema
 import mcp_types as types
 
 from lane_manager.config import Config
-from mcp_gateway.ros_bridge import GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable
+from mcp_gateway.node import GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable
 from mcp_gateway.results import error_result, tool_result
 from mcp_gateway.ros_json import ArgumentError, message_schema, to_json, to_message
 

@@ -13,7 +13,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from lane_manager.action_link import RaceFreeActionClient as ActionClient
-from lane_manager.node import LANE_STATE_QOS
+from lane_manager.interfaces import LANE_STATE_QOS
 from lane_manager.runtime import BackgroundExecutor
 from support import wait_until
 

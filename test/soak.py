@@ -107,7 +107,7 @@ class Soak:
         self.monitor = Proc('monitor', [str(Path(__file__).resolve()), '--monitor',
                                         str(self.monitor_out), *cfg], self.env, self.dir)
         self.http_port = http_port
-        self.http = Proc('gateway_http', ['-m', 'mcp_gateway.node', *cfg, '--transport', 'http',
+        self.http = Proc('gateway_http', ['-m', 'mcp_gateway', *cfg, '--transport', 'http',
                                           '--port', str(http_port)], self.env, self.dir)
         self.counts = {'calls': 0, 'succeeded': 0, 'busy': 0, 'errors': 0, 'cancelled': 0,
                        'lost': 0, 'faults_injected': 0}
@@ -121,7 +121,7 @@ class Soak:
             target = f'http://127.0.0.1:{self.http_port}/mcp'
         else:
             target = StdioServerParameters(
-                command=sys.executable, args=['-m', 'mcp_gateway.node', '--config',
+                command=sys.executable, args=['-m', 'mcp_gateway', '--config',
                                               str(self.config)], env=self.env, cwd=str(ROOT))
         while time.monotonic() < deadline:
             try:
@@ -226,7 +226,7 @@ def monitor(out_path: str, config_path: str) -> int:
     from std_msgs.msg import String
 
     from lane_manager.config import load_config
-    from lane_manager.node import LANE_STATE_QOS
+    from lane_manager.interfaces import LANE_STATE_QOS
 
     config = load_config(config_path)
     stop = []

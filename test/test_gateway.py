@@ -125,7 +125,7 @@ def gateway_env(**extra: str) -> dict[str, str]:
 def stdio_gateway(config_file: Path, **client_options) -> Client:
     """A gateway process spawned by the SDK's stdio client, as an MCP host would."""
     return Client(StdioServerParameters(
-        command=PYTHON, args=['-m', 'mcp_gateway.node', '--config', str(config_file),
+        command=PYTHON, args=['-m', 'mcp_gateway', '--config', str(config_file),
                               '--transport', 'stdio'],
         env=gateway_env(), cwd=str(ROOT)), **client_options)
 
@@ -145,8 +145,8 @@ class InProcessGateway:
     """The gateway's pieces in this process; `client()` connects a new in-memory session."""
 
     def __init__(self, config_file: Path) -> None:
-        from mcp_gateway.node import VERSION
-        from mcp_gateway.ros_bridge import RosRuntime
+        from mcp_gateway.main import VERSION
+        from mcp_gateway.node import RosRuntime
         from mcp_gateway.server import build_server
         from mcp_gateway.skill_tools import SkillTools
         self.config = load_config(config_file)
@@ -637,7 +637,7 @@ def _jsonrpc(proc, message: dict) -> None:
 def test_stdio_client_gone_mid_call_cancels_goal_at_driver(stack, config_file, processes):
     """The host closes the gateway's stdin (the client went away) while a goal runs."""
     counts = lane_counts(stack, 'arm')
-    proc = processes.python('mcp_gateway.node', '--config', str(config_file), '--transport',
+    proc = processes.python('mcp_gateway', '--config', str(config_file), '--transport',
                             'stdio', env=gateway_env(), name='stdio_gateway',
                             stdin=subprocess.PIPE)
     proc.wait_for_output('mcp_gateway ready', timeout=60)
@@ -667,7 +667,7 @@ def http_gateway(stack, config_file):
     group = ProcessGroup()
     port = free_port()
     try:
-        proc = group.python('mcp_gateway.node', '--config', str(config_file), '--transport',
+        proc = group.python('mcp_gateway', '--config', str(config_file), '--transport',
                             'http', '--port', str(port), env=gateway_env(),
                             name='http_gateway')
         proc.wait_for_output(f'mcp_gateway ready on http://127.0.0.1:{port}/mcp', timeout=60)
@@ -711,7 +711,7 @@ def test_http_gateway_checks_host_and_origin(http_gateway):
 
 def test_tool_lanes_topic_lists_each_tool_lane_and_policy(http_gateway, rclpy_context):
     from std_msgs.msg import String
-    from lane_manager.node import LANE_STATE_QOS
+    from lane_manager.interfaces import LANE_STATE_QOS
     from lane_manager.runtime import BackgroundExecutor
     from rclpy.node import Node
     proc, _ = http_gateway
@@ -742,7 +742,7 @@ def test_tool_lanes_topic_lists_each_tool_lane_and_policy(http_gateway, rclpy_co
 def test_http_public_bind_without_token_refuses_to_start(config_file):
     port = free_port()
     done = subprocess.run(
-        [PYTHON, '-m', 'mcp_gateway.node', '--config', str(config_file), '--transport', 'http',
+        [PYTHON, '-m', 'mcp_gateway', '--config', str(config_file), '--transport', 'http',
          '--host', '127.0.0.2', '--port', str(port)],
         env=gateway_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=60,
         stdin=subprocess.DEVNULL)
@@ -755,7 +755,7 @@ def test_http_public_bind_without_token_refuses_to_start(config_file):
 def test_http_bearer_token(stack, config_file, processes):
     port = free_port()
     token = 'test-token-' + os.urandom(8).hex()
-    proc = processes.python('mcp_gateway.node', '--config', str(config_file), '--transport',
+    proc = processes.python('mcp_gateway', '--config', str(config_file), '--transport',
                             'http', '--host', '127.0.0.2', '--port', str(port),
                             env=gateway_env(SKILL_LANES_TOKEN=token), name='token_gateway')
     proc.wait_for_output('mcp_gateway ready on http://127.0.0.2', timeout=60)

@@ -52,7 +52,7 @@ def robot(tmp_path_factory, rclpy_context):
                                '--ros-args', '-r', '__node:=gw_proc_lane_manager',
                                name='gwp_lane_manager')
         port = free_port()
-        http = group.python('mcp_gateway.node', '--config', str(config_file), '--transport',
+        http = group.python('mcp_gateway', '--config', str(config_file), '--transport',
                             'http', '--port', str(port), env=gateway_env(),
                             name='gwp_http_gateway')
         sim.wait_for_output('sim_driver ready')

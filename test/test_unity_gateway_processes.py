@@ -1,7 +1,7 @@
 """Several real gateway processes, one fake Editor process: one Editor operation at a time.
 
 Each gateway is its own OS process speaking MCP over stdio, as one agent's gateway would: the
-real `python -m mcp_gateway.node --transport stdio`, with a config file that enables the
+real `python -m mcp_gateway --transport stdio`, with a config file that enables the
 Unity tools and has no skills. The fake Editor is a separate process too
 (test/fake_unity_editor.py) that counts overlapping operations in its record file.
 """
@@ -47,7 +47,7 @@ def gateway(tmp_path: Path) -> Client:
            if key.startswith(('ROS_', 'RMW_', 'FASTDDS_', 'SKILL_LANES_TEST'))}
     env.update({'PYTHONPATH': str(ROOT), 'HOME': str(tmp_path), 'PYTHONUNBUFFERED': '1'})
     return Client(StdioServerParameters(
-        command=PYTHON, args=['-m', 'mcp_gateway.node', '--config', str(config_file),
+        command=PYTHON, args=['-m', 'mcp_gateway', '--config', str(config_file),
                               '--transport', 'stdio'],
         cwd=str(ROOT), env=env), mode='legacy')
 

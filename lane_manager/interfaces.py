@@ -1,0 +1,37 @@
+"""Names and QoS that several skill_lanes executables share: one place to read them.
+
+The lane manager, the MCP gateway, the simulated driver, the tests and the launch files all
+meet on these ROS interfaces. Importing this module pulls in no node, so the gateway and the
+simulated driver never import `lane_manager.node`.
+"""
+from __future__ import annotations
+
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+# Latched JSON topics: a late subscriber gets the last message at once.
+LANE_STATE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+TOOL_LANES_TOPIC = '/skill_lanes/tool_lanes'
+SIM_STATS_TOPIC = '/sim_driver/stats'
+DIAGNOSTICS_TOPIC = '/diagnostics'
+
+
+def normalize_namespace(namespace: str) -> str:
+    """'/lane_manager', 'lane_manager' and '/lane_manager/' all name '/lane_manager'."""
+    return '/' + namespace.strip('/')
+
+
+def skill_server_name(namespace: str, skill: str) -> str:
+    """The lane manager's action server for one skill (send goals here, not to the driver)."""
+    return f'{normalize_namespace(namespace)}/skills/{skill}'
+
+
+def lane_state_topic(namespace: str) -> str:
+    """std_msgs/String (JSON), LANE_STATE_QOS: every lane's holder, queue, endings."""
+    return f'{normalize_namespace(namespace)}/lane_state'
+
+
+def lane_service_name(namespace: str, lane: str, verb: str) -> str:
+    """Per-lane operator services, e.g. `<namespace>/lanes/<lane>/release`."""
+    return f'{normalize_namespace(namespace)}/lanes/{lane}/{verb}'
