@@ -26,7 +26,7 @@ from typing import Optional, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mcp_gateway.file_lease import LeaseManager, lease_file_stem  # noqa: E402
+from mcp_gateway.unity.lease import LeaseManager, lease_file_stem  # noqa: E402
 
 INSTANCE = 'BenchProject@0123abcd'
 TTL_S = 120.0

@@ -117,20 +117,6 @@ class GatewayConfig(_Strict):
         2.0, gt=0, description='how long to wait for the lane state naming a refusal reason')
 
 
-class UnityConfig(_Strict):
-    """Unity Editor tools: off unless enabled. host/port pin one Editor; else discovery."""
-
-    enabled: bool = False
-    host: str = '127.0.0.1'
-    port: Optional[int] = Field(None, ge=1, le=65535)
-    instance: Optional[str] = None
-    status_dir: Optional[str] = None
-    lease_dir: Optional[str] = None
-    lease_ttl_s: float = Field(30.0, gt=0)
-    ready_wait_s: float = Field(120.0, gt=0)
-    test_poll_s: float = Field(1.0, gt=0)
-
-
 class Config(_Strict):
     """The whole file."""
 
@@ -139,7 +125,8 @@ class Config(_Strict):
     lane_manager: LaneManagerConfig = LaneManagerConfig()
     gateway: GatewayConfig = GatewayConfig()
     sim: SimConfig = SimConfig()
-    unity: UnityConfig = UnityConfig()
+    # Validated by the gateway (mcp_gateway/unity/config.py), which owns the Unity tools.
+    unity: dict[str, Any] = {}
 
     @field_validator('lanes', 'skills')
     @classmethod

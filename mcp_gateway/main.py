@@ -25,6 +25,7 @@ from lane_manager.config import Config, ConfigError, load_config
 from mcp_gateway.node import RosRuntime
 from mcp_gateway.server import build_server, initialization_options
 from mcp_gateway.skill_tools import SkillTools
+from mcp_gateway.unity.config import UnityConfig, load_unity_config
 
 VERSION = '0.1.0'
 LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '::1')
@@ -85,14 +86,14 @@ def http_app(server, config: Config, host: str):
 
 
 async def serve(config: Config, transport: str, host: str, port: int,
-                node_name: Optional[str]) -> None:
+                node_name: Optional[str], unity_config: Optional[UnityConfig] = None) -> None:
     ros = RosRuntime.start(config, node_name)
     tools = SkillTools(config, ros.node)
     providers: list = [tools]
     unity = None
-    if config.unity.enabled:
-        from mcp_gateway.unity_tools import UnityTools
-        unity = UnityTools(config.unity, owner=ros.node.get_fully_qualified_name())
+    if unity_config is not None and unity_config.enabled:
+        from mcp_gateway.unity.tools import UnityTools
+        unity = UnityTools(unity_config, owner=ros.node.get_fully_qualified_name())
         providers.append(unity)
     ros.node.publish_tool_lanes(config.gateway.name, transport, tools.tool_lanes())
     server = build_server(config.gateway.name, VERSION, providers, lambda: ros.node.lane_state)
@@ -143,11 +144,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not config_path:
             raise ConfigError('<none>: <file>: no config file (use --config FILE)')
         config = load_config(config_path)
+        unity_config = load_unity_config(config.unity, config_path)
         gateway = config.gateway
         transport = args.transport or gateway.transport
         host = args.host or gateway.host
         port = args.port if args.port is not None else gateway.port
-        anyio.run(serve, config, transport, host, port, args.node_name)
+        anyio.run(serve, config, transport, host, port, args.node_name, unity_config)
         return 0
     except ConfigError as exc:
         print(f'config error: {exc}', file=sys.stderr)

@@ -1,9 +1,15 @@
 """A fake Unity Editor that speaks the real "MCP for Unity" bridge protocol (test fixture).
 
 Not a mock: it listens on TCP, sends the `WELCOME UNITY-MCP 1 FRAMING=1` handshake, uses
-8-byte big-endian length framing, sends zero-length heartbeat frames, closes its other
-clients when a new one connects, and keeps its status file up to date the way the Editor
-does (including `reloading` during a simulated domain reload, when the listener is down).
+8-byte big-endian length framing, closes its other clients when a new one connects and
+idle ones after 30 s, answers `ping` with the compact pong bytes, and writes its status
+file in place (not atomically; deleted at a reload) the way the Editor does.
+
+Timing as the Editor's (`RefreshUnity.cs`, `TestJobManager.cs`): a refresh with
+`compile: request` is answered success at once; the compile starts a tick later, then a
+domain reload drops every connection. A run with a failing test ends `failed` with
+`result: null` (failures_so_far capped at 25, no stack traces); ignored tests are
+`Skipped:Ignored`.
 
 It records what matters to the tests: how many times two operations (a refresh or a test
 run) were in progress at once (`overlaps`; a refresh arriving during a test run counts),
@@ -32,6 +38,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 WELCOME = b'WELCOME UNITY-MCP 1 FRAMING=1\n'
+PONG = b'{"status":"success","result":{"message":"pong"}}'
+FAILURES_CAP = 25
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 
@@ -57,7 +65,9 @@ class FakeUnityEditor:
                  refresh_duration_s: float = 0.05, reload_on_compile: bool = True,
                  reload_duration_s: float = 0.5, status_interval_s: float = 0.2,
                  heartbeat_frame_s: Optional[float] = None,
-                 record_path: Optional[str | os.PathLike[str]] = None) -> None:
+                 record_path: Optional[str | os.PathLike[str]] = None,
+                 compile_delay_s: float = 0.2, compile_duration_s: float = 0.3,
+                 ignored_tests: tuple[str, ...] = (), idle_close_s: float = 30.0) -> None:
         self.status_dir = Path(status_dir)
         self.project_name = project_name
         self.project_path = f'/fake/projects/{project_name}/Assets'
@@ -74,6 +84,14 @@ class FakeUnityEditor:
         self.status_interval_s = status_interval_s
         self.heartbeat_frame_s = heartbeat_frame_s
         self.record_path = Path(record_path) if record_path else None
+        self.compile_delay_s = compile_delay_s
+        self.compile_duration_s = compile_duration_s
+        self.ignored_tests = set(ignored_tests)
+        self.idle_close_s = idle_close_s
+        self.compiling = False
+        self.compile_started_ms: Optional[int] = None
+        self.reload_before_ms: Optional[int] = None
+        self.reload_after_ms: Optional[int] = None
         # Observations (read by tests from other threads).
         self.overlaps = 0
         self.max_active = 0
@@ -190,7 +208,11 @@ class FakeUnityEditor:
             if self.heartbeat_frame_s:
                 heartbeat = self._spawn(self._send_heartbeats(writer))
             while True:
-                (length,) = struct.unpack('>Q', await reader.readexactly(8))
+                try:
+                    header = await asyncio.wait_for(reader.readexactly(8), self.idle_close_s)
+                except asyncio.TimeoutError:
+                    break  # the Editor closes a client idle for 30 s
+                (length,) = struct.unpack('>Q', header)
                 if length == 0:
                     self.zero_length_frames_received += 1
                     break
@@ -199,7 +221,8 @@ class FakeUnityEditor:
                 response = await self._dispatch(await reader.readexactly(length))
                 if response is None:
                     break  # the connection went away with a domain reload
-                body = json.dumps(response).encode()
+                body = (response if isinstance(response, bytes)
+                        else json.dumps(response, separators=(',', ':')).encode())
                 writer.write(struct.pack('>Q', len(body)) + body)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -217,14 +240,21 @@ class FakeUnityEditor:
             writer.write(struct.pack('>Q', 0))
             await asyncio.sleep(self.heartbeat_frame_s)
 
-    async def _dispatch(self, payload: bytes) -> Optional[dict[str, Any]]:
+    async def _dispatch(self, payload: bytes) -> Optional[dict[str, Any] | bytes]:
         if payload.strip() == b'ping':
-            return {'status': 'success', 'result': {'message': 'pong'}}
+            return PONG
         try:
             request = json.loads(payload)
             command, params = request['type'], request.get('params') or {}
         except (ValueError, KeyError, TypeError):
             return {'status': 'error', 'error': 'invalid request'}
+        result = await self.handle(command, params)
+        return None if result is None else {'status': 'success', 'result': result}
+
+    # ----------------------------------------------------------------- commands
+
+    async def handle(self, command: str, params: dict[str, Any]) -> Optional[dict[str, Any]]:
+        """One command's tool result (None: the connection drops). Shared by front-ends."""
         self.commands.append(command)
         handler = {
             'refresh_unity': self._refresh,
@@ -233,11 +263,8 @@ class FakeUnityEditor:
             'get_editor_state': self._editor_state,
         }.get(command)
         if handler is None:
-            return {'status': 'error', 'error': f'Unknown command: {command}'}
-        result = await handler(params)
-        return None if result is None else {'status': 'success', 'result': result}
-
-    # ----------------------------------------------------------------- commands
+            return _failure(f'Unknown command: {command}')
+        return await handler(params)
 
     async def _refresh(self, params: dict[str, Any]) -> Optional[dict[str, Any]]:
         if self._running_job() is not None:
@@ -251,12 +278,23 @@ class FakeUnityEditor:
             self._end_operation(refresh=True)
             raise
         if compile_requested and self.reload_on_compile:
-            # The reload ends this operation and drops every connection, ours included.
-            self._spawn(self._reload(self.reload_duration_s, ends_refresh=True))
-            return None
-        self._end_operation(refresh=True)
+            # Answered at once; the compile starts a tick later and a reload ends it.
+            self._spawn(self._compile_then_reload())
+        else:
+            self._end_operation(refresh=True)
         return {'success': True, 'message': 'Refresh requested.',
-                'data': {'refresh_triggered': True, 'compile_requested': compile_requested}}
+                'data': {'refresh_triggered': True, 'compile_requested': compile_requested,
+                         'resulting_state': 'idle'}}
+
+    async def _compile_then_reload(self) -> None:
+        await asyncio.sleep(self.compile_delay_s)
+        self.compiling = True
+        self.compile_started_ms = int(time.time() * 1000)
+        try:
+            await asyncio.sleep(self.compile_duration_s)
+        finally:
+            self.compiling = False
+        await self._reload(self.reload_duration_s, ends_refresh=True)
 
     async def _run_tests(self, params: dict[str, Any]) -> dict[str, Any]:
         if self._running_job() is not None:
@@ -278,14 +316,17 @@ class FakeUnityEditor:
                 job.current = name
                 await asyncio.sleep(self.test_duration_s)
                 failed = name in self.failing_tests
+                state = ('Failed' if failed else
+                         'Skipped:Ignored' if name in self.ignored_tests else 'Passed')
                 job.results.append({
-                    'name': name.rsplit('.', 1)[-1], 'fullName': name,
-                    'state': 'Failed' if failed else 'Passed',
+                    'name': name.rsplit('.', 1)[-1], 'fullName': name, 'state': state,
+                    'stackTrace': 'at Fake.Tests (Fake.cs:12)' if failed else None,
                     'durationSeconds': self.test_duration_s,
                     'message': 'Expected 1 but was 2' if failed else None})
                 job.completed += 1
             job.current = None
-            job.status = 'succeeded'
+            job.status = ('failed' if any(r['state'] == 'Failed' for r in job.results)
+                          else 'succeeded')
         finally:
             job.finished_unix_ms = int(time.time() * 1000)
             if job.status == 'running':
@@ -297,16 +338,17 @@ class FakeUnityEditor:
         if job is None:
             return _failure('Unknown job_id.')
         failures = [{'full_name': r['fullName'], 'message': r['message']}
-                    for r in job.results if r['state'] != 'Passed']
+                     for r in job.results if r['state'] == 'Failed']
         result = None
-        if job.status == 'succeeded':
-            failed = len(failures)
+        if job.status == 'succeeded':  # a failed run has result null, as in the Editor
+            skipped = sum(r['state'].startswith('Skipped') for r in job.results)
             result = {
                 'mode': job.mode,
-                'summary': {'total': len(job.tests), 'passed': len(job.tests) - failed,
-                            'failed': failed, 'skipped': 0,
+                'summary': {'total': len(job.tests),
+                            'passed': len(job.tests) - skipped, 'failed': 0,
+                            'skipped': skipped,
                             'durationSeconds': self.test_duration_s * len(job.tests),
-                            'resultState': 'Failed' if failed else 'Passed'},
+                            'resultState': 'Passed'},
                 'results': ([r for r in job.results if r['state'] != 'Passed']
                             if params.get('includeFailedTests') else None),
             }
@@ -315,13 +357,18 @@ class FakeUnityEditor:
             'started_unix_ms': job.started_unix_ms, 'finished_unix_ms': job.finished_unix_ms,
             'progress': {'completed': job.completed, 'total': len(job.tests),
                          'current_test_full_name': job.current,
-                         'failures_so_far': failures},
+                         'failures_so_far': failures[:FAILURES_CAP],
+                         'failures_capped': len(failures) > FAILURES_CAP},
             'error': None, 'result': result}}
 
     async def _editor_state(self, params: dict[str, Any]) -> dict[str, Any]:
         return {'success': True, 'message': 'Editor state.', 'data': {
             'activity': {'phase': 'running_tests' if self._running_job() else 'idle'},
-            'compilation': {'is_compiling': False, 'is_domain_reload_pending': False},
+            'compilation': {'is_compiling': self.compiling,
+                            'is_domain_reload_pending': self.compiling,
+                            'last_compile_started_unix_ms': self.compile_started_ms,
+                            'last_domain_reload_before_unix_ms': self.reload_before_ms,
+                            'last_domain_reload_after_unix_ms': self.reload_after_ms},
             'tests': {'is_running': self._running_job() is not None},
             'assets': {'is_updating': self._refreshing > 0,
                        'refresh': {'is_refresh_in_progress': self._refreshing > 0}}}}
@@ -350,6 +397,12 @@ class FakeUnityEditor:
 
     async def _reload(self, seconds: float, ends_refresh: bool = False) -> None:
         self.reloading = True
+        self.reload_before_ms = int(time.time() * 1000)
+        try:
+            self.status_path.unlink()  # the Editor deletes its status file at a reload
+        except OSError:
+            pass
+        await asyncio.sleep(0.05)
         self._write_status()
         if self._server is not None:
             self._server.close()
@@ -359,6 +412,7 @@ class FakeUnityEditor:
             await self._listen()
         finally:
             self.reloading = False
+            self.reload_after_ms = int(time.time() * 1000)
             self.reloads += 1
             if ends_refresh:
                 self._end_operation(refresh=True)
@@ -378,7 +432,7 @@ class FakeUnityEditor:
             'unity_version': '6000.0.0f1',
             'last_heartbeat': datetime.now(timezone.utc).isoformat().replace('+00:00', 'Z'),
         }
-        _write_atomically(self.status_path, payload)
+        _write_in_place(self.status_path, payload)
 
     def _write_record(self) -> None:
         if self.record_path is not None:
@@ -404,6 +458,16 @@ def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def _write_in_place(path: Path, payload: dict[str, Any]) -> None:
+    """As the Editor does: truncate and rewrite the same file (readers may see it partial)."""
+    raw = json.dumps(payload).encode()
+    with open(path, 'wb') as file:
+        file.write(raw[:len(raw) // 2])
+        file.flush()
+        time.sleep(0.001)
+        file.write(raw[len(raw) // 2:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--status-dir', required=True)
@@ -416,10 +480,16 @@ def main() -> None:
     parser.add_argument('--no-reload', action='store_true')
     parser.add_argument('--status-interval', type=float, default=0.2)
     parser.add_argument('--record', help='JSON file kept up to date with the counters')
+    parser.add_argument('--failing', type=int, default=0, help='the last N tests fail')
+    parser.add_argument('--compile-delay', type=float, default=0.2)
+    parser.add_argument('--compile-duration', type=float, default=0.3)
     args = parser.parse_args()
     editor = FakeUnityEditor(
         args.status_dir, args.project_name, port=args.port,
         tests=[f'Fake.Tests.Test{i}' for i in range(args.tests)],
+        failing_tests=tuple(f'Fake.Tests.Test{i}'
+                            for i in range(args.tests - args.failing, args.tests)),
+        compile_delay_s=args.compile_delay, compile_duration_s=args.compile_duration,
         test_duration_s=args.test_duration, refresh_duration_s=args.refresh_duration,
         reload_on_compile=not args.no_reload, reload_duration_s=args.reload_duration,
         status_interval_s=args.status_interval, record_path=args.record)

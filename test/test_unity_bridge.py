@@ -13,19 +13,33 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 from fake_unity_editor import FakeUnityEditor
-from mcp_gateway.unity_bridge import (
-    STATUS_DIR_ENV,
-    UnityBridge,
+from mcp_gateway.unity.answers import (
     UnityCommandError,
-    UnityConnection,
     UnityConnectionLost,
-    UnityInstance,
+    UnityError,
     UnityProtocolError,
     UnityReloading,
     UnityUnavailable,
-    discover_instances,
-    resolve_status_dir,
+    error_answer,
 )
+from mcp_gateway.unity.bridge import UnityBridge
+from mcp_gateway.unity.config import UnityConfig
+from mcp_gateway.unity.discovery import STATUS_DIR_ENV, UnityInstance, resolve_status_dir
+from mcp_gateway.unity.instances import Finder
+from mcp_gateway.unity.operations import wait_until_ready
+from mcp_gateway.unity.wire import UnityConnection
+
+
+async def discover_instances(status_dir: Path) -> list[UnityInstance]:
+    return await Finder(UnityConfig(status_dir=str(status_dir), transport='stdio')).instances()
+
+
+def to_dict(exc: UnityError) -> dict[str, Any]:
+    return error_answer(exc).structured_content
+
+
+async def no_progress(*_: Any) -> None:
+    pass
 
 WELCOME = b'WELCOME UNITY-MCP 1 FRAMING=1\n'
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
@@ -164,8 +178,8 @@ def test_bad_or_missing_handshake_and_oversized_frames_fail_cleanly() -> None:
             with pytest.raises(UnityProtocolError):
                 await UnityBridge(raw.instance).command('get_editor_state', idempotent=False)
         with pytest.raises(UnityUnavailable) as refused:
-            await UnityBridge(UnityInstance('gone', '127.0.0.1', _free_port())).command('x')
-        assert refused.value.to_dict()['hint'] == 'retry'
+            await UnityBridge(UnityInstance('gone', host='127.0.0.1', port=_free_port())).command('x')
+        assert to_dict(refused.value)['hint'] == 'retry'
     asyncio.run(scenario())
 
 
@@ -226,16 +240,18 @@ def test_a_dropped_request_is_resent_only_when_idempotent() -> None:
 def test_refresh_with_compile_counts_the_drop_as_success_and_is_sent_once(editor) -> None:
     async def scenario() -> None:
         bridge = await _bridge_for(editor)
-        outcome = await bridge.refresh('force', 'all', 'request', reload_wait_s=5)
-        assert outcome.reloaded is True
+        params = {'mode': 'force', 'scope': 'all', 'compile': 'request'}
+        outcome = await bridge.refresh(params, reload_wait_s=5)
+        # As the Editor does: answered at once, compile and reload a tick later.
+        assert outcome.result['success'] and not outcome.dropped and editor.reloads == 0
         waits: list[str] = []
 
-        async def on_wait(reason: str) -> None:
-            waits.append(reason)
-        started = time.monotonic()
-        state = await bridge.wait_until_ready(10, on_wait)
+        async def on_wait(value: float, total: Any, message: str) -> None:
+            waits.append(message)
+        await asyncio.sleep(editor.compile_delay_s + 0.05)
+        state = await wait_until_ready(bridge, 10, on_wait)
         assert state['compilation']['is_compiling'] is False
-        assert time.monotonic() - started >= 0.2 and waits  # it did wait for the reload
+        assert waits and editor.reloads == 1  # it did wait for the compile and reload
         await bridge.aclose()
     asyncio.run(scenario())
     assert editor.commands.count('refresh_unity') == 1
@@ -258,7 +274,7 @@ def test_refresh_without_compile_is_not_resent_after_a_drop() -> None:
     async def scenario() -> None:
         async with RawPeer(drops_refresh) as raw:
             with pytest.raises(UnityConnectionLost):
-                await UnityBridge(raw.instance).refresh('force', 'all', 'none', 1.0)
+                await UnityBridge(raw.instance).refresh({'compile': 'none'}, 1.0)
     asyncio.run(scenario())
     assert received == ['refresh_unity']
 
@@ -270,14 +286,14 @@ def test_waits_for_a_reload_within_budget_else_answers_retryable(editor) -> None
         await asyncio.sleep(0.05)
         with pytest.raises(UnityReloading) as reloading:
             await bridge.command('get_editor_state', reload_wait_s=0.1)
-        answer = reloading.value.to_dict()
+        answer = to_dict(reloading.value)
         assert answer['error'] == 'unity_reloading' and answer['hint'] == 'retry'
         assert answer['data']['retry_after_ms'] > 0
         assert (await bridge.command('get_editor_state', reload_wait_s=5))['success']
         with pytest.raises(UnityReloading):
             editor.begin_reload(2.0)
             await asyncio.sleep(0.05)
-            await bridge.wait_until_ready(0.5)
+            await wait_until_ready(bridge, 0.5, no_progress)
         await bridge.aclose()
     asyncio.run(scenario())
 
@@ -287,8 +303,8 @@ def test_editor_errors_become_structured_exceptions(editor) -> None:
         bridge = await _bridge_for(editor)
         await bridge.command('run_tests', {'mode': 'EditMode'}, idempotent=False)
         with pytest.raises(UnityCommandError) as busy:
-            await bridge.refresh('force', 'all', 'none', 1.0)
-        answer = busy.value.to_dict()
+            await bridge.refresh({'compile': 'none'}, 1.0)
+        answer = to_dict(busy.value)
         assert answer['data']['editor_error'] == 'tests_running'
         assert answer['data']['retry_after_ms'] == 5000 and answer['hint'] == 'retry'
         with pytest.raises(UnityCommandError) as unknown:

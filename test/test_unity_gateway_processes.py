@@ -20,7 +20,7 @@ import mcp_types as types
 import yaml
 from mcp import Client, StdioServerParameters
 
-from mcp_gateway.file_lease import LeaseManager
+from mcp_gateway.unity.lease import LeaseManager
 from support import PYTHON, ROOT, wait_until
 
 
@@ -71,7 +71,7 @@ def assert_busy_shape(answer: dict[str, Any], instance_id: str) -> None:
 def test_gateways_hammering_one_editor_never_overlap(processes, tmp_path: Path) -> None:
     instance_id, record = start_editor(processes, tmp_path, '--tests', '3', '--test-duration',
                                        '0.08', '--refresh-duration', '0.1',
-                                       '--reload-duration', '0.3')
+                                       '--reload-duration', '0.3', '--failing', '1')
     outcomes: dict[str, list[Any]] = {'refresh': [], 'tests': [], 'busy': [], 'other': []}
 
     async def agent(index: int, seconds: float) -> None:
@@ -87,7 +87,7 @@ def test_gateways_hammering_one_editor_never_overlap(processes, tmp_path: Path) 
                     name, arguments = 'unity_refresh', {'compile': compile_}
                 result = await client.call_tool(name, arguments)
                 answer = body(result)
-                if not result.is_error:
+                if not result.is_error or answer.get('error') == 'tests_failed':
                     outcomes['tests' if name == 'unity_run_tests' else 'refresh'].append(answer)
                 elif answer['error'] == 'operation_busy':
                     assert_busy_shape(answer, instance_id)
@@ -107,6 +107,11 @@ def test_gateways_hammering_one_editor_never_overlap(processes, tmp_path: Path) 
     assert counters['active'] == 0 and counters['zero_length_frames_received'] == 0
     assert outcomes['other'] == []
     assert outcomes['refresh'] and outcomes['tests'] and outcomes['busy']
+    # The last test fails: reported with its message although the Editor sends result null.
+    for run in outcomes['tests']:
+        assert run['status'] == 'failed' and run['summary']['failed'] == 1, run
+        assert run['failures'][0]['message'] == 'Expected 1 but was 2'
+    assert any(answer['reload_observed'] for answer in outcomes['refresh'])
     tokens = [answer['lease_token'] for answer in outcomes['refresh'] + outcomes['tests']]
     assert len(set(tokens)) == len(tokens)
 

@@ -6,15 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import jsonschema
 import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.server import Server
 
 from fake_unity_editor import FakeUnityEditor
-from lane_manager.config import UnityConfig
-from mcp_gateway.file_lease import LeaseManager
-from mcp_gateway.unity_tools import UnityTools
+from mcp_gateway.unity.config import UnityConfig
+from mcp_gateway.unity.lease import LeaseManager
+from mcp_gateway.unity.tools import UnityTools
 
 
 def make_server(tools: UnityTools) -> Server:
@@ -54,10 +55,24 @@ def editor(status_dir: Path):
         yield fake
 
 
-def structured(result: types.CallToolResult) -> dict[str, Any]:
+_SCHEMAS = {tool.name: tool.output_schema
+            for tool in UnityTools(UnityConfig(), 'schemas', LeaseManager.__new__(LeaseManager)
+                                   ).tools()}
+
+
+def structured(result: types.CallToolResult, tool: str | None = None) -> dict[str, Any]:
+    """The body, checked against every Unity tool's outputSchema it could come from (the
+    TypeScript client rejects a result that does not conform, error results included)."""
     assert result.structured_content is not None
     assert json.loads(result.content[0].text) == result.structured_content
-    return result.structured_content
+    body = result.structured_content
+    operation = {'refresh_unity': 'unity_refresh', 'run_tests': 'unity_run_tests'}
+    tool = tool or operation.get(body.get('operation')) or (
+        'unity_instances' if 'instances' in body and body.get('success') else None)
+    for name, schema in _SCHEMAS.items():
+        if tool in (None, name):
+            jsonschema.validate(body, schema)
+    return body
 
 
 def test_tools_are_listed_with_strict_schemas_and_annotations(config: UnityConfig) -> None:
@@ -94,9 +109,12 @@ def test_refresh_with_compile_holds_the_lease_until_the_editor_is_ready(
                                           progress_callback=on_progress)
     result = anyio.run(scenario)
     body = structured(result)
-    assert not result.is_error and body['success'] and body['reloaded'] is True
-    assert body['instance_id'] == editor.instance_id and body['lease_token'] == 1
+    assert not result.is_error and body['success'] and body['reload_observed'] is True
+    assert body['instance_id'] == editor.instance_id and body['lease_token'] > 0
+    # The Editor answered at once and compiled later: the call (and the lease) ended only
+    # after the reload that followed, with nothing left running in the Editor.
     assert editor.reloads == 1 and editor.commands.count('refresh_unity') == 1
+    assert editor.max_active == 1 and editor._active == 0
     assert any('waiting' in (m or '') for _, _, m in progress)
     values = [value for value, _, _ in progress]
     assert values == sorted(values) and len(set(values)) == len(values)
@@ -117,11 +135,12 @@ def test_run_tests_reports_progress_and_the_failures(config: UnityConfig,
                                           progress_callback=on_progress)
     result = anyio.run(scenario)
     body = structured(result)
-    assert not result.is_error
-    assert body['status'] == 'succeeded' and body['success'] is False
+    # As the Editor reports it: `failed` with `result: null`; the summary is rebuilt.
+    assert result.is_error and body['success'] is False and body['error'] == 'tests_failed'
+    assert body['status'] == 'failed' and body['summary']['source'] == 'rebuilt'
     assert body['summary']['total'] == 5 and body['summary']['failed'] == 1
     assert body['failures'][0]['full_name'] == 'Fake.Tests.Test3'
-    assert body['failures'][0]['message']
+    assert body['failures'][0]['message'] == 'Expected 1 but was 2'
     assert any(total == 5 for _, total, _ in progress)
     assert any('running Fake.Tests.' in (message or '') for _, _, message in progress)
     assert [v for v, _, _ in progress] == sorted(v for v, _, _ in progress)
@@ -183,8 +202,8 @@ def test_concurrent_calls_on_one_session_never_overlap_in_the_editor(
                     await anyio.sleep(0.05)
                     group.start_soon(call, 'unity_refresh', {'compile': 'request'})
     anyio.run(scenario)
-    errors = [structured(r)['error'] for r in results if r.is_error]
-    assert errors == ['operation_busy'] * 3
+    errors = sorted(structured(r)['error'] for r in results if r.is_error)
+    assert errors == ['operation_busy'] * 3 + ['tests_failed']  # Test3 fails in the fixture
     assert editor.overlaps == 0
 
 
@@ -274,8 +293,9 @@ def test_no_editor_and_editor_errors_are_structured(config: UnityConfig,
 
     with FakeUnityEditor(status_dir, 'Busy', test_duration_s=1.0) as editor:
         async def orphan_run() -> None:  # a run started outside any lease (unity-mcp #1272)
-            from mcp_gateway.unity_bridge import UnityBridge, discover_instances
-            (instance,) = await discover_instances(status_dir)
+            from mcp_gateway.unity.bridge import UnityBridge
+            from mcp_gateway.unity.instances import Finder
+            (instance,) = await Finder(config).instances()
             bridge = UnityBridge(instance)
             await bridge.command('run_tests', {'mode': 'EditMode'}, idempotent=False)
             await bridge.aclose()

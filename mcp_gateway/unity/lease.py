@@ -29,251 +29,40 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
-import json
 import os
-import re
 import secrets
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-LEASE_DIR_ENV = 'SKILL_LANES_LEASE_DIR'
-DEFAULT_TTL_S = 30.0
-DEFAULT_RETRY_AFTER_MS = 2000
-MIN_RETRY_AFTER_MS = 250
-MAX_RETRY_AFTER_MS = 30_000
-GUARD_TIMEOUT_S = 5.0
-# A lock that is held but whose metadata is not (yet) a live holder is usually an acquirer
-# between its flock and its confirmation, or a reader probing: look again for this long
-# before answering busy.
-UNSETTLED_RECHECK_S = 0.02
-MAX_ACQUIRE_ATTEMPTS = 64
-_METADATA_READ_LIMIT = 64 * 1024
-_TOKEN_WIDTH = 20
-
-
-class LeaseError(Exception):
-    """The lease folder or its files cannot be used (permissions, a stuck guard...)."""
-
-
-class LeaseBusy(LeaseError):
-    """Another owner holds the lease. `answer` is the structured busy answer for a caller."""
-
-    def __init__(self, answer: dict[str, Any]) -> None:
-        super().__init__(answer['message'])
-        self.answer = answer
-
-
-class LeaseLost(LeaseError):
-    """This holder's lease expired and was broken by another process (fencing)."""
-
-
-def unix_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def default_lease_dir() -> Path:
-    """`$SKILL_LANES_LEASE_DIR`, else `~/.skill_lanes/leases`.
-
-    Deliberately not under XDG_RUNTIME_DIR: that variable is set for some of a user's
-    processes and not others (cron, ssh without pam_systemd, services), and two gateways
-    that disagree on the folder would silently stop excluding each other.
-    """
-    override = os.environ.get(LEASE_DIR_ENV)
-    if override:
-        return Path(override).expanduser()
-    return Path.home() / '.skill_lanes' / 'leases'
-
-
-def lease_file_stem(instance_id: str) -> str:
-    """A safe file name for any instance id: readable part plus a hash of the whole id.
-
-    The hash keeps ids distinct that sanitize to the same text (`a/b` and `a_b`).
-    """
-    readable = re.sub(r'[^A-Za-z0-9._-]+', '_', instance_id).strip('._')[:48] or 'instance'
-    digest = hashlib.sha256(instance_id.encode('utf-8', 'surrogatepass')).hexdigest()[:12]
-    return f'{readable}-{digest}'
-
-
-def retry_after_ms(holder: Optional[dict[str, Any]], now_ms: Optional[int] = None) -> int:
-    """When to retry: the holder's expected end if it gave one, clamped to a sensible range."""
-    now_ms = unix_ms() if now_ms is None else now_ms
-    expected_end = (holder or {}).get('expected_end_unix_ms')
-    wait = expected_end - now_ms if isinstance(expected_end, int) else DEFAULT_RETRY_AFTER_MS
-    return max(MIN_RETRY_AFTER_MS, min(MAX_RETRY_AFTER_MS, wait))
-
-
-def busy_answer(instance_id: str, holder: Optional[dict[str, Any]],
-                now_ms: Optional[int] = None) -> dict[str, Any]:
-    """The `operation_busy` answer in the shape of unity-mcp PR #1184 (plus a few fields)."""
-    holder = holder or {}
-    retry_ms = retry_after_ms(holder, now_ms)
-    operation = holder.get('operation') or 'unknown'
-    owner = holder.get('owner')
-    who = f'{owner} (pid {holder.get("pid")})' if owner else 'another process'
-    data = {
-        'reason': 'operation_busy',
-        'instance_id': instance_id,
-        'operation': operation,
-        'owner': owner,
-        'pid': holder.get('pid'),
-        'token': holder.get('token'),
-        'started_unix_ms': holder.get('started_unix_ms'),
-        'expires_unix_ms': holder.get('expires_unix_ms'),
-        'expected_end_unix_ms': holder.get('expected_end_unix_ms'),
-        'retry_after_ms': retry_ms,
-    }
-    return {
-        'success': False,
-        'error': 'operation_busy',
-        'message': (f'Unity instance {instance_id} is busy: {operation} held by {who}; '
-                    f'retry in about {retry_ms / 1000:.1f} s'),
-        'hint': 'retry',
-        'data': data,
-    }
-
-
-def _parse_metadata(raw: bytes) -> Optional[dict[str, Any]]:
-    """Holder metadata, or None for anything that is not a complete, well-typed record."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    for key in ('token', 'pid', 'expires_unix_ms', 'started_unix_ms'):
-        if not isinstance(data.get(key), int) or isinstance(data.get(key), bool):
-            return None
-    if not isinstance(data.get('owner'), str) or not isinstance(data.get('operation'), str):
-        return None
-    return data
-
-
-def _read_metadata(fd: int) -> Optional[dict[str, Any]]:
-    try:
-        return _parse_metadata(os.pread(fd, _METADATA_READ_LIMIT, 0))
-    except OSError:
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
-
-
-def _is_live_holder(holder: Optional[dict[str, Any]], now_ms: int) -> bool:
-    return (holder is not None and holder['expires_unix_ms'] > now_ms
-            and _pid_alive(holder['pid']))
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    """Whether `fd` is still the file at `path` (a breaker replaces the file to break it)."""
-    try:
-        return os.fstat(fd).st_ino == os.stat(path).st_ino
-    except OSError:
-        return False
-
-
-def _open_private(path: Path, flags: int = os.O_RDWR | os.O_CREAT) -> int:
-    """Open a lease file 0600, never through a symlink someone planted in the folder."""
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise LeaseError(f'cannot open lease file {path}: {exc.strerror or exc}') from None
-    try:
-        info = os.fstat(fd)
-        if info.st_uid == os.getuid() and info.st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    except OSError:
-        pass
-    return fd
-
-
-def _flock_within(fd: int, timeout_s: float, what: str) -> None:
-    """Exclusive flock, polling so that a stopped process inside a guard cannot hang us."""
-    deadline = time.monotonic() + timeout_s
-    pause = 0.0002
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise LeaseError(f'{what} held by another process for over {timeout_s:.0f} s')
-            time.sleep(pause)
-            pause = min(pause * 2, 0.01)
-
-
-def _next_token(guard_fd: int) -> int:
-    """Increment the instance's persisted fencing token (caller holds the guard)."""
-    raw = os.pread(guard_fd, 64, 0)
-    try:
-        last = max(0, int(raw)) if raw.strip() else 0
-    except ValueError:
-        # A corrupt counter: jump to a clock-based value so tokens still only grow.
-        last = unix_ms()
-    token = last + 1
-    os.pwrite(guard_fd, b'%0*d\n' % (_TOKEN_WIDTH, token), 0)
-    if len(raw) > _TOKEN_WIDTH + 1:
-        os.ftruncate(guard_fd, _TOKEN_WIDTH + 1)
-    return token
-
-
-@dataclass
-class _InstanceFiles:
-    """The two files of one instance and this manager's open descriptors on them."""
-
-    lock_path: Path
-    guard_path: Path
-    lock_fd: Optional[int] = None
-    guard_fd: Optional[int] = None
-
-
-@dataclass
-class _Hold:
-    """This process's hold on one instance, shared by reentrant acquisitions."""
-
-    instance_id: str
-    owner: str
-    operation: str
-    token: int
-    ttl_s: float
-    fd: int
-    files: _InstanceFiles
-    started_unix_ms: int
-    expires_unix_ms: int
-    expected_end_unix_ms: Optional[int]
-    renewed_at: float = field(default_factory=time.monotonic)
-    depth: int = 1
-    lost: bool = False
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            'instance_id': self.instance_id,
-            'operation': self.operation,
-            'owner': self.owner,
-            'pid': os.getpid(),
-            'token': self.token,
-            'started_unix_ms': self.started_unix_ms,
-            'expires_unix_ms': self.expires_unix_ms,
-            'expected_end_unix_ms': self.expected_end_unix_ms,
-            'ttl_s': self.ttl_s,
-        }
-
-    def write_metadata(self) -> None:
-        """Rewrite the metadata in place (caller holds the guard: breakers read under it)."""
-        payload = json.dumps(self.metadata(), separators=(',', ':')).encode()
-        os.pwrite(self.fd, payload, 0)
-        os.ftruncate(self.fd, len(payload))
+from mcp_gateway.unity.lease_files import (  # noqa: F401 - re-exported for callers
+    DEFAULT_RETRY_AFTER_MS,
+    DEFAULT_TTL_S,
+    GUARD_TIMEOUT_S,
+    LEASE_DIR_ENV,
+    MAX_ACQUIRE_ATTEMPTS,
+    UNSETTLED_RECHECK_S,
+    LeaseBusy,
+    LeaseError,
+    LeaseLost,
+    _flock_within,
+    _Hold,
+    _InstanceFiles,
+    _is_live_holder,
+    _next_token,
+    _open_private,
+    _read_metadata,
+    _same_file,
+    busy_answer,
+    default_lease_dir,
+    lease_file_stem,
+    open_for_reading,
+    prepare_directory,
+    retry_after_ms,
+    unix_ms,
+)
 
 
 class Lease:
@@ -388,10 +177,8 @@ class LeaseManager:
             hold = self._holds.get(instance_id)
             if hold is not None:
                 return {**hold.metadata(), 'expired': False}
-        path = self._files_for(instance_id).lock_path
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
+        fd = open_for_reading(self._files_for(instance_id).lock_path)
+        if fd is None:
             return None
         try:
             holder = _read_metadata(fd)
@@ -614,16 +401,7 @@ class LeaseManager:
     # ----------------------------------------------------------------- files
 
     def _prepare_directory(self) -> None:
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            info = self.directory.stat()
-        except OSError as exc:
-            raise LeaseError(
-                f'cannot use lease folder {self.directory}: {exc.strerror or exc}') from None
-        if info.st_uid != os.getuid():
-            raise LeaseError(f'lease folder {self.directory} belongs to another user')
-        if info.st_mode & 0o077:
-            os.chmod(self.directory, 0o700)
+        prepare_directory(self.directory)
 
     def _files_for(self, instance_id: str) -> _InstanceFiles:
         files = self._files.get(instance_id)
