@@ -36,3 +36,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
+
+# --- Unity (HTTP mode tests): the official MCP for Unity server in its own venv -----------
+# mcpforunityserver pins mcp 1.x (via fastmcp 3); our gateway needs mcp 2.x. The tests run
+# the server from .venv-unity as a separate process, as it runs next to a real Editor.
+UNITY_VENV := .venv-unity
+UNITY_STAMP := $(UNITY_VENV)/.installed
+
+.PHONY: unity-venv
+unity-venv: $(UNITY_STAMP)
+
+$(UNITY_STAMP): unity-constraints.txt
+	$(PYTHON) -m venv $(UNITY_VENV)
+	$(UNITY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(UNITY_VENV)/bin/python -m pip install --quiet -c unity-constraints.txt mcpforunityserver
+	touch $(UNITY_STAMP)

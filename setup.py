@@ -13,7 +13,7 @@ PACKAGE = 'skill_lanes'
 setup(
     name=PACKAGE,
     version='0.1.0',
-    packages=['lane_manager', 'mcp_gateway'],
+    packages=['lane_manager', 'mcp_gateway', 'mcp_gateway.unity'],
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
@@ -32,6 +32,10 @@ setup(
     ],
     extras_require={
         'test': ['pytest', 'hypothesis', 'psutil'],
+        # The official MCP for Unity server (HTTP mode tests). It pins mcp 1.x through
+        # fastmcp 3, which conflicts with our mcp 2.x: `make unity-venv` installs it into
+        # its own .venv-unity, where the tests run it as a separate server process.
+        'unity-server': ['mcpforunityserver==10.3.0'],
     },
     zip_safe=True,
     maintainer='skill_lanes maintainers',

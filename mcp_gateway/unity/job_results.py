@@ -26,6 +26,10 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def is_failure_state(state: Any) -> bool:
     """`Failed`, `Failed:Error`... are failures; `Skipped:Ignored`, `Inconclusive` are not."""
     return isinstance(state, str) and state.lower().startswith('failed')
@@ -68,9 +72,9 @@ def summarize_job(job: dict[str, Any]) -> dict[str, Any]:
         {'full_name': _text(test.get('fullName')) or _text(test.get('name')),
          'state': _text(test.get('state')), 'message': _text(test.get('message')),
          'stack_trace': _text(test.get('stackTrace'))}
-        for test in result.get('results') or [] if isinstance(test, dict)
+        for test in _list(result.get('results')) if isinstance(test, dict)
         and is_failure_state(test.get('state'))]
-    so_far = [item for item in progress.get('failures_so_far') or [] if isinstance(item, dict)]
+    so_far = [item for item in _list(progress.get('failures_so_far')) if isinstance(item, dict)]
     capped = progress.get('failures_capped') is True or len(so_far) >= FAILURES_SO_FAR_CAP
     if not failures:
         failures = [{'full_name': _text(item.get('full_name')), 'state': 'Failed',
