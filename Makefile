@@ -51,3 +51,6 @@ $(UNITY_STAMP): unity-constraints.txt
 	$(UNITY_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(UNITY_VENV)/bin/python -m pip install --quiet -c unity-constraints.txt mcpforunityserver
 	touch $(UNITY_STAMP)
+
+# `make test` (what CI runs) includes the HTTP-mode tests against the real server.
+test: $(UNITY_STAMP)

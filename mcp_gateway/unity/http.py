@@ -13,7 +13,7 @@ anyio-scoped client must be opened and closed by one task.
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import anyio
 import mcp_types as types
@@ -22,6 +22,7 @@ from mcp import Client
 from mcp_gateway.unity.answers import (
     UnityCommandError,
     UnityConnectionLost,
+    UnityError,
     UnityProtocolError,
     UnityUnavailable,
 )
@@ -67,39 +68,47 @@ def _is_away(body: dict[str, Any]) -> bool:
     return body.get('hint') == 'retry' and any(word in text for word in _AWAY_WORDS)
 
 
-class _Session:
-    """One MCP session with the server; connection failures become UnityUnavailable."""
+async def _request(url: str, body: Callable[[Client], Awaitable[Any]], timeout_s: float,
+                   what: str, sent: Optional[list[bool]] = None) -> Any:
+    """Run `body` in one fresh MCP session with the server, all of it within `timeout_s`.
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._client = Client(url)
+    Any failure becomes a UnityError: UnityUnavailable before `sent` was set (nothing
+    reached the Editor), UnityConnectionLost after (the outcome is unknown).
+    """
+    sent = [] if sent is None else sent
+    try:
+        with anyio.fail_after(timeout_s):
+            async with Client(url) as client:
+                return await body(client)
+    except UnityError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - httpx, MCP, OS errors and their groups
+        if isinstance(exc, anyio.get_cancelled_exc_class()) or not isinstance(exc, Exception):
+            raise
+        cause = _describe(exc)
+        if sent:
+            raise UnityConnectionLost(f'the Unity server connection broke during {what}: '
+                                      f'{cause}', retry_after_ms=2000) from None
+        raise UnityUnavailable(f'no MCP for Unity server answers at {url} ({cause})',
+                               retry_after_ms=2000) from None
 
-    async def __aenter__(self) -> Client:
-        try:
-            with anyio.fail_after(CONNECT_TIMEOUT_S):
-                return await self._client.__aenter__()
-        except Exception as exc:  # noqa: BLE001 - httpx, MCP and OS errors alike
-            raise UnityUnavailable(f'no MCP for Unity server answers at {self.url} '
-                                   f'({type(exc).__name__}: {exc})'[:400],
-                                   retry_after_ms=2000) from None
 
-    async def __aexit__(self, *exc_info: Any) -> None:
-        with anyio.CancelScope(shield=True):
-            try:
-                await self._client.__aexit__(*exc_info)
-            except Exception:  # noqa: BLE001 - closing a broken session must not mask
-                pass
+def _describe(exc: BaseException) -> str:
+    """The innermost cause of an (exception-group-wrapped) failure, in one short line."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, UnityError):
+        return exc.message
+    if isinstance(exc, TimeoutError):
+        return 'timed out'
+    return f'{type(exc).__name__}: {exc}'[:200]
 
 
 async def list_server_instances(url: str) -> list[UnityInstance]:
     """The Editors registered with the server's hub (`mcpforunity://instances`)."""
-    async with _Session(url) as client:
-        try:
-            with anyio.fail_after(CONNECT_TIMEOUT_S):
-                body = _body(await client.read_resource('mcpforunity://instances'))
-        except TimeoutError:
-            raise UnityUnavailable(f'the Unity server at {url} did not list its Editors',
-                                   retry_after_ms=2000) from None
+    async def read(client: Client) -> dict[str, Any]:
+        return _body(await client.read_resource('mcpforunity://instances'))
+    body = await _request(url, read, CONNECT_TIMEOUT_S, 'listing the Editors')
     found = []
     for item in body.get('instances') or []:
         if not isinstance(item, dict) or not isinstance(item.get('id'), str):
@@ -130,18 +139,15 @@ class HttpUnity:
         arguments = {_TOOL_ARGUMENTS.get(key, key): value
                      for key, value in (params or {}).items() if value not in ([], None)}
         arguments['unity_instance'] = self.instance.instance_id
-        async with _Session(self.instance.server_url or '') as client:
+        sent: list[bool] = []
+
+        async def call(client: Client) -> types.CallToolResult:
             if before_send is not None:
                 before_send()
-            try:
-                with anyio.fail_after(timeout_s or COMMAND_TIMEOUT_S):
-                    result = await client.call_tool(name, arguments)
-            except TimeoutError:
-                raise UnityConnectionLost(f'no answer from the Unity server to {name}',
-                                          retry_after_ms=2000) from None
-            except Exception as exc:  # noqa: BLE001 - the transport broke mid-call
-                raise UnityConnectionLost(f'the Unity server connection broke during {name}: '
-                                          f'{type(exc).__name__}', retry_after_ms=2000) from None
+            sent.append(True)
+            return await client.call_tool(name, arguments)
+        result = await _request(self.instance.server_url or '', call,
+                                timeout_s or COMMAND_TIMEOUT_S, name, sent)
         body = _body(result)
         if body.get('success') is False:
             if _is_away(body):
@@ -165,18 +171,12 @@ class HttpUnity:
 
     async def editor_state(self, timeout_s: float) -> dict[str, Any]:
         """`mcpforunity://editor/state` for this Editor (selected for the session first)."""
-        async with _Session(self.instance.server_url or '') as client:
-            try:
-                with anyio.fail_after(max(timeout_s, 2.0)):
-                    await client.call_tool('set_active_instance',
-                                           {'instance': self.instance.instance_id})
-                    body = _body(await client.read_resource('mcpforunity://editor/state'))
-            except TimeoutError:
-                raise UnityUnavailable('the Unity server did not give the Editor state',
-                                       retry_after_ms=1000) from None
-            except Exception as exc:  # noqa: BLE001 - e.g. the server's own error answer
-                raise UnityUnavailable(f'the Editor state is not available: {exc}'[:300],
-                                       retry_after_ms=1000) from None
+        async def read(client: Client) -> dict[str, Any]:
+            await client.call_tool('set_active_instance',
+                                   {'instance': self.instance.instance_id})
+            return _body(await client.read_resource('mcpforunity://editor/state'))
+        body = await _request(self.instance.server_url or '', read, max(timeout_s, 2.0),
+                              'reading the Editor state')
         if body.get('success') is False:
             if _is_away(body) or body.get('hint') == 'retry':
                 raise UnityUnavailable(f'the Editor is away ({body.get("error")})',
