@@ -202,7 +202,10 @@ class FakeEditorCore:
             self._end_operation(refresh=True)
             raise
         if compile_requested and self.reload_on_compile:
-            # Answered at once; the compile starts a tick later and a reload ends it.
+            # Answered at once with the Editor idle ("resulting_state": "idle"): the asset
+            # refresh is over, the compile starts a tick later and a reload ends it. The
+            # operation lasts until then.
+            self._refreshing -= 1
             self._spawn(self._compile_then_reload())
         else:
             self._end_operation(refresh=True)
@@ -337,7 +340,7 @@ class FakeEditorCore:
             self.reload_after_ms = int(time.time() * 1000)
             self.reloads += 1
             if ends_refresh:
-                self._end_operation(refresh=True)
+                self._end_operation()
             self._write_status()
 
     async def _status_writer(self) -> None:

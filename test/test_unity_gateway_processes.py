@@ -71,7 +71,8 @@ def assert_busy_shape(answer: dict[str, Any], instance_id: str) -> None:
 def test_gateways_hammering_one_editor_never_overlap(processes, tmp_path: Path) -> None:
     instance_id, record = start_editor(processes, tmp_path, '--tests', '3', '--test-duration',
                                        '0.08', '--refresh-duration', '0.1',
-                                       '--reload-duration', '0.3', '--failing', '1')
+                                       '--reload-duration', '0.3', '--failing', '1',
+                                       '--compile-delay', '0.5')
     outcomes: dict[str, list[Any]] = {'refresh': [], 'tests': [], 'busy': [], 'other': []}
 
     async def agent(index: int, seconds: float) -> None:

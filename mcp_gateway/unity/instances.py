@@ -7,6 +7,8 @@ what to set in the Editor or in the config.
 """
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Optional
 
 from mcp_gateway.unity.answers import UnityError
@@ -32,6 +34,7 @@ class Finder:
         self.status_dir = resolve_status_dir(config.status_dir)
         self.server_error: Optional[str] = None
         self._transports: dict[str, Transport] = {}
+        self._seen_http: dict[str, tuple[float, UnityInstance]] = {}
 
     async def instances(self) -> list[UnityInstance]:
         """Every Editor found, stdio ones first, one entry per instance id."""
@@ -40,11 +43,7 @@ class Finder:
         if self.config.transport in ('auto', 'stdio'):
             found += await self._stdio_instances()
         if self.config.transport in ('auto', 'http'):
-            from mcp_gateway.unity.http import list_server_instances
-            try:
-                found += await list_server_instances(self.config.server_url)
-            except UnityError as exc:
-                self.server_error = exc.message
+            found += await self._http_instances()
         unique: dict[str, UnityInstance] = {}
         for instance in found:
             unique.setdefault(instance.instance_id, instance)
@@ -92,6 +91,30 @@ class Finder:
         for transport in self._transports.values():
             await transport.aclose()
         self._transports.clear()
+
+    async def _http_instances(self) -> list[UnityInstance]:
+        """The server's Editors, plus those seen under RELOADING_KEEP_S ago and now away:
+        a domain reload takes the plugin off the hub for a while (shown as `reconnecting`,
+        so an operation waits for it instead of failing)."""
+        from mcp_gateway.unity.http import list_server_instances
+        now = time.monotonic()
+        try:
+            listed = await list_server_instances(self.config.server_url)
+        except UnityError as exc:
+            self.server_error = exc.message
+            listed = []
+        for instance in listed:
+            self._seen_http[instance.instance_id] = (now, instance)
+        present = {instance.instance_id for instance in listed}
+        for key, (seen, instance) in list(self._seen_http.items()):
+            if key in present:
+                continue
+            if now - seen < RELOADING_KEEP_S:
+                listed.append(replace(instance, reason='reconnecting',
+                                      status_age_s=now - seen))
+            else:
+                del self._seen_http[key]
+        return listed
 
     async def _stdio_instances(self) -> list[UnityInstance]:
         if self.config.port is not None:

@@ -246,7 +246,8 @@ class UnityTools:
         finally:
             for lease in taken:
                 lease.release()
-        answer.update(instance_id=instance.instance_id, lease_token=taken[0].token,
+        answer.update(instance_id=instance.instance_id, transport=instance.transport,
+                      lease_token=taken[0].token,
                       duration_s=round(anyio.current_time() - started, 3))
         return success_answer(answer, is_error=answer.get('success') is not True)
 
