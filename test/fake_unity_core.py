@@ -76,6 +76,7 @@ class FakeEditorCore:
         self.ignored_tests = set(ignored_tests)
         self.idle_close_s = idle_close_s
         self.compiling = False
+        self.last_params: dict[str, dict[str, Any]] = {}
         self.compile_started_ms: Optional[int] = None
         self.reload_before_ms: Optional[int] = None
         self.reload_after_ms: Optional[int] = None
@@ -180,6 +181,7 @@ class FakeEditorCore:
         if command == 'ping':  # the main-thread probe the hub sends before fast commands
             return {'message': 'pong'}
         self.commands.append(command)
+        self.last_params[command] = params
         handler = {
             'refresh_unity': self._refresh,
             'run_tests': self._run_tests,

@@ -165,3 +165,64 @@ def test_a_killed_holder_gateway_lets_the_next_one_in_at_once(processes,
     counters = json.loads(record.read_text())
     assert counters['overlaps'] == 0 and counters['commands'].count('refresh_unity') == 2
     observer.close()
+
+
+STALLED_HOLDER = r'''
+import asyncio, sys
+from mcp_gateway.unity.answers import UnityLeaseLost
+from mcp_gateway.unity.bridge import UnityBridge
+from mcp_gateway.unity.config import UnityConfig
+from mcp_gateway.unity.instances import Finder
+from mcp_gateway.unity.lease import LeaseManager
+from mcp_gateway.unity.tools import UnityTools
+
+async def main() -> None:
+    config = UnityConfig(status_dir=sys.argv[1], transport='stdio')
+    (instance,) = await Finder(config).instances()
+    lease = LeaseManager(sys.argv[2], ttl_s=0.6).acquire(instance.instance_id, 'stalled',
+                                                          'refresh_unity')
+    fence = UnityTools._fence(lease)
+    bridge = UnityBridge(instance)
+    await bridge.command('get_editor_state', before_send=fence)  # acting while it holds
+    print('HELD', lease.token, flush=True)
+    sys.stdin.readline()  # stalled here (SIGSTOP) between its last check and its command
+    try:
+        await bridge.refresh({'mode': 'force', 'scope': 'all', 'compile': 'none'}, 1.0,
+                             before_send=fence)
+        print('ACTED', flush=True)
+    except UnityLeaseLost:
+        print('LOST', flush=True)
+
+asyncio.run(main())
+'''
+
+
+def test_a_stalled_holder_never_acts_after_losing_the_lease(processes, tmp_path: Path) -> None:
+    """The holder is stopped (SIGSTOP: its renewal thread too) past its TTL; another agent
+    takes the lease and refreshes; the stalled one resumes and must not send its refresh."""
+    import subprocess
+    from fake_unity_editor import FakeUnityEditor
+    status, leases = tmp_path / 'status', tmp_path / 'leases'
+    with FakeUnityEditor(status, 'Stall', status_interval_s=0.1) as editor:
+        holder = processes.start([PYTHON, '-c', STALLED_HOLDER, str(status), str(leases)],
+                                 env={'PYTHONPATH': str(ROOT)}, name='stalled_holder',
+                                 stdin=subprocess.PIPE)
+        holder.wait_for_output('HELD')
+        held_token = int(holder.output().split('HELD', 1)[1].split()[0])
+        holder.signal(signal.SIGSTOP)
+        try:
+            manager = LeaseManager(leases, ttl_s=0.6)
+            lease = wait_until(
+                lambda: manager.try_acquire(editor.instance_id, 'next', 'refresh_unity'),
+                timeout=15, interval=0.05, what='the lease of the stalled holder')
+            assert lease.token > held_token
+            editor.commands.append('next-holder-refresh')  # marks where the next one acted
+        finally:
+            holder.signal(signal.SIGCONT)
+        holder.popen.stdin.write(b'go\n')
+        holder.popen.stdin.flush()
+        holder.wait_for_output('LOST')
+        assert 'ACTED' not in holder.output()
+        assert 'refresh_unity' not in editor.commands  # the stalled one sent nothing
+        lease.release()
+        manager.close()

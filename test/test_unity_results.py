@@ -102,3 +102,56 @@ def test_a_holder_that_lost_its_lease_sends_nothing(tmp_path: Path) -> None:
         asyncio.run(act())
         assert 'refresh_unity' not in editor.commands and lease.lost
         manager.close()
+
+
+def _run_tests(config: UnityConfig, arguments: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    tools = UnityTools(config, 'gw')
+
+    async def ignore(*_: Any) -> None:
+        pass
+
+    async def call() -> Any:
+        try:
+            return await tools.call('unity_run_tests', arguments, ignore)
+        finally:
+            await tools.aclose()
+    result = asyncio.run(call())
+    body = result.structured_content
+    jsonschema.validate(body, RUN_SCHEMA)
+    return result, body
+
+
+def test_a_stalled_run_ends_with_a_clear_answer_and_frees_the_lease(tmp_path: Path) -> None:
+    status = tmp_path / 'status'
+    config = UnityConfig(status_dir=str(status), lease_dir=str(tmp_path / 'leases'),
+                         test_poll_s=0.05, test_stall_s=0.8, ready_wait_s=5.0)
+    with FakeUnityEditor(status, 'Game', tests=['Slow.Test'], test_duration_s=60) as editor:
+        result, body = _run_tests(config, {})
+        assert result.is_error and body['error'] == 'test_run_stalled'
+        assert 'no progress' in body['message'] and body['status'] == 'running'
+        assert LeaseManager(tmp_path / 'leases').who_holds(editor.instance_id) is None
+
+
+def test_a_run_past_its_deadline_ends_with_a_clear_answer(tmp_path: Path) -> None:
+    status = tmp_path / 'status'
+    config = UnityConfig(status_dir=str(status), lease_dir=str(tmp_path / 'leases'),
+                         test_poll_s=0.05, test_deadline_s=0.6, ready_wait_s=5.0)
+    with FakeUnityEditor(status, 'Game', tests=[f'T.{i}' for i in range(40)],
+                         test_duration_s=0.1):
+        result, body = _run_tests(config, {})
+        assert result.is_error and body['error'] == 'test_run_timeout'
+        assert body['summary']['total'] == 40
+
+
+def test_play_mode_runs_send_an_init_timeout(tmp_path: Path) -> None:
+    status = tmp_path / 'status'
+    config = UnityConfig(status_dir=str(status), lease_dir=str(tmp_path / 'leases'),
+                         test_poll_s=0.05, play_mode_init_timeout_ms=90_000)
+    with FakeUnityEditor(status, 'Game', ignored_tests=('Fake.Tests.Test1',)) as editor:
+        result, body = _run_tests(config, {'mode': 'PlayMode'})
+        assert editor.last_params['run_tests']['initTimeout'] == 90_000
+        # An ignored test is not a failure: the run succeeds.
+        assert not result.is_error and body['success'] is True
+        assert body['summary']['skipped'] == 1 and body['failures'] == []
+        _, edit_body = _run_tests(config, {'mode': 'EditMode'})
+        assert 'initTimeout' not in editor.last_params['run_tests']

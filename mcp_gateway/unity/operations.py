@@ -68,9 +68,11 @@ def busy_reasons(state: dict[str, Any]) -> list[str]:
         value = state.get(key)
         return value if isinstance(value, dict) else {}
 
-    compilation, assets = section('compilation'), section('assets')
+    compilation, assets, tests = section('compilation'), section('assets'), section('tests')
     refresh = assets.get('refresh') if isinstance(assets.get('refresh'), dict) else {}
     reasons = []
+    if tests.get('is_running') is True:  # e.g. left by a holder that crashed or hung
+        reasons.append('tests_running')
     if compilation.get('is_compiling') is True:
         reasons.append('compiling')
     if compilation.get('is_domain_reload_pending') is True:
