@@ -13,7 +13,10 @@ from mcp import Client
 from mcp.server import Server
 
 from fake_unity_editor import FakeUnityEditor
+from mcp_gateway.unity.answers import UnityCommandError, error_answer
+from mcp_gateway.unity.bridge import UnityBridge
 from mcp_gateway.unity.config import UnityConfig
+from mcp_gateway.unity.instances import Finder
 from mcp_gateway.unity.lease import LeaseManager
 from mcp_gateway.unity.tools import UnityTools
 
@@ -293,18 +296,35 @@ def test_no_editor_and_editor_errors_are_structured(config: UnityConfig,
 
     with FakeUnityEditor(status_dir, 'Busy', test_duration_s=1.0) as editor:
         async def orphan_run() -> None:  # a run started outside any lease (unity-mcp #1272)
-            from mcp_gateway.unity.bridge import UnityBridge
-            from mcp_gateway.unity.instances import Finder
             (instance,) = await Finder(config).instances()
             bridge = UnityBridge(instance)
             await bridge.command('run_tests', {'mode': 'EditMode'}, idempotent=False)
             await bridge.aclose()
         anyio.run(orphan_run)
+        # Work under way that no lease covers is waited for, within ready_wait_s.
+        tools = UnityTools(config.model_copy(update={'ready_wait_s': 0.5}), 'gw')
         result = anyio.run(call, 'unity_run_tests')
         body = structured(result)
-        assert result.is_error and body['data']['editor_error'] == 'tests_running'
-        assert body['hint'] == 'retry' and body['data']['retry_after_ms'] == 5000
+        assert result.is_error and body['error'] == 'unity_not_ready'
+        assert 'tests_running' in body['message'] and body['hint'] == 'retry'
+        assert editor.commands.count('run_tests') == 1  # ours was never sent
         assert tools.leases.who_holds(editor.instance_id) is None
+        # An Editor error passes through structured (the bridge itself, no wait first).
+
+        async def refresh_during_run() -> None:
+            (instance,) = await Finder(config).instances()
+            bridge = UnityBridge(instance)
+            try:
+                await bridge.refresh({'compile': 'none'}, 1.0)
+            finally:
+                await bridge.aclose()
+        with pytest.raises(UnityCommandError) as refused:
+            anyio.run(refresh_during_run)
+        answer = error_answer(refused.value)
+        assert answer.is_error
+        body = structured(answer)
+        assert body['data']['editor_error'] == 'tests_running'
+        assert body['hint'] == 'retry' and body['data']['retry_after_ms'] == 5000
 
 
 def test_a_pinned_port_shares_the_discovered_instance_id(config: UnityConfig,

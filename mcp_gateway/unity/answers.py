@@ -49,6 +49,12 @@ class UnityReloading(UnityError):
     retryable = True
 
 
+class UnityNotReady(UnityReloading):
+    """The Editor stayed busy (compiling, reloading, running tests) past the wait budget."""
+
+    code = 'unity_not_ready'
+
+
 class UnityProtocolError(UnityError):
     """The peer does not speak the protocol (bad handshake, bad frame, odd answer)."""
 

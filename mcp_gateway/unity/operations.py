@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, Optional, Protocol
 from mcp_gateway.unity.answers import (
     UnityCommandError,
     UnityError,
+    UnityNotReady,
     UnityProtocolError,
     UnityReloading,
     UnityUnavailable,
@@ -105,8 +106,8 @@ async def wait_until_ready(transport: Transport, budget_s: float,
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise UnityReloading(f'the Editor was not ready within {budget_s:.0f} s ({reason})',
-                                 retry_after_ms=RELOADING_RETRY_AFTER_MS)
+            raise UnityNotReady(f'the Editor was not ready within {budget_s:g} s ({reason})',
+                                retry_after_ms=RELOADING_RETRY_AFTER_MS)
         try:
             state = await transport.editor_state(max(0.5, min(remaining, 10.0)))
         except (UnityUnavailable, UnityReloading) as exc:
