@@ -41,6 +41,18 @@ def to_dict(exc: UnityError) -> dict[str, Any]:
 async def no_progress(*_: Any) -> None:
     pass
 
+
+async def reload_announced(editor: FakeUnityEditor) -> None:
+    """Until the Editor's status file says `reloading` (it is deleted first, then written)."""
+    for _ in range(200):
+        try:
+            if json.loads(editor.status_path.read_text()).get('reloading') is True:
+                return
+        except (OSError, ValueError):
+            pass
+        await asyncio.sleep(0.01)
+    raise AssertionError('the fake Editor never announced its reload')
+
 WELCOME = b'WELCOME UNITY-MCP 1 FRAMING=1\n'
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
@@ -178,7 +190,8 @@ def test_bad_or_missing_handshake_and_oversized_frames_fail_cleanly() -> None:
             with pytest.raises(UnityProtocolError):
                 await UnityBridge(raw.instance).command('get_editor_state', idempotent=False)
         with pytest.raises(UnityUnavailable) as refused:
-            await UnityBridge(UnityInstance('gone', host='127.0.0.1', port=_free_port())).command('x')
+            gone = UnityInstance('gone', host='127.0.0.1', port=_free_port())
+            await UnityBridge(gone).command('x')
         assert to_dict(refused.value)['hint'] == 'retry'
     asyncio.run(scenario())
 
@@ -283,7 +296,7 @@ def test_waits_for_a_reload_within_budget_else_answers_retryable(editor) -> None
     async def scenario() -> None:
         bridge = await _bridge_for(editor)
         editor.begin_reload(0.6)
-        await asyncio.sleep(0.05)
+        await reload_announced(editor)
         with pytest.raises(UnityReloading) as reloading:
             await bridge.command('get_editor_state', reload_wait_s=0.1)
         answer = to_dict(reloading.value)
@@ -292,7 +305,7 @@ def test_waits_for_a_reload_within_budget_else_answers_retryable(editor) -> None
         assert (await bridge.command('get_editor_state', reload_wait_s=5))['success']
         with pytest.raises(UnityReloading):
             editor.begin_reload(2.0)
-            await asyncio.sleep(0.05)
+            await reload_announced(editor)
             await wait_until_ready(bridge, 0.5, no_progress)
         await bridge.aclose()
     asyncio.run(scenario())

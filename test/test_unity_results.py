@@ -155,3 +155,24 @@ def test_play_mode_runs_send_an_init_timeout(tmp_path: Path) -> None:
         assert body['summary']['skipped'] == 1 and body['failures'] == []
         _, edit_body = _run_tests(config, {'mode': 'EditMode'})
         assert 'initTimeout' not in editor.last_params['run_tests']
+
+
+def test_the_unity_section_is_checked_by_the_gateway_with_one_line_errors(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from lane_manager.config import ConfigError
+    from mcp_gateway.unity.config import load_unity_config
+    with pytest.raises(ConfigError, match=r'^f\.yaml: unity\.transprt: unknown key$'):
+        load_unity_config({'transprt': 'http'}, 'f.yaml')
+    with pytest.raises(ConfigError, match=r'^f\.yaml: unity\.server_url: invalid value'):
+        load_unity_config({'server_url': 'not a url'}, 'f.yaml')
+    assert load_unity_config(None).enabled is False
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('unity:\n  enabled: true\n  transport: carrier_pigeon\n')
+    run = subprocess.run([sys.executable, '-m', 'mcp_gateway', '--config', str(bad)],
+                         capture_output=True, text=True, timeout=60,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert run.returncode == 2, run.stderr
+    assert f'{bad}: unity.transport: ' in run.stderr and 'Traceback' not in run.stderr
