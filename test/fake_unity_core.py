@@ -51,7 +51,6 @@ class FakeEditorCore:
                  failing_tests: tuple[str, ...] = (), test_duration_s: float = 0.05,
                  refresh_duration_s: float = 0.05, reload_on_compile: bool = True,
                  reload_duration_s: float = 0.5, status_interval_s: float = 0.2,
-                 heartbeat_frame_s: Optional[float] = None,
                  record_path: Optional[str | os.PathLike[str]] = None,
                  compile_delay_s: float = 0.2, compile_duration_s: float = 0.3,
                  ignored_tests: tuple[str, ...] = (), idle_close_s: float = 30.0) -> None:
@@ -69,7 +68,6 @@ class FakeEditorCore:
         self.reload_on_compile = reload_on_compile
         self.reload_duration_s = reload_duration_s
         self.status_interval_s = status_interval_s
-        self.heartbeat_frame_s = heartbeat_frame_s
         self.record_path = Path(record_path) if record_path else None
         self.compile_delay_s = compile_delay_s
         self.compile_duration_s = compile_duration_s

@@ -27,7 +27,7 @@ import struct
 import threading
 from typing import Any, Optional
 
-from fake_unity_core import FakeEditorCore, FakeTestJob, _failure  # noqa: F401
+from fake_unity_core import FakeEditorCore
 
 WELCOME = b'WELCOME UNITY-MCP 1 FRAMING=1\n'
 PONG = b'{"status":"success","result":{"message":"pong"}}'
@@ -73,13 +73,10 @@ class FakeUnityEditor(FakeEditorCore):
         assert task is not None
         self._client_tasks.add(task)
         self.connections += 1
-        heartbeat = None
         try:
             writer.write(WELCOME)
             await writer.drain()
-            if self.heartbeat_frame_s:
-                heartbeat = self._spawn(self._send_heartbeats(writer))
-            while True:
+            while True:  # the Editor never sends zero-length frames itself
                 try:
                     header = await asyncio.wait_for(reader.readexactly(8), self.idle_close_s)
                 except asyncio.TimeoutError:
@@ -100,17 +97,9 @@ class FakeUnityEditor(FakeEditorCore):
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
-            if heartbeat is not None:
-                heartbeat.cancel()
             self._clients.discard(writer)
             self._client_tasks.discard(task)
             writer.close()
-
-    async def _send_heartbeats(self, writer: asyncio.StreamWriter) -> None:
-        assert self.heartbeat_frame_s
-        while not writer.is_closing():
-            writer.write(struct.pack('>Q', 0))
-            await asyncio.sleep(self.heartbeat_frame_s)
 
     async def _dispatch(self, payload: bytes) -> Optional[dict[str, Any] | bytes]:
         if payload.strip() == b'ping':

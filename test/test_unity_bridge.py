@@ -115,7 +115,7 @@ def write_status(directory: Path, project_hash: str, *, port: int, age_s: float 
 
 @pytest.fixture
 def editor(tmp_path: Path):
-    with FakeUnityEditor(tmp_path / 'status', 'Game', heartbeat_frame_s=0.005,
+    with FakeUnityEditor(tmp_path / 'status', 'Game',
                          reload_duration_s=0.4, status_interval_s=0.05) as fake:
         yield fake
 
@@ -125,11 +125,11 @@ async def _bridge_for(fake: FakeUnityEditor) -> UnityBridge:
     return UnityBridge(instance)
 
 
-def test_handshake_framing_and_heartbeats_with_the_fake_editor(editor) -> None:
+def test_handshake_framing_and_one_reused_connection_with_the_fake_editor(editor) -> None:
     async def scenario() -> None:
         bridge = await _bridge_for(editor)
         assert bridge.instance.instance_id == editor.instance_id
-        for _ in range(20):  # heartbeat frames arrive between and before answers
+        for _ in range(20):
             state = await bridge.command('get_editor_state')
             assert state['success'] is True
             await asyncio.sleep(0.003)
@@ -388,3 +388,36 @@ def test_a_cancelled_request_never_leaves_its_answer_for_the_next_one() -> None:
             assert answer['data'] == {'n': 2}
             await bridge.aclose()
     asyncio.run(scenario())
+
+
+def test_status_reads_ride_out_in_place_writes_and_never_block(tmp_path: Path) -> None:
+    from mcp_gateway.unity.discovery import read_status_file
+    status = tmp_path / 'status'
+    write_status(status, 'abcd1234', port=6400)
+    path = status / 'unity-mcp-status-abcd1234.json'
+    good = read_status_file(path)
+    assert good is not None and good.port == 6400
+    path.write_text('{"unity_port": 64')  # caught mid-write
+    assert read_status_file(path) == good  # the last good read stands in, briefly
+    path.unlink()  # deleted at a reload
+    assert read_status_file(path) == good
+    fifo = status / 'unity-mcp-status-fifo0000.json'
+    os.mkfifo(fifo)
+    assert read_status_file(fifo) is None  # a FIFO is skipped, not opened blocking
+    never_seen = status / 'unity-mcp-status-00000000.json'
+    never_seen.write_text('{"unity_port": 64')
+    assert read_status_file(never_seen) is None
+
+
+def test_the_editor_closing_an_idle_connection_costs_nothing(tmp_path: Path) -> None:
+    with FakeUnityEditor(tmp_path / 'status', 'Idle', idle_close_s=0.3) as fake:
+        async def scenario() -> None:
+            bridge = await _bridge_for(fake)
+            assert (await bridge.command('get_editor_state'))['success']
+            await asyncio.sleep(0.6)  # the Editor closes us meanwhile (30 s in reality)
+            assert (await bridge.command('get_editor_state'))['success']
+            await asyncio.sleep(0.6)
+            await bridge.refresh({'compile': 'none'}, 1.0)  # not re-sendable: pinged first
+            await bridge.aclose()
+        asyncio.run(scenario())
+        assert fake.connections >= 3 and fake.commands.count('refresh_unity') == 1
