@@ -32,10 +32,9 @@ setup(
     ],
     extras_require={
         'test': ['pytest', 'hypothesis', 'psutil'],
-        # The official MCP for Unity server (HTTP mode tests). It pins mcp 1.x through
-        # fastmcp 3, which conflicts with our mcp 2.x: `make unity-venv` installs it into
-        # its own .venv-unity, where the tests run it as a separate server process.
-        'unity-server': ['mcpforunityserver==10.3.0'],
+        # No extra for the official MCP for Unity server (HTTP-mode tests): it needs mcp 1.x
+        # (through fastmcp 3) and would downgrade our mcp 2.x. `make unity-venv` installs
+        # it, pinned by unity-constraints.txt, into its own .venv-unity.
     },
     zip_safe=True,
     maintainer='skill_lanes maintainers',
