@@ -176,3 +176,22 @@ def test_the_unity_section_is_checked_by_the_gateway_with_one_line_errors(
                          cwd=str(Path(__file__).resolve().parents[1]))
     assert run.returncode == 2, run.stderr
     assert f'{bad}: unity.transport: ' in run.stderr and 'Traceback' not in run.stderr
+
+
+def test_server_answers_are_read_whatever_their_shape() -> None:
+    import mcp_types as types
+
+    from mcp_gateway.unity.http import _body, _is_away
+
+    def text_result(text: str, is_error: bool = False) -> types.CallToolResult:
+        return types.CallToolResult(content=[types.TextContent(type='text', text=text)],
+                                    is_error=is_error)
+    assert _body(text_result('{"success": true, "data": {"job_id": "j"}}'))['data'] == {
+        'job_id': 'j'}
+    disabled = _body(text_result("Tool 'run_tests' is disabled", is_error=True))
+    assert disabled == {'success': False, 'error': "Tool 'run_tests' is disabled"}
+    wrapped = types.CallToolResult(content=[], structured_content={'result': {'success': 1}})
+    assert _body(wrapped) == {'success': 1}
+    assert _is_away({'success': False, 'hint': 'retry',
+                     'error': 'No Unity plugins are currently connected'})
+    assert not _is_away({'success': False, 'error': 'tests_running', 'hint': 'retry'})

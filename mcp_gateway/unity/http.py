@@ -56,6 +56,8 @@ def _body(result: types.CallToolResult | types.ReadResourceResult) -> dict[str, 
             try:
                 value = json.loads(text)
             except ValueError:
+                if getattr(result, 'is_error', False):  # e.g. a tool the Editor disabled
+                    return {'success': False, 'error': text[:300]}
                 raise UnityProtocolError(f'the Unity server answered non-JSON text: '
                                          f'{text[:120]!r}') from None
             if isinstance(value, dict):
