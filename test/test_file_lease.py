@@ -257,6 +257,14 @@ def test_a_symlinked_or_foreign_lease_folder_is_refused_and_left_alone(
     a_file.write_text('')
     with pytest.raises(LeaseError):
         LeaseManager(a_file)
+    if os.getuid() == 0:  # only root can give a folder to another user
+        foreign = tmp_path / 'foreign'
+        foreign.mkdir()
+        os.chmod(foreign, 0o777)
+        os.chown(foreign, 65534, 65534)
+        with pytest.raises(LeaseError, match='another user'):
+            LeaseManager(foreign)
+        assert stat.S_IMODE(foreign.stat().st_mode) == 0o777  # left alone
 
 
 def test_a_fifo_in_the_folder_never_blocks_readers_or_acquirers(lease_dir: Path) -> None:
