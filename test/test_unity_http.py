@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import jsonschema
 import mcp_types as types
 import pytest
 import yaml
 from mcp import Client, StdioServerParameters
 
+from mcp_gateway.unity.answers import OUTPUT_SCHEMAS
 from mcp_gateway.unity.config import UnityConfig
 from mcp_gateway.unity.tools import UnityTools
 from support import PYTHON, ROOT
@@ -79,8 +81,10 @@ def gateway(tmp_path: Path, url: str) -> Client:
                               '--transport', 'stdio'], cwd=str(ROOT), env=env), mode='legacy')
 
 
-def body(result: types.CallToolResult) -> dict[str, Any]:
+def body(result: types.CallToolResult, tool: str) -> dict[str, Any]:
+    """The answer, checked against the tool's outputSchema (errors included)."""
     assert result.structured_content is not None, result
+    jsonschema.validate(result.structured_content, OUTPUT_SCHEMAS[tool])
     return result.structured_content
 
 
@@ -102,7 +106,7 @@ def test_gateways_through_the_official_server_never_overlap(processes, tmp_path:
                 else:
                     name, arguments = 'unity_refresh', {'compile': 'request'}
                 result = await client.call_tool(name, arguments)
-                answer = body(result)
+                answer = body(result, name)
                 if not result.is_error or answer.get('error') == 'tests_failed':
                     outcomes['tests' if name == 'unity_run_tests' else 'refresh'].append(answer)
                 elif answer['error'] == 'operation_busy':
@@ -114,7 +118,7 @@ def test_gateways_through_the_official_server_never_overlap(processes, tmp_path:
 
     async def scenario() -> None:
         async with gateway(tmp_path, url) as client:
-            listed = body(await client.call_tool('unity_instances', {}))
+            listed = body(await client.call_tool('unity_instances', {}), 'unity_instances')
             assert [item['instance_id'] for item in listed['instances']] == [instance_id]
             assert listed['instances'][0]['transport'] == 'http'
         async with anyio.create_task_group() as group:
@@ -143,7 +147,7 @@ def test_no_server_and_no_editor_say_exactly_what_to_set(tmp_path: Path) -> None
     async def call() -> types.CallToolResult:
         return await tools.call('unity_refresh', {}, _ignore)
     result = anyio.run(call)
-    answer = body(result)
+    answer = body(result, 'unity_refresh')
     assert result.is_error and answer['error'] == 'unity_unavailable'
     for needed in ('MCP for Unity', 'stdio', 'unity.port', 'mcp-for-unity --transport http',
                    'unity.server_url', str(tmp_path / 'status')):
