@@ -13,6 +13,7 @@ anyio-scoped client must be opened and closed by one task.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Awaitable, Callable, Optional
 
 import anyio
@@ -28,6 +29,19 @@ from mcp_gateway.unity.answers import (
 )
 from mcp_gateway.unity.bridge import BeforeSend, RefreshOutcome
 from mcp_gateway.unity.discovery import UnityInstance
+
+class _SessionClosedNoise(logging.Filter):
+    """Drop the SDK's error log for a server notification that arrives as we close a
+    finished session (the official server logs to us after its answer): not a failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cause = record.exc_info[1] if record.exc_info else None
+        return not (record.getMessage().startswith('Error parsing SSE message')
+                    and isinstance(cause, (anyio.BrokenResourceError,
+                                           anyio.ClosedResourceError)))
+
+
+logging.getLogger('mcp.client.streamable_http').addFilter(_SessionClosedNoise())
 
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 60.0
