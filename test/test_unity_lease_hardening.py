@@ -82,3 +82,30 @@ def test_a_fifo_in_the_folder_never_blocks_readers_or_acquirers(lease_dir: Path)
     fresh = LeaseManager(lease_dir)
     with pytest.raises(LeaseError, match='not a regular file'):
         fresh.acquire(INSTANCE, 'a', 'refresh_unity')
+
+
+def test_a_bad_lease_folder_fails_unity_calls_clearly_not_the_gateway(tmp_path: Path) -> None:
+    import anyio
+
+    from mcp_gateway.unity.config import UnityConfig
+    from mcp_gateway.unity.tools import UnityTools
+    target = tmp_path / 'elsewhere'
+    target.mkdir()
+    (tmp_path / 'leases').symlink_to(target)
+    tools = UnityTools(UnityConfig(enabled=True, lease_dir=str(tmp_path / 'leases'),
+                                   status_dir=str(tmp_path / 'status'),
+                                   server_url='http://127.0.0.1:9/mcp'), 'gw')
+    assert {tool.name for tool in tools.tools()} >= {'unity_refresh'}  # the gateway starts
+
+    async def ignore(*_: object) -> None:
+        pass
+
+    async def call(name: str):
+        return await tools.call(name, {}, ignore)
+    for name in ('unity_instances', 'unity_refresh'):
+        result = anyio.run(call, name)
+        assert result.is_error, name
+        body = result.structured_content
+        assert body['error'] in ('lease_unavailable', 'unity_unavailable'), body
+    listing = anyio.run(call, 'unity_instances').structured_content
+    assert listing['error'] == 'lease_unavailable' and 'symlink' in listing['message']

@@ -59,8 +59,7 @@ def editor(status_dir: Path):
 
 
 _SCHEMAS = {tool.name: tool.output_schema
-            for tool in UnityTools(UnityConfig(), 'schemas', LeaseManager.__new__(LeaseManager)
-                                   ).tools()}
+            for tool in UnityTools(UnityConfig(), 'schemas').tools()}
 
 
 def structured(result: types.CallToolResult, tool: str | None = None) -> dict[str, Any]:

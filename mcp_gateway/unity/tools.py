@@ -138,7 +138,7 @@ class UnityTools:
                  lease_manager: Optional[LeaseManager] = None) -> None:
         self.config = config
         self.owner = owner
-        self.leases = lease_manager or LeaseManager(config.lease_dir, ttl_s=config.lease_ttl_s)
+        self._leases = lease_manager
         self.status_dir = resolve_status_dir(config.status_dir)
         self.finder = Finder(config)
         self._call_numbers = itertools.count(1)
@@ -170,6 +170,14 @@ class UnityTools:
                 input_schema=INPUT_SCHEMAS[INSTANCES], output_schema=OUTPUT_SCHEMAS[INSTANCES],
                 annotations=_annotations('List Unity Editors', True)),
         ]
+
+    @property
+    def leases(self) -> LeaseManager:
+        """The lease manager, made on first use: a bad lease folder (a symlink, another
+        user's) then fails Unity calls with a clear answer instead of the whole gateway."""
+        if self._leases is None:
+            self._leases = LeaseManager(self.config.lease_dir, ttl_s=self.config.lease_ttl_s)
+        return self._leases
 
     def handles(self, name: str) -> bool:
         return name in INPUT_SCHEMAS
