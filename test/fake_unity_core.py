@@ -220,6 +220,7 @@ class FakeEditorCore:
         try:
             await asyncio.sleep(self.compile_duration_s)
         finally:
+            self.reloading = True  # the reload follows the compile without a gap
             self.compiling = False
         await self._reload(self.reload_duration_s, ends_refresh=True)
 
@@ -292,7 +293,9 @@ class FakeEditorCore:
         return {'success': True, 'message': 'Editor state.', 'data': {
             'activity': {'phase': 'running_tests' if self._running_job() else 'idle'},
             'compilation': {'is_compiling': self.compiling,
-                            'is_domain_reload_pending': self.compiling,
+                            # From the compile until the reload is over (as
+                            # beforeAssemblyReload/afterAssemblyReload set it).
+                            'is_domain_reload_pending': self.compiling or self.reloading,
                             'last_compile_started_unix_ms': self.compile_started_ms,
                             'last_domain_reload_before_unix_ms': self.reload_before_ms,
                             'last_domain_reload_after_unix_ms': self.reload_after_ms},

@@ -98,11 +98,16 @@ def reload_evidence(state: dict[str, Any], since_ms: int) -> Optional[str]:
     return None
 
 
-async def wait_until_ready(transport: Transport, budget_s: float,
-                           progress: Progress) -> dict[str, Any]:
-    """Wait until the Editor answers and neither compiles, reloads nor refreshes."""
+async def wait_until_ready(transport: Transport, budget_s: float, progress: Progress,
+                           settle_reads: int = 1) -> dict[str, Any]:
+    """Wait until the Editor answers and neither compiles, reloads nor refreshes.
+
+    `settle_reads` ready snapshots in a row are needed (after a compile: a snapshot taken
+    between the compile's end and the reload's start must not end the operation).
+    """
     deadline = time.monotonic() + budget_s
     reason, reported, reported_at = 'waiting for the Editor', None, 0.0
+    ready_reads = 0
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -111,16 +116,20 @@ async def wait_until_ready(transport: Transport, budget_s: float,
         try:
             state = await transport.editor_state(max(0.5, min(remaining, 10.0)))
         except (UnityUnavailable, UnityReloading) as exc:
-            reason = exc.message
+            reason, ready_reads = exc.message, 0
         except UnityCommandError as exc:
             if not exc.retryable:
                 raise
-            reason = exc.message
+            reason, ready_reads = exc.message, 0
         else:
             busy = busy_reasons(state)
-            if not busy:
+            ready_reads = 0 if busy else ready_reads + 1
+            if ready_reads >= settle_reads:
                 return state
-            reason = ', '.join(busy)
+            reason = ', '.join(busy) or 'settling'
+            if not busy:
+                await asyncio.sleep(STATE_POLL_S * 2)
+                continue
         now = time.monotonic()
         if reason != reported or now - reported_at >= WAIT_REPORT_S:
             reported, reported_at = reason, now
@@ -164,7 +173,8 @@ async def refresh(transport: Transport, config: UnityConfig, arguments: dict[str
             await progress(2, None, 'refresh answered; watching for the compile')
             evidence = await observe_reload(transport, sent_ms, config.compile_grace_s)
     await progress(3, None, f'reload: {evidence}' if evidence else 'waiting until ready')
-    state = await wait_until_ready(transport, config.ready_wait_s, progress)
+    state = await wait_until_ready(transport, config.ready_wait_s, progress,
+                                   settle_reads=2 if evidence else 1)
     compilation = state.get('compilation') if isinstance(state.get('compilation'), dict) else {}
     return {
         'success': True, 'operation': 'refresh_unity', 'transport': transport.transport,
