@@ -14,6 +14,7 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=['lane_manager', 'mcp_gateway'],
+    package_data={'mcp_gateway': ['lane_view_static/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
@@ -31,7 +32,7 @@ setup(
         'anyio>=4',
     ],
     extras_require={
-        'test': ['pytest', 'hypothesis', 'psutil'],
+        'test': ['pytest', 'hypothesis', 'psutil', 'selenium'],
     },
     zip_safe=True,
     maintainer='skill_lanes maintainers',
