@@ -202,7 +202,7 @@ function renderRecent(c, lane) {
   let html = '<h3>Endings and refusals</h3>';
   html += items.length ? '<ul class="events">' + items.slice(0, 30).map((e) =>
     `<li class="${e.kind}" data-goal-id="${esc(e.goal_id)}" data-outcome="${esc(e.outcome)}">` +
-    `<span class="outcome ${esc(e.outcome)}">${esc(e.outcome)}</span><b>${esc(e.skill)}</b> ` +
+    `<span class="outcome ${esc(e.outcome)}">${esc(e.outcome)}</span> <b>${esc(e.skill)}</b> ` +
     `<span class="mono muted">${esc(short(e.goal_id))}</span>` +
     `${e.reason ? ` <span class="reason">${esc(e.reason)}</span>` : ''}` +
     `<span class="when">${ago(e.at)}</span></li>`).join('') + '</ul>'
