@@ -4,7 +4,8 @@
 // only the last endings and refusals).
 'use strict';
 
-const WINDOW_S = 90;           // timeline width
+const WINDOWS_S = [30, 60, 300]; // timeline widths offered
+let WINDOW_S = 60;
 const LOST_AFTER_MS = 3500;    // the lane state is re-published every second
 const view = {canStop: false, lanes: []};
 let latest = null;             // the last lane state
@@ -13,12 +14,15 @@ let lastMessage = 0;
 const history = {};            // lane -> Map(goal_id -> {skill, start, end, outcome, reason})
 const cards = {};              // lane -> {root, parts...}
 
+// Everything from the lane state is text: escaped for element content and attributes.
+const ESCAPES = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'};
 function esc(text) {
-  const div = document.createElement('div');
-  div.textContent = text == null ? '' : String(text);
-  return div.innerHTML;
+  return text == null ? '' : String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
 }
 function short(id) { return id ? String(id).slice(0, 8) : '?'; }
+// Reasons name goals by their full UUID: shortened on screen, whole in the tooltip.
+const UUID_RE = /\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/g;
+function shortIds(text) { return String(text).replace(UUID_RE, '$1…'); }
 function serverNow() { return Date.now() / 1000 + offset; }
 function ago(t) {
   const s = Math.max(0, serverNow() - t);
@@ -133,21 +137,25 @@ function renderTimeline(c, laneName, lane) {
   const start = now - WINDOW_S;
   const x = (t) => Math.max(0, Math.min(100, ((t - start) / WINDOW_S) * 100));
   let html = '';
-  for (let s = 0; s <= WINDOW_S; s += 15) {
+  const step = WINDOW_S / 6;
+  for (let s = 0; s < WINDOW_S; s += step) {
     const left = 100 - (s / WINDOW_S) * 100;
-    html += `<div class="grid" style="left:${left}%"><span>${s ? `-${s}s` : 'now'}</span></div>`;
+    const label = s === 0 ? 'now' : s >= 60 ? `-${s / 60} min` : `-${s} s`;
+    html += `<div class="grid" style="left:${left}%"><span>${label}</span></div>`;
   }
   html += '<div class="now"></div>';
   for (const [id, g] of history[laneName] || []) {
     const end = g.end == null ? now : g.end;
     if (end < start) continue;
-    const begin = g.start == null ? end - 0.4 : g.start;
-    const left = x(begin);
-    const width = Math.max(0.4, x(end) - left);
+    // Without a known start (ended before the page opened, or never left the queue): a
+    // thin mark at its end rather than a bar of invented length.
+    const left = x(g.start == null ? end : g.start);
+    const width = g.start == null ? 0 : Math.max(0.4, x(end) - left);
     const who = g.agent ? ` · ${g.agent}` : '';
     const tip = `${g.skill} ${id}\n${g.outcome}${g.reason ? `: ${g.reason}` : ''}${who}`;
-    html += `<div class="bar ${esc(g.outcome)}" data-goal-id="${esc(id)}" data-outcome="${esc(g.outcome)}"` +
-      ` style="left:${left}%;width:${width}%" title="${esc(tip)}">${esc(g.skill)}</div>`;
+    const mark = g.start == null ? ' mark' : '';
+    html += `<div class="bar ${esc(g.outcome)}${mark}" data-goal-id="${esc(id)}" data-outcome="${esc(g.outcome)}"` +
+      ` style="left:${left}%;width:${width}%" title="${esc(tip)}">${mark ? '' : esc(g.skill)}</div>`;
   }
   for (const q of lane.queue || []) {
     const left = x(q.since);
@@ -176,11 +184,11 @@ function renderHolder(c, lane) {
     if (h.driver) rows.push(['driver', `<span class="mono">${esc(h.driver)}</span>`]);
     if (h.driver_goal_id) rows.push(['driver goal', `<span class="mono">${esc(short(h.driver_goal_id))}…</span>`]);
     if (h.priority) rows.push(['priority', esc(h.priority)]);
-    if (h.cancel_reason) rows.push(['cancel', `<span class="warn">${esc(h.cancel_reason)}</span>`]);
+    if (h.cancel_reason) rows.push(['cancel', `<span class="warn">${esc(shortIds(h.cancel_reason))}</span>`]);
     html += `<div class="kv" data-holder-goal-id="${esc(h.goal_id)}">` +
       rows.map(([k, v]) => `<span class="k">${k}</span><span>${v}</span>`).join('') + '</div>';
   }
-  if (lane.held_because) html += `<div class="warn">⚠ held: ${esc(lane.held_because)}</div>`;
+  if (lane.held_because) html += `<div class="warn">⚠ held: ${esc(shortIds(lane.held_because))}</div>`;
   c.holder.innerHTML = html;
 }
 
@@ -204,7 +212,7 @@ function renderRecent(c, lane) {
     `<li class="${e.kind}" data-goal-id="${esc(e.goal_id)}" data-outcome="${esc(e.outcome)}">` +
     `<span class="outcome ${esc(e.outcome)}">${esc(e.outcome)}</span> <b>${esc(e.skill)}</b> ` +
     `<span class="mono muted">${esc(short(e.goal_id))}</span>` +
-    `${e.reason ? ` <span class="reason">${esc(e.reason)}</span>` : ''}` +
+    `${e.reason ? ` <span class="reason" title="${esc(e.reason)}">${esc(shortIds(e.reason))}</span>` : ''}` +
     `<span class="when">${ago(e.at)}</span></li>`).join('') + '</ul>'
     : '<div class="empty">nothing yet</div>';
   c.recent.innerHTML = html;
@@ -214,7 +222,6 @@ function render() {
   if (!latest || !latest.lanes) return;
   document.getElementById('waiting').hidden = true;
   document.getElementById('node').textContent = `${latest.node || ''} · seq ${latest.seq ?? ''}`;
-  document.getElementById('window').textContent = `last ${WINDOW_S} s`;
   for (const [name, lane] of Object.entries(latest.lanes)) {
     const c = card(name);
     const held = !!lane.held_because;
@@ -300,11 +307,47 @@ function connect() {
 setInterval(() => {
   if (source && source.readyState === EventSource.CLOSED) {
     setLive('lost', 'disconnected: reload (token?)');
-    connect();
+    function windowChooser() {
+  const el = document.getElementById('window');
+  for (const seconds of WINDOWS_S) {
+    const button = document.createElement('button');
+    button.className = 'window';
+    button.dataset.window = seconds;
+    button.textContent = seconds >= 60 ? `${seconds / 60} min` : `${seconds} s`;
+    button.addEventListener('click', () => {
+      WINDOW_S = seconds;
+      el.querySelectorAll('button').forEach((b) => b.classList.toggle('on', b === button));
+      render();
+    });
+    button.classList.toggle('on', seconds === WINDOW_S);
+    el.appendChild(button);
+  }
+}
+
+windowChooser();
+connect();
   } else if (lastMessage && Date.now() - lastMessage > LOST_AFTER_MS) {
     setLive('lost', 'no lane state');
   }
   render();  // keeps the timeline moving between states
 }, 500);
 
+function windowChooser() {
+  const el = document.getElementById('window');
+  for (const seconds of WINDOWS_S) {
+    const button = document.createElement('button');
+    button.className = 'window';
+    button.dataset.window = seconds;
+    button.textContent = seconds >= 60 ? `${seconds / 60} min` : `${seconds} s`;
+    button.addEventListener('click', () => {
+      WINDOW_S = seconds;
+      el.querySelectorAll('button').forEach((b) => b.classList.toggle('on', b === button));
+      render();
+    });
+    button.classList.toggle('on', seconds === WINDOW_S);
+    el.appendChild(button);
+  }
+}
+
+windowChooser();
 connect();
