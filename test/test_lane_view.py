@@ -419,3 +419,58 @@ def save_screenshot(driver) -> None:
         time.sleep(3.0)  # let the running bar grow a little: this is for a person's eyes
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(target)
+
+
+def test_the_stop_button_uses_the_lane_managers_stop_service(tmp_path, rclpy_context,
+                                                             processes):
+    """Where `<namespace>/lanes/<lane>/stop` (std_srvs/Trigger) is served, the button calls
+    it and shows its answer; before the gateway has discovered it, the gateway's lane_stop
+    is used (here it answers that no lane manager serves the skills, in words)."""
+    pytest.importorskip('std_srvs.srv', reason='std_srvs (wheel ros-std-srvs) not installed')
+    from rclpy.node import Node
+    from std_srvs.srv import Trigger
+    from lane_manager.interfaces import lane_service_name
+    from lane_manager.runtime import BackgroundExecutor
+    namespace = '/lane_view_trigger_lm'
+    config_file = write_config(tmp_path, CONFIG.replace(NAMESPACE, namespace))
+    calls: list[str] = []
+
+    def on_stop(request, response):
+        calls.append('motion')
+        response.success = True
+        response.message = 'stopped by lane_stop: 1 goal cancelled, 0 dequeued'
+        return response
+
+    node = Node('lane_view_fake_lane_manager')
+    node.create_service(Trigger, lane_service_name(namespace, 'motion', 'stop'), on_stop)
+    executor = BackgroundExecutor(node, num_threads=1)
+    try:
+        port = free_port()
+        gateway = processes.python('mcp_gateway', '--config', str(config_file), '--transport',
+                                   'http', '--port', str(port),
+                                   env=gateway_env(SKILL_LANES_TOKEN=TOKEN),
+                                   name='lv_trigger_gateway')
+        gateway.wait_for_output('mcp_gateway ready on', timeout=60)
+        answers: list[tuple[int, dict]] = []
+
+        def press() -> bool:
+            conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+            try:
+                conn.request('POST', '/lanes/motion/stop', body=b'{}', headers=BUTTON)
+                response = conn.getresponse()
+                answers.append((response.status, json.loads(response.read())))
+            finally:
+                conn.close()
+            return answers[-1][1].get('via') == 'lane_manager'
+
+        wait_until(press, 30, interval=0.2, what="the gateway to call the stop service")
+        assert answers[-1] == (200, {'lane': 'motion', 'ok': True, 'via': 'lane_manager',
+                                     'message': 'stopped by lane_stop: 1 goal cancelled, '
+                                                '0 dequeued'})
+        assert calls == ['motion']
+        for status, body in answers[:-1]:  # before discovery: the gateway's own lane_stop
+            assert status == 503 and body['ok'] is False and body['via'] == 'gateway'
+            assert 'lane manager' in body['message'], body
+    finally:
+        executor.shutdown()
+        node.destroy_node()
