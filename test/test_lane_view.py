@@ -474,3 +474,57 @@ def test_the_stop_button_uses_the_lane_managers_stop_service(tmp_path, rclpy_con
     finally:
         executor.shutdown()
         node.destroy_node()
+
+
+DRIVER_TRUTH_STATE = {
+    'node': '/lane_manager', 'seq': 5, 'stamp': time.time(), 'skills': {}, 'lanes': {
+        'motion': {
+            'policy': 'queue', 'max_queue': 8, 'counters': {'submitted': 1},
+            'holder': {'goal_id': '11111111-2222-3333-4444-555555555555', 'skill': 'navigate',
+                       'priority': 0, 'state': 'canceling', 'since': time.time() - 3,
+                       'held_s': 3.0, 'cancel_reason': 'stopped by lane_stop',
+                       'origin': 'adopted', 'driver': '/navigate_to_pose',
+                       'driver_goal_id': '99999999-8888-7777-6666-555555555555',
+                       'agent': {'name': 'claude-code', 'version': '2.1',
+                                 'session': '3f2c9a0b77'}},
+            'held_because': 'the driver never confirmed the cancel of goal '
+                            '11111111-2222-3333-4444-555555555555',
+            'drivers': {'/navigate_to_pose': {'reachable': False, 'active_goals': ['a', 'b']}},
+            'queue': [],
+            'last_refusals': [{'goal_id': 'r1', 'skill': 'dock', 'at': time.time() - 1,
+                               'reason': 'busy <img src=x id="injected"> "quoted"'}],
+            'last_endings': []}}}
+
+
+def test_the_page_shows_driver_truth_keys_and_never_runs_lane_state_text():
+    """Keys added by the driver-truth work (origin, driver, held_because, drivers, agent)
+    are shown when present; text from the lane state is text, never markup."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    app = Served('', can_stop=False)
+    app.state = DRIVER_TRUTH_STATE
+    driver = browser()
+    try:
+        driver.get(f'http://127.0.0.1:{app.port}/lanes')
+        wait = WebDriverWait(driver, 30, poll_frequency=0.1)
+        card = wait.until(lambda d: d.find_elements(
+            By.CSS_SELECTOR, '.lane[data-lane="motion"] [data-holder-goal-id]'))[0]
+        holder = card.find_element(By.XPATH, './ancestor::div[contains(@class,"holder")]').text
+        for text in ('adopted', '/navigate_to_pose', '99999999', 'claude-code 2.1',
+                     'session 3f2c9a0b', 'stopped by lane_stop', 'held: the driver never '
+                     'confirmed the cancel of goal 11111111…'):
+            assert text in holder, (text, holder)
+        lane = driver.find_element(By.CSS_SELECTOR, '.lane[data-lane="motion"]')
+        assert 'held' in lane.get_attribute('class')
+        health = lane.find_element(By.CSS_SELECTOR, '.health')
+        assert '/navigate_to_pose' in health.text and '2 active' in health.text
+        assert health.find_elements(By.CSS_SELECTOR, '.dot.down')
+        recent = lane.find_element(By.CSS_SELECTOR, '.recent').text
+        assert 'busy <img src=x id="injected"> "quoted"' in recent
+        assert driver.find_elements(By.ID, 'injected') == []
+        # A read-only view (no stop action) shows no stop button.
+        assert not lane.find_element(By.CSS_SELECTOR, 'button.stop').is_displayed()
+    finally:
+        driver.quit()
+        shutil.rmtree(driver.profile_dir, ignore_errors=True)
+        app.close()
