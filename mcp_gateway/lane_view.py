@@ -85,12 +85,15 @@ def _error(status: int, error: str, message: str, **data: Any) -> JSONResponse:
 
 
 UNAUTHORIZED_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>skill_lanes: token needed</title></head>
+<html lang="en"><head><meta charset="utf-8"><title>skill_lanes: token needed</title>
+<link rel="icon" href="data:,"></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
 <h1>Lane view: a token is needed</h1>
-<p>This gateway asks for its bearer token (the one MCP clients use). Open
-<code>/lanes?token=&lt;token&gt;</code> once: the browser then keeps a cookie for this
-page only and the token leaves the address bar.</p></body></html>
+<p>This gateway asks for its bearer token (the one MCP clients use). Give it once: the
+browser then keeps a cookie for this page only and the token leaves the address bar.</p>
+<form method="get" action="/lanes"><input type="password" name="token" autofocus
+ placeholder="token" autocomplete="off"> <button type="submit">Open</button></form>
+<p>Or open <code>/lanes?token=&lt;token&gt;</code>.</p></body></html>
 """
 
 

@@ -528,3 +528,27 @@ def test_the_page_shows_driver_truth_keys_and_never_runs_lane_state_text():
         driver.quit()
         shutil.rmtree(driver.profile_dir, ignore_errors=True)
         app.close()
+
+
+def test_a_browser_without_the_token_is_asked_for_it_once(served):
+    """No token: the 401 page asks for it; given once, the cookie carries the live view."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver = browser()
+    try:
+        base = f'http://127.0.0.1:{served.port}'
+        driver.get(f'{base}/lanes')
+        assert driver.find_elements(By.CSS_SELECTOR, '.lane') == []
+        field = driver.find_element(By.NAME, 'token')
+        field.send_keys(TOKEN)
+        field.submit()
+        WebDriverWait(driver, 30, poll_frequency=0.1).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '#live[data-live="live"]'),
+            'the live lane view after giving the token')
+        assert driver.current_url == f'{base}/lanes'
+        assert driver.find_elements(By.CSS_SELECTOR, '.lane[data-lane="motion"]')
+        assert [c['name'] for c in driver.get_cookies()] == [auth.COOKIE_NAME]
+        assert driver.get_cookies()[0]['value'] != TOKEN
+    finally:
+        driver.quit()
+        shutil.rmtree(driver.profile_dir, ignore_errors=True)

@@ -304,28 +304,14 @@ function connect() {
   });
 }
 
+let closedSince = 0;
 setInterval(() => {
   if (source && source.readyState === EventSource.CLOSED) {
-    setLive('lost', 'disconnected: reload (token?)');
-    function windowChooser() {
-  const el = document.getElementById('window');
-  for (const seconds of WINDOWS_S) {
-    const button = document.createElement('button');
-    button.className = 'window';
-    button.dataset.window = seconds;
-    button.textContent = seconds >= 60 ? `${seconds / 60} min` : `${seconds} s`;
-    button.addEventListener('click', () => {
-      WINDOW_S = seconds;
-      el.querySelectorAll('button').forEach((b) => b.classList.toggle('on', b === button));
-      render();
-    });
-    button.classList.toggle('on', seconds === WINDOW_S);
-    el.appendChild(button);
-  }
-}
-
-windowChooser();
-connect();
+    // The browser gave up (e.g. 401: the gateway restarted with another token): try again
+    // now and then, without hammering the gateway.
+    setLive('lost', 'disconnected: reload the page (token?)');
+    closedSince = closedSince || Date.now();
+    if (Date.now() - closedSince > 5000) { closedSince = 0; connect(); }
   } else if (lastMessage && Date.now() - lastMessage > LOST_AFTER_MS) {
     setLive('lost', 'no lane state');
   }
