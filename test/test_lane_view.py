@@ -333,6 +333,10 @@ def test_a_goal_appears_on_the_timeline_and_the_stop_button_cancels_it(stack):
             return wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, selector),
                               f'the page to show {selector}')[0]
 
+        def text_of(selector: str) -> str:
+            # The page re-renders lists twice a second: read the text in the same attempt.
+            return visible_text(driver, selector)
+
         driver.get(f'{base}/lanes?token={TOKEN}')
         assert driver.current_url == f'{base}/lanes', 'the token must leave the address bar'
         shown('#live[data-live="live"]')
@@ -348,8 +352,8 @@ def test_a_goal_appears_on_the_timeline_and_the_stop_button_cancels_it(stack):
         assert gripping.accepted()
         refused = GoalCall(ros.client('grasp'), fibonacci(1))
         assert not refused.accepted()
-        item = shown(f'.lane[data-lane="gripper"] .recent li[data-goal-id="{refused.id}"]')
-        assert 'refused' in item.text.lower() and 'held by' in item.text
+        item = text_of(f'.lane[data-lane="gripper"] .recent li[data-goal-id="{refused.id}"]')
+        assert 'refused' in item.lower() and 'held by' in item
 
         docks = 1
         if os.environ.get('SKILL_LANES_SCREENSHOT'):
@@ -408,6 +412,20 @@ def scenery(ros) -> int:
         GoalCall(ros.client('grasp'), fibonacci(1)).accepted()
         time.sleep(1.0)
     return len(docks)
+
+
+def visible_text(driver, selector: str) -> str:
+    """The text of the first element matching `selector`, once there is one. The page
+    re-renders its lists, so an element found may be replaced before it is read: find and
+    read in one attempt, and try again if it went stale."""
+    from selenium.common.exceptions import (NoSuchElementException,
+                                            StaleElementReferenceException)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    wait = WebDriverWait(driver, 30, poll_frequency=0.1, ignored_exceptions=(
+        NoSuchElementException, StaleElementReferenceException))
+    return wait.until(lambda d: d.find_element(By.CSS_SELECTOR, selector).text or None,
+                      f'the page to show {selector}')
 
 
 def save_screenshot(driver) -> None:
@@ -500,16 +518,13 @@ def test_the_page_shows_driver_truth_keys_and_never_runs_lane_state_text():
     """Keys added by the driver-truth work (origin, driver, held_because, drivers, agent)
     are shown when present; text from the lane state is text, never markup."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
     app = Served('', can_stop=False)
     app.state = DRIVER_TRUTH_STATE
     driver = browser()
     try:
         driver.get(f'http://127.0.0.1:{app.port}/lanes')
-        wait = WebDriverWait(driver, 30, poll_frequency=0.1)
-        card = wait.until(lambda d: d.find_elements(
-            By.CSS_SELECTOR, '.lane[data-lane="motion"] [data-holder-goal-id]'))[0]
-        holder = card.find_element(By.XPATH, './ancestor::div[contains(@class,"holder")]').text
+        visible_text(driver, '.lane[data-lane="motion"] [data-holder-goal-id]')
+        holder = visible_text(driver, '.lane[data-lane="motion"] .col.holder')
         for text in ('adopted', '/navigate_to_pose', '99999999', 'claude-code 2.1',
                      'session 3f2c9a0b', 'stopped by lane_stop', 'held: the driver never '
                      'confirmed the cancel of goal 11111111…'):
