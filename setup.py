@@ -14,6 +14,7 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=['lane_manager', 'mcp_gateway', 'mcp_gateway.unity'],
+    package_data={'mcp_gateway': ['lane_view_static/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
@@ -31,7 +32,7 @@ setup(
         'anyio>=4',
     ],
     extras_require={
-        'test': ['pytest', 'hypothesis', 'psutil'],
+        'test': ['pytest', 'hypothesis', 'psutil', 'selenium'],
         # No extra for the official MCP for Unity server (HTTP-mode tests): it needs mcp 1.x
         # (through fastmcp 3) and would downgrade our mcp 2.x. `make unity-venv` installs
         # it, pinned by unity-constraints.txt, into its own .venv-unity.

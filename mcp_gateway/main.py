@@ -22,6 +22,7 @@ import rclpy
 from rclpy.signals import SignalHandlerOptions
 
 from lane_manager.config import Config, ConfigError, load_config
+from mcp_gateway import lane_view
 from mcp_gateway.node import RosRuntime
 from mcp_gateway.server import build_server, initialization_options
 from mcp_gateway.skill_tools import SkillTools
@@ -105,7 +106,7 @@ async def serve(config: Config, transport: str, host: str, port: int,
                 await server.run(read_stream, write_stream, initialization_options(server))
         else:
             import uvicorn
-            app = http_app(server, config, host)
+            app = lane_view.mount(http_app(server, config, host), config, host, ros.node, tools)
             uv_config = uvicorn.Config(app, host=host, port=port, log_level='warning',
                                        lifespan='on')
             uv_server = uvicorn.Server(uv_config)
@@ -114,8 +115,8 @@ async def serve(config: Config, transport: str, host: str, port: int,
                 # "ready" means a client can connect: only once the socket is bound.
                 while not uv_server.started:
                     await anyio.sleep(0.01)
-                print(f'mcp_gateway ready on http://{host}:{port}/mcp', file=sys.stderr,
-                      flush=True)
+                print(f'mcp_gateway ready on http://{host}:{port}/mcp (lane view: '
+                      f'http://{host}:{port}/lanes)', file=sys.stderr, flush=True)
 
             async with anyio.create_task_group() as group:
                 group.start_soon(announce_when_listening)
