@@ -31,7 +31,7 @@ setup(
         'anyio>=4',
     ],
     extras_require={
-        'test': ['pytest', 'hypothesis', 'psutil'],
+        'test': ['pytest', 'hypothesis', 'psutil', 'ruff'],
     },
     zip_safe=True,
     maintainer='skill_lanes maintainers',
