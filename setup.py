@@ -13,12 +13,12 @@ PACKAGE = 'skill_lanes'
 setup(
     name=PACKAGE,
     version='0.1.0',
-    packages=['lane_manager', 'mcp_gateway'],
+    packages=['lane_manager', 'mcp_gateway', 'skill_lanes_testing'],
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
-        (f'share/{PACKAGE}/config', glob('config/*.yaml')),
+        (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.xml')),
     ],
     python_requires='>=3.10',
     install_requires=[
@@ -38,7 +38,6 @@ setup(
     maintainer_email='maintainers@skill-lanes.invalid',
     description='Lane arbitration for robot skills and an MCP gateway for LLM agents.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'lane_manager = lane_manager.node:main',
