@@ -20,7 +20,7 @@ setup(
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.xml')),
     ],
-    python_requires='>=3.10',
+    python_requires='>=3.11',
     install_requires=[
         'setuptools',
         'pydantic>=2.7',

@@ -5,7 +5,8 @@
 - `Proc`: one OS process started by a bench, output in a log file, always stopped
   (SIGINT, then SIGTERM, then SIGKILL to its process group).
 - `RssSampler`: peak resident memory of some processes (psutil samples + the kernel's VmHWM).
-- `ShmGuard` (from skill_lanes_testing.isolation): removes the Fast DDS files a bench left in /dev/shm.
+- `ShmGuard` (from skill_lanes_testing.isolation): removes the Fast DDS files a bench left
+  in /dev/shm.
 - `RoundTrips`: event-driven goal timing from an in-process rclpy client (no polling: the
   timestamps are taken in the rclpy callbacks themselves, on time.monotonic()).
 """
@@ -327,8 +328,10 @@ def send_timed(client: Any, goal: Any, executor: Any = None) -> GoalTiming:
 
 
 def spin_forever(executor: Any) -> None:
-    """Spin until shutdown; an exception raised by a callback is printed, not fatal (a dead
-    spin thread would turn every later goal into a timeout)."""
+    """Spin until shutdown; an exception raised by a callback is printed, not fatal.
+
+    A dead spin thread would turn every later goal into a timeout.
+    """
     import traceback
 
     from rclpy.executors import ExternalShutdownException, ShutdownException

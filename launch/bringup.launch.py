@@ -110,7 +110,7 @@ def _nodes(context):
     if argument('transport') != 'http':
         raise BringupError(
             f'skill_lanes bringup: transport:={argument("transport")} cannot work under '
-            'launch (an MCP client must own a stdio gateway\'s stdin and stop it); use '
+            "launch (an MCP client must own a stdio gateway's stdin and stop it); use "
             'transport:=http here, or let the MCP client run '
             '`ros2 run skill_lanes mcp_gateway --transport stdio`')
     sim = argument('sim') == 'true'

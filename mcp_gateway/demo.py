@@ -36,8 +36,10 @@ _DOMAIN_LOCK = None
 
 
 def demo_environment() -> dict[str, str]:
-    """Own ROS domain (unless ROS_DOMAIN_ID is set) and the tests' transport settings:
-    Fast DDS over loopback UDP only (config/fastdds_udp.xml), nothing beyond this host."""
+    """Own ROS domain (unless ROS_DOMAIN_ID is set) and the tests' transport settings.
+
+    Fast DDS over loopback UDP only (config/fastdds_udp.xml): nothing beyond this host.
+    """
     global _DOMAIN_LOCK
     from skill_lanes_testing.isolation import claim_ros_domain, isolate
     domain = os.environ.get('ROS_DOMAIN_ID')

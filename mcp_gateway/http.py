@@ -65,8 +65,11 @@ def http_app(server: Any, config: Config, host: str) -> Any:
 
 
 class _QuietServer:
-    """Builds a uvicorn.Server that leaves signals to the gateway's main (one orderly stop
-    for every transport) instead of installing its own handlers."""
+    """Builds a uvicorn.Server that leaves signals to the gateway's main.
+
+    The gateway stops every transport the same orderly way; uvicorn's own handlers would
+    stop only the HTTP server, and re-raise the signal afterwards.
+    """
 
     @staticmethod
     def create(app: Any, host: str, port: int) -> Any:
@@ -87,8 +90,10 @@ class _QuietServer:
 
 
 async def serve_http(app: Any, host: str, port: int, stop: anyio.Event) -> None:
-    """Serve `app` (see http_app) until `stop` is set, then shut down gracefully; print the
-    ready line once the socket is bound."""
+    """Serve `app` (see http_app) until `stop` is set, then shut down gracefully.
+
+    The ready line is printed once the socket is bound.
+    """
     uv_server = _QuietServer.create(app, host, port)
 
     async def announce_when_listening() -> None:

@@ -63,8 +63,10 @@ async def serve_stdio(server: Any) -> None:
 
 
 def _silence_stdout() -> None:
-    """The client's end of stdout is gone: point fd 1 at /dev/null, so no flush at exit
-    prints a BrokenPipeError of its own."""
+    """Point fd 1 at /dev/null: the client's end is gone.
+
+    Else the interpreter's last flush at exit prints a BrokenPipeError of its own.
+    """
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
