@@ -20,27 +20,21 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-import anyio
-import rclpy
-from rclpy.signals import SignalHandlerOptions
+if TYPE_CHECKING:
+    from lane_manager.config import Config
 
-from lane_manager.config import Config, ConfigError, load_config
-from lane_manager.runtime import CONFIG_ENV, close_ros, config_path
-from mcp_gateway.http import GatewayError, http_app, serve_http
-from mcp_gateway.node import RosRuntime
-from mcp_gateway.server import build_server, initialization_options
-from mcp_gateway.skill_tools import SkillTools
-
+# Everything heavy (rclpy, the MCP SDK, pydantic models) is imported inside the functions,
+# after main() has taken over Ctrl-C and SIGTERM: a launch that stops while the gateway is
+# still importing then gets a clean exit instead of a KeyboardInterrupt traceback.
 VERSION = '0.1.0'
-# What a client that went away looks like from the stdio transport.
-_CLIENT_GONE = (BrokenPipeError, ConnectionResetError, anyio.BrokenResourceError,
-                anyio.ClosedResourceError)
+CONFIG_ENV = 'SKILL_LANES_CONFIG'  # the same as lane_manager.runtime.CONFIG_ENV
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Our own flags; the ROS arguments (`--ros-args ...`) are left to rclpy."""
+    import rclpy
     parser = argparse.ArgumentParser(prog='mcp_gateway', description=__doc__.split('\n\n')[0])
     parser.add_argument('--config', help=f'skill_lanes YAML file (or ROS parameter '
                                          f'config_file, or env {CONFIG_ENV})')
@@ -53,12 +47,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 async def serve_stdio(server: Any) -> None:
     """Serve one client on stdin/stdout until stdin closes (or the client vanishes)."""
+    import anyio
     from mcp.server.stdio import stdio_server
+
+    from mcp_gateway.server import initialization_options
+    client_gone = (BrokenPipeError, ConnectionResetError, anyio.BrokenResourceError,
+                   anyio.ClosedResourceError)
     print('mcp_gateway ready (stdio)', file=sys.stderr, flush=True)
     try:
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, initialization_options(server))
-    except* _CLIENT_GONE:
+    except* client_gone:
         _silence_stdout()
 
 
@@ -111,6 +110,12 @@ class StopSignal:
 async def serve(config: Config, transport: str, host: str, port: int,
                 node_name: Optional[str], signals: StopSignal) -> None:
     """Start the node and the tools, serve MCP until stopped, then stop in order."""
+    import anyio
+
+    from mcp_gateway.http import http_app, serve_http
+    from mcp_gateway.node import RosRuntime
+    from mcp_gateway.server import build_server
+    from mcp_gateway.skill_tools import SkillTools
     ros = RosRuntime.start(config, node_name)
     tools = SkillTools(config, ros.node)
     providers: list = [tools]
@@ -148,6 +153,13 @@ async def serve(config: Config, transport: str, host: str, port: int,
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the gateway; exit 0 on a normal or signalled stop, 2 on a start-up error."""
     signals = StopSignal()
+    import anyio
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    from lane_manager.config import ConfigError, load_config
+    from lane_manager.runtime import close_ros, config_path
+    from mcp_gateway.http import GatewayError
     argv = list(sys.argv if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
