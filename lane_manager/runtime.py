@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -27,9 +28,14 @@ from rclpy.executors import (Executor, ExternalShutdownException, MultiThreadedE
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from lane_manager import dds_files
 from lane_manager.config import Config, ConfigError, load_config
 
 CONFIG_PARAMETER = 'config_file'
+# How often the spin thread checks its stop flag. `Executor.wake()` does not end a
+# `spin_once` that has nothing else to do (rclpy waits again until the timeout), so this
+# bounds how long a stop waits for the spin thread.
+SPIN_PERIOD_S = 0.1
 CONFIG_ENV = 'SKILL_LANES_CONFIG'
 NO_CONFIG = (f'<none>: <file>: no config file (use --config FILE, --ros-args -p '
              f'{CONFIG_PARAMETER}:=FILE or the environment variable {CONFIG_ENV})')
@@ -126,7 +132,7 @@ class BackgroundExecutor:
         """
         while not self._stopping.is_set() and rclpy.ok(context=self.executor.context):
             try:
-                self.executor.spin_once(timeout_sec=0.5)
+                self.executor.spin_once(timeout_sec=SPIN_PERIOD_S)
             except (ExternalShutdownException, ShutdownException):
                 return
             except Exception as exc:  # noqa: BLE001 - see docstring
@@ -152,17 +158,24 @@ def close_ros(node: Optional[Node], context: Optional[Context] = None) -> None:
 
     Destroying the node and the context is what removes the DDS participant and, with it,
     the Fast DDS shared-memory files in /dev/shm; a process that merely exits leaves them.
+    A port segment of ours that outlived its lock file is removed too (see dds_files).
     """
     context = context or rclpy.get_default_context()
+    own_files = dds_files.shm_of_process(os.getpid())
     if node is not None:
         try:
             node.destroy_node()
         except Exception:  # noqa: BLE001 - already destroyed or the context is gone
             pass
+    # Entities no one destroyed explicitly (e.g. action clients, which destroy_node leaves)
+    # keep the context "in use" and defer its destruction to interpreter exit; collecting
+    # them first lets the participant go now.
+    gc.collect()
     rclpy.try_shutdown(context=context)
     destroy = getattr(context, 'destroy', None)  # rclpy 7.1 and 9.1 both have it
     if destroy is not None:
         destroy()
+    dds_files.remove_dead_ports(own_files)
 
 
 def run_node(build: Callable[[], Node], ready_message: str,

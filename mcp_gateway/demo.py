@@ -201,6 +201,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     env = demo_environment()
     from skill_lanes_testing.isolation import ShmGuard
     from skill_lanes_testing.processes import ProcessGroup
+    from skill_lanes_testing.stack import start_sim_robot
     log_dir = Path(os.environ.get('SKILL_LANES_LOG_DIR', '/tmp')) / f'skill_lanes_{os.getpid()}'
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = ProcessGroup()
@@ -209,11 +210,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     say(f'skill_lanes demo: ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}, logs in {log_dir}')
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        for name, module in (('sim_driver', 'lane_manager.sim_driver'),
-                             ('lane_manager', 'lane_manager.node')):
-            stack.python(module, '--config', args.config, name=name, log_dir=log_dir)
-        for proc in stack.procs:
-            proc.wait_for_output(f'{proc.name} ready', timeout=60)
+        start_sim_robot(stack, args.config, log_dir=log_dir)
         say(f'{stamp()}  simulated drivers and lane manager are up')
         if args.serve:
             gateway = stack.python('mcp_gateway', '--config', args.config, '--transport',

@@ -19,6 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from lane_manager.dds_files import (is_fastdds_file, shm_in_use,  # noqa: F401 - re-exported
+                                    shm_of_process)
+
 PROFILE_NAME = 'fastdds_udp.xml'
 
 
@@ -85,43 +88,6 @@ def claim_ros_domain(first: int = 1, last: int = 100) -> tuple[int, IO[str]]:
         except OSError:
             handle.close()
     raise RuntimeError(f'every ROS domain {first}..{last} is held by another run on this host')
-
-
-def shm_in_use() -> set[str]:
-    """Names under /dev/shm that some process has open or mapped."""
-    used: set[str] = set()
-    for pid in os.listdir('/proc'):
-        if pid.isdigit():
-            used |= shm_of_process(int(pid))
-    return used
-
-
-def shm_of_process(pid: int) -> set[str]:
-    """Names under /dev/shm that process `pid` has open or mapped (empty once it is gone)."""
-    used: set[str] = set()
-    try:
-        for line in Path(f'/proc/{pid}/maps').read_text().splitlines():
-            if '/dev/shm/' in line:
-                used.add(line.rsplit('/dev/shm/', 1)[1].split()[0])
-    except OSError:
-        pass
-    try:
-        fds = os.listdir(f'/proc/{pid}/fd')
-    except OSError:
-        return used
-    for fd in fds:
-        try:
-            target = os.readlink(f'/proc/{pid}/fd/{fd}')
-        except OSError:
-            continue
-        if target.startswith('/dev/shm/'):
-            used.add(target[len('/dev/shm/'):].split()[0])
-    return used
-
-
-def is_fastdds_file(name: str) -> bool:
-    """A Fast DDS segment, its lock file or its port mutex."""
-    return 'fastrtps' in name or 'fastdds' in name
 
 
 class ShmGuard:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import textwrap
@@ -24,6 +25,7 @@ import pytest
 
 from ros_client import RosTestClient
 from skill_lanes_testing.isolation import is_fastdds_file, shm_in_use, shm_of_process
+from skill_lanes_testing.stack import start_sim_robot
 from support import PYTHON, ROOT, ProcessGroup, wait_until
 
 NAMESPACE = '/lifecycle_lm'
@@ -73,18 +75,23 @@ def test_signal_stops_cleanly_and_leaves_no_shared_memory(processes: ProcessGrou
                                                           config_file: Path,
                                                           executable: str, sig: int) -> None:
     args, ready = EXECUTABLES[executable]
+    before = set(os.listdir('/dev/shm'))
     proc = processes.start([PYTHON, *args, '--config', str(config_file)],
                            env=DEFAULT_TRANSPORTS, name=executable)
     proc.wait_for_output(ready, timeout=60)
     mapped = wait_until(lambda: fastdds_files(proc.pid), 20,
                         what=f'{executable} to map its Fast DDS shared memory')
+    # Only what this process created: Fast DDS port segments are shared by every process on
+    # the host (other test runs too), and one another process left may be reused here.
+    created = mapped - before
+    assert created, f'{executable} created no Fast DDS file of its own: {sorted(mapped)}'
     proc.signal(sig)
     code = proc.popen.wait(timeout=30)
     output = proc.output()
     assert code == 0, f'{executable} exited {code} on {sig.name}:\n{output[-3000:]}'
     assert 'Traceback' not in output and 'Error' not in output, output[-3000:]
-    assert left_behind(mapped) == set(), \
-        f'{executable} left {sorted(left_behind(mapped))} in /dev/shm (had {sorted(mapped)})'
+    assert left_behind(created) == set(), \
+        f'{executable} left {sorted(left_behind(created))} in /dev/shm (made {sorted(created)})'
 
 
 def test_suite_processes_use_no_shared_memory(processes: ProcessGroup,
@@ -152,10 +159,7 @@ def test_stdio_gateway_exits_quietly_when_stdin_closes(config_file: Path,
 
 def test_stdio_client_killed_mid_call_cancels_the_goal_quietly(
         processes: ProcessGroup, config_file: Path, tmp_path: Path, rclpy_context) -> None:
-    sim = processes.python('lane_manager.sim_driver', '--config', str(config_file))
-    manager = processes.python('lane_manager.node', '--config', str(config_file))
-    sim.wait_for_output('sim_driver ready', timeout=60)
-    manager.wait_for_output('lane_manager ready', timeout=60)
+    start_sim_robot(processes, config_file)
     ros = RosTestClient(namespace=NAMESPACE)
     stderr_path = tmp_path / 'gateway.err'
     gateway = None
