@@ -1,25 +1,44 @@
 # Two commands do all set-up on a fresh machine (see README):
 #   make demo   - build the virtualenv if needed, bring the whole stack up on the simulated
-#                 robot and run a short, narrated agent session against it
-#   make test   - build the virtualenv if needed and run the test suite (what CI runs)
-# Other targets: make serve (MCP over HTTP on the simulated robot), make bench, make clean.
+#                 robot and run a short, narrated agent session against it (fails if a call fails)
+#   make test   - build the virtualenv if needed and run the test suite
+# ROS_DISTRO=kilted (default) | jazzy picks the ROS 2 wheels; each distribution has its own
+# virtualenv (.venv for kilted, .venv-jazzy) pinned by constraints.txt (shared, non-ROS) plus
+# constraints-$(ROS_DISTRO).txt.
+# Other targets: make test-all (what CI runs: lint, then the suite on every distribution),
+# make lint, make lint-all (findings in every file), make serve (MCP over HTTP on the
+# simulated robot, prints client configs), make bench, make clean.
 
 PYTHON ?= python3.11
-VENV := .venv
+ROS_DISTRO ?= kilted
+DISTROS := kilted jazzy
+ifeq ($(filter $(ROS_DISTRO),$(DISTROS)),)
+$(error ROS_DISTRO=$(ROS_DISTRO): choose one of $(DISTROS))
+endif
+VENV_kilted := .venv
+VENV_jazzy := .venv-jazzy
+VENV := $(VENV_$(ROS_DISTRO))
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CONSTRAINTS := -c constraints.txt -c constraints-$(ROS_DISTRO).txt
 CONFIG ?= config/sim_robot.yaml
+PYTEST_ARGS ?=
+# Files the linter must find clean (CI); `make lint-all` lists findings everywhere.
+LINT_CLEAN := setup.py launch/bringup.launch.py lane_manager/runtime.py lane_manager/dds_files.py \
+	lane_manager/action_link.py lane_manager/shm_guard.py mcp_gateway/main.py \
+	mcp_gateway/http.py mcp_gateway/demo.py skill_lanes_testing test/support.py \
+	test/conftest.py test/test_launch.py test/test_lifecycle.py bench/_stack.py bench/run_all.py
 
-.PHONY: demo serve test bench clean venv browser
+.PHONY: demo serve test test-all lint lint-all bench clean venv browser
 
 venv: $(STAMP)
 
-$(STAMP): constraints.txt requirements-ros.txt setup.py
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (the ROS 2 Kilted wheels are built for CPython 3.11)"; exit 1; }
+$(STAMP): constraints.txt constraints-$(ROS_DISTRO).txt requirements-ros.txt setup.py
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (the ROS 2 wheels on PyPI are built for CPython 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -r requirements-ros.txt
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet $(CONSTRAINTS) -r requirements-ros.txt
+	$(PY) -m pip install --quiet $(CONSTRAINTS) -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,7 +48,18 @@ serve: $(STAMP)
 	$(PY) -m mcp_gateway.demo --config $(CONFIG) --serve
 
 test: $(STAMP) browser
-	$(PY) -m pytest test
+	$(PY) -m pytest test $(PYTEST_ARGS)
+
+# CI: the linter once, then the whole suite on each distribution, one after the other.
+test-all: lint
+	$(MAKE) test ROS_DISTRO=kilted
+	$(MAKE) test ROS_DISTRO=jazzy
+
+lint: $(STAMP)
+	$(PY) -m ruff check $(LINT_CLEAN)
+
+lint-all: $(STAMP)
+	$(PY) -m ruff check .
 
 # The lane view's browser test needs Debian's headless Chromium and its driver: installed
 # here when absent and running as root (CI); otherwise that test skips and says why.
@@ -45,7 +75,7 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV_kilted) $(VENV_jazzy) $(UNITY_VENV) *.egg-info .pytest_cache .hypothesis .ruff_cache
 
 # --- Unity (HTTP mode tests): the official MCP for Unity server in its own venv -----------
 # mcpforunityserver pins mcp 1.x (via fastmcp 3); our gateway needs mcp 2.x. The tests run

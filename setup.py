@@ -13,15 +13,15 @@ PACKAGE = 'skill_lanes'
 setup(
     name=PACKAGE,
     version='0.1.0',
-    packages=['lane_manager', 'mcp_gateway', 'mcp_gateway.unity'],
+    packages=['lane_manager', 'mcp_gateway', 'mcp_gateway.unity', 'skill_lanes_testing'],
     package_data={'mcp_gateway': ['lane_view_static/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
-        (f'share/{PACKAGE}/config', glob('config/*.yaml')),
+        (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.xml')),
     ],
-    python_requires='>=3.10',
+    python_requires='>=3.11',
     install_requires=[
         'setuptools',
         'pydantic>=2.7',
@@ -32,7 +32,7 @@ setup(
         'anyio>=4',
     ],
     extras_require={
-        'test': ['pytest', 'hypothesis', 'psutil', 'selenium'],
+        'test': ['pytest', 'hypothesis', 'psutil', 'selenium', 'ruff'],
         # No extra for the official MCP for Unity server (HTTP-mode tests): it needs mcp 1.x
         # (through fastmcp 3) and would downgrade our mcp 2.x. `make unity-venv` installs
         # it, pinned by unity-constraints.txt, into its own .venv-unity.
@@ -42,7 +42,6 @@ setup(
     maintainer_email='maintainers@skill-lanes.invalid',
     description='Lane arbitration for robot skills and an MCP gateway for LLM agents.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'lane_manager = lane_manager.node:main',

@@ -1,11 +1,12 @@
 """Shared plumbing for the skill_lanes benchmarks (not a benchmark itself).
 
 - `isolate(domain)`: the ROS environment every bench process runs with (own domain id,
-  discovery on this host only, Fast DDS over loopback UDP). Call it before importing rclpy.
+  Fast DDS over loopback UDP only, as in the tests). Call it before importing rclpy.
 - `Proc`: one OS process started by a bench, output in a log file, always stopped
   (SIGINT, then SIGTERM, then SIGKILL to its process group).
 - `RssSampler`: peak resident memory of some processes (psutil samples + the kernel's VmHWM).
-- `ShmGuard` (from lane_manager.shm_guard): removes the Fast DDS files a bench left in /dev/shm.
+- `ShmGuard` (from skill_lanes_testing.isolation): removes the Fast DDS files a bench left
+  in /dev/shm.
 - `RoundTrips`: event-driven goal timing from an in-process rclpy client (no polling: the
   timestamps are taken in the rclpy callbacks themselves, on time.monotonic()).
 """
@@ -22,26 +23,25 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from lane_manager.shm_guard import ShmGuard  # noqa: F401 - re-exported for the benches
-
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from skill_lanes_testing import isolation  # noqa: E402
+from skill_lanes_testing.isolation import ShmGuard  # noqa: E402,F401 - re-exported
+
 
 def isolate(domain: int) -> dict[str, str]:
-    """Set (and return) the environment of an isolated, loopback-only ROS run."""
-    env = {
-        'ROS_DOMAIN_ID': str(domain),
-        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
-        'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4',
-        'PYTHONUNBUFFERED': '1',
-        'PYTHONPATH': os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH'))
-                                      if p),
-    }
-    os.environ.pop('ROS_STATIC_PEERS', None)
-    os.environ.update(env)
+    """Set (and return) the environment of an isolated, loopback-only ROS run.
+
+    The same environment as the tests (skill_lanes_testing.isolation), plus this checkout
+    on PYTHONPATH for the processes a bench starts.
+    """
+    env = isolation.isolate(domain)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH'))
+                                        if p)
+    os.environ['PYTHONPATH'] = env['PYTHONPATH']
     return env
 
 
@@ -74,7 +74,7 @@ def _graph_is_empty(domain: int, listen_s: float = 1.5) -> bool:
 def claim_domains(preferred: int, count: int = 1, first: int = 150, last: int = 232) -> int:
     """`count` consecutive ROS domain ids nobody else uses, starting at the result.
 
-    Same flock files as lane_manager.runtime.claim_ros_domain (held until this process
+    Same flock files as skill_lanes_testing.isolation.claim_ros_domain (held until this process
     exits), and the graph must be empty: another session's bench on the same domain would
     serve the same action names, and goals would go to both.
     """
@@ -328,8 +328,10 @@ def send_timed(client: Any, goal: Any, executor: Any = None) -> GoalTiming:
 
 
 def spin_forever(executor: Any) -> None:
-    """Spin until shutdown; an exception raised by a callback is printed, not fatal (a dead
-    spin thread would turn every later goal into a timeout)."""
+    """Spin until shutdown; an exception raised by a callback is printed, not fatal.
+
+    A dead spin thread would turn every later goal into a timeout.
+    """
     import traceback
 
     from rclpy.executors import ExternalShutdownException, ShutdownException

@@ -90,7 +90,7 @@ class SimConfig(_Strict):
 class LaneManagerConfig(_Strict):
     """Where the lane manager serves and how fast it notices faults."""
 
-    namespace: str = Field('/lane_manager', pattern=ROS_NAME_RE)
+    namespace: str = Field('lane_manager', pattern=ROS_NAME_RE)  # relative: node's ns
     driver_wait_s: float = Field(
         5.0, ge=0, description='how long a goal waits for an absent driver before it aborts')
     driver_response_s: float = Field(

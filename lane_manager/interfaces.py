@@ -12,8 +12,13 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 LANE_STATE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-TOOL_LANES_TOPIC = '/skill_lanes/tool_lanes'
-SIM_STATS_TOPIC = '/sim_driver/stats'
+# Relative names resolve under the node's namespace (`ros2 launch ... namespace:=robot1`
+# gives /robot1/skill_lanes/tool_lanes), so two stacks on one robot never collide. The lane
+# manager's namespace (config lane_manager.namespace, default 'lane_manager') is relative
+# too: each node expands it with `resolve_topic_name(..., only_expand=True)` and passes the
+# absolute result to the functions below. /diagnostics stays absolute (ROS convention).
+TOOL_LANES_TOPIC = 'skill_lanes/tool_lanes'
+SIM_STATS_TOPIC = 'sim_driver/stats'
 DIAGNOSTICS_TOPIC = '/diagnostics'
 
 

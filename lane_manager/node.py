@@ -129,7 +129,7 @@ class LaneManager(Node):
         self._state_seq = 0
         self._state_dirty = False
         self._closing = False
-        namespace = settings.namespace
+        namespace = self.resolve_topic_name(settings.namespace, only_expand=True)
         self._drivers: dict[str, ActionServerLink] = {}
         self._servers: dict[str, _GoalIdActionServer] = {}
         self._action_types: dict[str, Any] = {}

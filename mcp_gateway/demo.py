@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,65 +36,38 @@ _DOMAIN_LOCK = None
 
 
 def demo_environment() -> dict[str, str]:
-    """Own ROS domain (unless one is set), this machine only, loopback UDP transport."""
+    """Own ROS domain (unless ROS_DOMAIN_ID is set) and the tests' transport settings.
+
+    Fast DDS over loopback UDP only (config/fastdds_udp.xml): nothing beyond this host.
+    """
     global _DOMAIN_LOCK
-    env = dict(os.environ)
-    if 'ROS_DOMAIN_ID' not in env:
-        from lane_manager.runtime import claim_ros_domain
-        domain, _DOMAIN_LOCK = claim_ros_domain()
-        env['ROS_DOMAIN_ID'] = str(domain)
-    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'UDPv4')
-    env.setdefault('PYTHONUNBUFFERED', '1')
-    return env
+    from skill_lanes_testing.isolation import claim_ros_domain, isolate
+    domain = os.environ.get('ROS_DOMAIN_ID')
+    if not domain:
+        number, _DOMAIN_LOCK = claim_ros_domain()
+        domain = str(number)
+    isolate(int(domain))
+    return dict(os.environ)
 
 
-class Stack:
-    """sim_driver + lane_manager (+ an HTTP gateway when serving) as child processes."""
+class Problems:
+    """What went wrong in the session: the demo fails loudly (exit 1) if anything did."""
 
-    def __init__(self, config: str, env: dict[str, str], log_dir: Path) -> None:
-        self.config = config
-        self.env = env
-        self.log_dir = log_dir
-        self.procs: list[tuple[str, subprocess.Popen]] = []
+    def __init__(self) -> None:
+        self.found: list[str] = []
 
-    def start(self, name: str, module: str, *args: str) -> subprocess.Popen:
-        log = open(self.log_dir / f'{name}.log', 'wb')
-        proc = subprocess.Popen([sys.executable, '-m', module, '--config', self.config, *args],
-                                stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                start_new_session=True)
-        self.procs.append((name, proc))
-        return proc
-
-    def wait_ready(self, name: str, text: str, timeout: float = 30.0) -> None:
-        path = self.log_dir / f'{name}.log'
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in path.read_text(errors='replace'):
-                return
-            proc = dict(self.procs)[name]
-            if proc.poll() is not None:
-                raise SystemExit(f'{name} exited:\n{path.read_text(errors="replace")[-2000:]}')
-            time.sleep(0.05)
-        raise SystemExit(f'{name} did not start within {timeout:.0f} s (log: {path})')
-
-    def stop(self) -> None:
-        for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-        for _, proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=8)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    def check(self, ok: bool, what: str) -> None:
+        if not ok:
+            self.found.append(what)
+            say(f'  !! {what}')
 
 
 def body(result: Any) -> dict:
     return result.structured_content or {}
 
 
-async def narrated_session(config: str, env: dict[str, str]) -> None:
+async def narrated_session(config: str, env: dict[str, str], problems: Problems) -> None:
+    """The scripted agent: every step checks what it shows and records what went wrong."""
     from mcp import Client, StdioServerParameters
 
     params = StdioServerParameters(command=sys.executable,
@@ -118,8 +90,9 @@ async def narrated_session(config: str, env: dict[str, str]) -> None:
         async def call(name: str, args: dict) -> None:
             timeline.append((stamp(), name, 'called'))
             result = await client.call_tool(name, args)
-            timeline.append((stamp(), name, 'error' if result.is_error
-                             else body(result).get('status', '?')))
+            outcome = 'error' if result.is_error else body(result).get('status', '?')
+            timeline.append((stamp(), name, outcome))
+            problems.check(outcome == 'succeeded', f'{name} ended {outcome}: {body(result)}')
 
         async with anyio.create_task_group() as group:
             group.start_soon(call, 'navigate', {'order': 3})
@@ -142,6 +115,11 @@ async def narrated_session(config: str, env: dict[str, str]) -> None:
             say('  second grasp -> ' + json.dumps(body(refused), indent=None)[:400])
             retry = body(refused).get('data', {}).get('retry_after_ms')
             say(f'  (isError={refused.is_error}; retry after {retry} ms)')
+            problems.check(refused.is_error and body(refused).get('error') == 'operation_busy',
+                           f'the second grasp was not refused as busy: {body(refused)}')
+        held = first.get('r')
+        problems.check(held is not None and not held.is_error,
+                       f'the first grasp failed: {held and body(held)}')
 
         say('\n== 4. cancelling a call cancels the goal at the driver ==')
         async with anyio.create_task_group() as group:
@@ -151,10 +129,15 @@ async def narrated_session(config: str, env: dict[str, str]) -> None:
             await anyio.sleep(1.0)
             group.cancel_scope.cancel()
         await anyio.sleep(1.0)
-        status = body(await client.call_tool('lanes_status', {}))
-        for record in status.get('lanes', {}).get('arm_safety', {}).get('last_endings', [])[-1:]:
+        answer = await client.call_tool('lanes_status', {})
+        problems.check(not answer.is_error, f'lanes_status failed: {body(answer)}')
+        status = body(answer)
+        endings = status.get('lanes', {}).get('arm_safety', {}).get('last_endings', [])[-1:]
+        for record in endings:
             say(f"  arm_home goal {record['goal_id'][:8]}: {record['outcome']} "
                 f"({record['reason']})")
+        problems.check(bool(endings) and endings[-1].get('outcome') == 'canceled',
+                       f'the cancelled arm_home did not end canceled: {endings}')
 
         say('\n== 5. lane state at the end (tool lanes_status) ==')
         for lane, info in status.get('lanes', {}).items():
@@ -175,23 +158,40 @@ async def wait_for_lane_manager(client: Any, timeout: float = 30.0) -> None:
     raise SystemExit('the gateway never heard from the lane manager')
 
 
-def print_client_configs(config: str, host: str, port: int) -> None:
+def print_client_configs(config: str, host: str, port: int, env: dict[str, str]) -> None:
+    """Client set-ups that work as pasted while this `make serve` runs.
+
+    A stdio client starts a gateway of its own: it needs this stack's ROS domain and
+    transport settings, and the config file by absolute path; the Inspector owns the
+    command line's flags, so it gets the config through SKILL_LANES_CONFIG.
+    """
+    from skill_lanes_testing.isolation import ros_environment
+    config_path = str(Path(config).resolve())
+    ros_env = ros_environment(int(env['ROS_DOMAIN_ID']))
+    ros_env.pop('PYTHONUNBUFFERED', None)
+    stdio_env = {**ros_env, 'SKILL_LANES_CONFIG': config_path}
     python = sys.executable
-    cwd = os.getcwd()
-    stdio = {'mcpServers': {'skill_lanes': {
-        'command': python, 'args': ['-m', 'mcp_gateway', '--config', str(Path(config)
-                                                                               .resolve())],
-        'cwd': cwd, 'env': {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}}}}
-    say('\nMCP over HTTP: http://%s:%d/mcp' % (host, port))
-    say('Claude Code:     claude mcp add --transport http skill_lanes http://%s:%d/mcp'
-        % (host, port))
-    say('MCP Inspector:   npx @modelcontextprotocol/inspector  (transport: Streamable HTTP, '
-        'URL http://%s:%d/mcp)' % (host, port))
-    say('Claude Desktop (stdio; it starts its own gateway):')
-    say(json.dumps(stdio, indent=2))
+    url = f'http://{host}:{port}/mcp'
+    flags = ' '.join(f'-e {key}={value}' for key, value in stdio_env.items())
+    say(f'\nMCP over HTTP (this stack, while it runs): {url}')
+    say(f'Claude Code (HTTP):   claude mcp add --transport http skill_lanes {url}')
+    say(f'Claude Code (stdio):  claude mcp add skill_lanes {flags} -- {python} -m mcp_gateway')
+    say(f'MCP Inspector (stdio): npx @modelcontextprotocol/inspector {flags} '
+        f'{python} -m mcp_gateway')
+    say(f'MCP Inspector (HTTP):  npx @modelcontextprotocol/inspector  '
+        f'(transport Streamable HTTP, URL {url})')
+    say('Claude Desktop / Cursor (stdio; each starts its own gateway on this robot):')
+    say(json.dumps({'mcpServers': {'skill_lanes': {
+        'command': python, 'args': ['-m', 'mcp_gateway'], 'env': stdio_env}}}, indent=2))
+
+
+def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal API
+    """SIGTERM stops the demo like Ctrl-C: its processes are stopped, not orphaned."""
+    raise KeyboardInterrupt
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run the narrated session (exit 1 if any step went wrong) or serve until Ctrl-C."""
     parser = argparse.ArgumentParser(prog='skill_lanes_demo', description=__doc__.split('\n')[0])
     parser.add_argument('--config', default='config/sim_robot.yaml')
     parser.add_argument('--serve', action='store_true',
@@ -199,35 +199,48 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument('--port', type=int, default=8765)
     args = parser.parse_args(argv)
     env = demo_environment()
+    from skill_lanes_testing.isolation import ShmGuard
+    from skill_lanes_testing.processes import ProcessGroup
+    from skill_lanes_testing.stack import start_sim_robot
     log_dir = Path(os.environ.get('SKILL_LANES_LOG_DIR', '/tmp')) / f'skill_lanes_{os.getpid()}'
     log_dir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(args.config, env, log_dir)
-    from lane_manager.shm_guard import ShmGuard
+    stack = ProcessGroup()
     shm = ShmGuard()
+    problems = Problems()
     say(f'skill_lanes demo: ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}, logs in {log_dir}')
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        stack.start('sim_driver', 'lane_manager.sim_driver')
-        stack.start('lane_manager', 'lane_manager.node')
-        stack.wait_ready('sim_driver', 'sim_driver ready')
-        stack.wait_ready('lane_manager', 'lane_manager ready')
+        start_sim_robot(stack, args.config, log_dir=log_dir)
         say(f'{stamp()}  simulated drivers and lane manager are up')
         if args.serve:
-            stack.start('mcp_gateway', 'mcp_gateway', '--transport', 'http',
-                        '--port', str(args.port))
-            stack.wait_ready('mcp_gateway', 'mcp_gateway ready')
-            print_client_configs(args.config, '127.0.0.1', args.port)
+            gateway = stack.python('mcp_gateway', '--config', args.config, '--transport',
+                                   'http', '--port', str(args.port), name='mcp_gateway',
+                                   log_dir=log_dir)
+            gateway.wait_for_output('mcp_gateway ready', timeout=60)
+            print_client_configs(args.config, '127.0.0.1', args.port, env)
             say('\nServing; Ctrl-C to stop.')
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        else:
-            anyio.run(narrated_session, args.config, env)
-            say('\nDone. `make serve` serves the same stack to real MCP clients.')
-        return 0
+            return 0
+        anyio.run(narrated_session, args.config, env, problems)
     except KeyboardInterrupt:
         return 0
+    except AssertionError as exc:  # a process did not start: its log says why
+        print(f'demo failed: {exc}', file=sys.stderr, flush=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the demo reports, never hides, a failure
+        problems.found.append(f'{type(exc).__name__}: {exc}')
     finally:
-        stack.stop()
+        stack.stop_all(remove_logs=False)
         shm.clean()
+    if problems.found:
+        print(f'\ndemo FAILED ({len(problems.found)} problem(s), logs in {log_dir}):',
+              file=sys.stderr)
+        for problem in problems.found:
+            print(f'  - {problem}', file=sys.stderr)
+        return 1
+    say('\nDone. `make serve` serves the same stack to real MCP clients.')
+    return 0
 
 
 if __name__ == '__main__':

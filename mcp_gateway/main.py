@@ -1,44 +1,44 @@
 """The `mcp_gateway` executable: a ROS 2 node and an MCP server in one process.
 
-    mcp_gateway --config FILE [--transport stdio|http] [--host H] [--port P]
+    mcp_gateway [--config FILE] [--transport stdio|http] [--host H] [--port P]
 
-stdio (default) lets an MCP client spawn it; streamable HTTP serves a long-running gateway on
-the robot at http://H:P/mcp. HTTP binds 127.0.0.1 by default; any other address requires a
-bearer token from the environment variable named by `gateway.token_env` (default
-SKILL_LANES_TOKEN) and the gateway refuses to start without one. Host/Origin checks stay on.
+The config file comes from `--config`, `--ros-args -p config_file:=FILE` or the environment
+variable SKILL_LANES_CONFIG (lane_manager.runtime.config_path). stdio (default) lets an MCP
+client spawn it; streamable HTTP serves a long-running gateway on the robot at
+http://H:P/mcp (see mcp_gateway/http.py for binding and the bearer token).
+
+Lifecycle, as for the other executables (lane_manager.runtime): Ctrl-C and SIGTERM stop it
+in order (running calls cancelled, their goals cancelled at the lane manager) and exit 0;
+over stdio it also stops when stdin closes, and a client that vanished mid-call (broken
+pipe) ends it quietly. The node and the ROS context are destroyed on every path.
 """
 from __future__ import annotations
 
 import argparse
-import hmac
+import asyncio
 import logging
 import os
 import signal
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-import anyio
-import rclpy
-from rclpy.signals import SignalHandlerOptions
+if TYPE_CHECKING:
+    from lane_manager.config import Config
+    from mcp_gateway.unity.config import UnityConfig
 
-from lane_manager.config import Config, ConfigError, load_config
-from mcp_gateway import lane_view
-from mcp_gateway.node import RosRuntime
-from mcp_gateway.server import build_server, initialization_options
-from mcp_gateway.skill_tools import SkillTools
-from mcp_gateway.unity.config import UnityConfig, load_unity_config
-
+# Everything heavy (rclpy, the MCP SDK, pydantic models) is imported inside the functions,
+# after main() has taken over Ctrl-C and SIGTERM: a launch that stops while the gateway is
+# still importing then gets a clean exit instead of a KeyboardInterrupt traceback.
 VERSION = '0.1.0'
-LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '::1')
-
-
-class GatewayError(Exception):
-    """A start-up problem explained in one line (bad flags, no token for a public bind)."""
+CONFIG_ENV = 'SKILL_LANES_CONFIG'  # the same as lane_manager.runtime.CONFIG_ENV
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Our own flags; the ROS arguments (`--ros-args ...`) are left to rclpy."""
+    import rclpy
     parser = argparse.ArgumentParser(prog='mcp_gateway', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--config', help='skill_lanes YAML file (or ROS param config_file)')
+    parser.add_argument('--config', help=f'skill_lanes YAML file (or ROS parameter '
+                                         f'config_file, or env {CONFIG_ENV})')
     parser.add_argument('--transport', choices=['stdio', 'http'], default=None)
     parser.add_argument('--host', default=None)
     parser.add_argument('--port', type=int, default=None)
@@ -46,83 +46,108 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(rclpy.utilities.remove_ros_args(args=list(argv))[1:])
 
 
-class BearerTokenMiddleware:
-    """401 for requests without `Authorization: Bearer <token>` (lifespan passes through)."""
+async def serve_stdio(server: Any) -> None:
+    """Serve one client on stdin/stdout until stdin closes (or the client vanishes)."""
+    import anyio
+    from mcp.server.stdio import stdio_server
 
-    def __init__(self, app, token: str) -> None:
-        self.app = app
-        self._expected = f'Bearer {token}'.encode()
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope['type'] == 'http':
-            supplied = dict(scope.get('headers') or []).get(b'authorization', b'')
-            if not hmac.compare_digest(supplied, self._expected):
-                await send({'type': 'http.response.start', 'status': 401, 'headers': [
-                    (b'content-type', b'application/json'),
-                    (b'www-authenticate', b'Bearer realm="skill_lanes"')]})
-                await send({'type': 'http.response.body',
-                            'body': b'{"error":"unauthorized","message":"bearer token required"}'})
-                return
-        await self.app(scope, receive, send)
+    from mcp_gateway.server import initialization_options
+    client_gone = (BrokenPipeError, ConnectionResetError, anyio.BrokenResourceError,
+                   anyio.ClosedResourceError)
+    print('mcp_gateway ready (stdio)', file=sys.stderr, flush=True)
+    try:
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, initialization_options(server))
+    except* client_gone:
+        _silence_stdout()
 
 
-def http_app(server, config: Config, host: str):
-    """The streamable HTTP app, with bearer auth when bound beyond loopback."""
-    from mcp.server.transport_security import TransportSecuritySettings
-    token = os.environ.get(config.gateway.token_env, '')
-    if host in LOOPBACK_HOSTS:
-        app = server.streamable_http_app(streamable_http_path='/mcp', host=host)
-    else:
-        if not token:
-            raise GatewayError(
-                f'refusing to serve HTTP on {host}: set a bearer token in the environment '
-                f'variable {config.gateway.token_env} (or bind 127.0.0.1)')
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=[f'{host}:*', '127.0.0.1:*', 'localhost:*'],
-            allowed_origins=[f'http://{host}:*', 'http://127.0.0.1:*', 'http://localhost:*'])
-        app = server.streamable_http_app(streamable_http_path='/mcp', host=host,
-                                         transport_security=security)
-    return BearerTokenMiddleware(app, token) if token else app
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null: the client's end is gone.
+
+    Else the interpreter's last flush at exit prints a BrokenPipeError of its own.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+class StopSignal:
+    """Ctrl-C and SIGTERM, from the first line of main on: one orderly stop for both.
+
+    A signal only records the request; once serving, `arm` names what a stop does, and a
+    request that came earlier (during start-up) takes effect at once. No exception is ever
+    raised at a random place (asyncio's own Ctrl-C handling could lose a stop that came
+    during start-up, and SIGTERM would kill the process without any clean-up).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._stop: Optional[Callable[[], None]] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002 - signal API
+        self.requested = True
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop)
+
+    def arm(self, stop: Callable[[], None]) -> None:
+        """From now on a signal calls `stop` on the running event loop."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = stop
+        if self.requested:
+            stop()
+
+    def disarm(self) -> None:
+        """Clean-up has begun: later signals change nothing."""
+        self._stop = None
 
 
 async def serve(config: Config, transport: str, host: str, port: int,
-                node_name: Optional[str], unity_config: Optional[UnityConfig] = None) -> None:
+                node_name: Optional[str], signals: StopSignal,
+                unity_config: Optional[UnityConfig] = None) -> None:
+    """Start the node and the tools, serve MCP until stopped, then stop in order."""
+    import anyio
+
+    from mcp_gateway.http import http_app, serve_http
+    from mcp_gateway.node import RosRuntime
+    from mcp_gateway.server import build_server
+    from mcp_gateway.skill_tools import SkillTools
     ros = RosRuntime.start(config, node_name)
     tools = SkillTools(config, ros.node)
     providers: list = [tools]
     unity = None
-    if unity_config is not None and unity_config.enabled:
-        from mcp_gateway.unity.tools import UnityTools
-        unity = UnityTools(unity_config, owner=ros.node.get_fully_qualified_name())
-        providers.append(unity)
-    ros.node.publish_tool_lanes(config.gateway.name, transport, tools.tool_lanes())
-    server = build_server(config.gateway.name, VERSION, providers, lambda: ros.node.lane_state)
     try:
-        if transport == 'stdio':
-            from mcp.server.stdio import stdio_server
-            print('mcp_gateway ready (stdio)', file=sys.stderr, flush=True)
-            async with stdio_server() as (read_stream, write_stream):
-                await server.run(read_stream, write_stream, initialization_options(server))
-        else:
-            import uvicorn
+        if unity_config is not None and unity_config.enabled:
+            from mcp_gateway.unity.tools import UnityTools
+            unity = UnityTools(unity_config, owner=ros.node.get_fully_qualified_name())
+            providers.append(unity)
+        ros.node.publish_tool_lanes(config.gateway.name, transport, tools.tool_lanes())
+        server = build_server(config.gateway.name, VERSION, providers,
+                              lambda: ros.node.lane_state)
+        # Refusals (no token for a public bind) before anything runs: one clear line.
+        app = None
+        if transport == 'http':
+            from mcp_gateway import lane_view
             app = lane_view.mount(http_app(server, config, host), config, host, ros.node, tools)
-            uv_config = uvicorn.Config(app, host=host, port=port, log_level='warning',
-                                       lifespan='on')
-            uv_server = uvicorn.Server(uv_config)
-
-            async def announce_when_listening() -> None:
-                # "ready" means a client can connect: only once the socket is bound.
-                while not uv_server.started:
-                    await anyio.sleep(0.01)
-                print(f'mcp_gateway ready on http://{host}:{port}/mcp (lane view: '
-                      f'http://{host}:{port}/lanes)', file=sys.stderr, flush=True)
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(announce_when_listening)
-                await uv_server.serve()
-                group.cancel_scope.cancel()
+        async with anyio.create_task_group() as group:
+            if transport == 'stdio':
+                # Cancelling the stdio session cancels its running calls (and their goals).
+                signals.arm(group.cancel_scope.cancel)
+                await serve_stdio(server)
+            else:
+                # uvicorn stops gracefully: its sessions cancel their running calls.
+                stop = anyio.Event()
+                signals.arm(stop.set)
+                await serve_http(app, host, port, stop)
+            group.cancel_scope.cancel()
     finally:
+        signals.disarm()
         with anyio.CancelScope(shield=True):
             await tools.aclose()
             if unity is not None:
@@ -130,27 +155,31 @@ async def serve(config: Config, transport: str, host: str, port: int,
         ros.stop()
 
 
-def _sigterm_as_interrupt(signum, frame) -> None:  # noqa: ARG001 - signal API
-    raise KeyboardInterrupt
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the gateway; exit 0 on a normal or signalled stop, 2 on a start-up error."""
+    signals = StopSignal()
+    import anyio
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    from lane_manager.config import ConfigError, load_config
+    from lane_manager.runtime import close_ros, config_path
+    from mcp_gateway.http import GatewayError
+    from mcp_gateway.unity.config import load_unity_config
     argv = list(sys.argv if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        config_path = args.config or _config_param(argv)
-        if not config_path:
-            raise ConfigError('<none>: <file>: no config file (use --config FILE)')
-        config = load_config(config_path)
-        unity_config = load_unity_config(config.unity, config_path)
+        path = config_path(args.config, argv)
+        config = load_config(path)
+        unity_config = load_unity_config(config.unity, str(path))
         gateway = config.gateway
         transport = args.transport or gateway.transport
         host = args.host or gateway.host
         port = args.port if args.port is not None else gateway.port
-        anyio.run(serve, config, transport, host, port, args.node_name, unity_config)
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+        anyio.run(serve, config, transport, host, port, args.node_name, signals,
+                  unity_config)
         return 0
     except ConfigError as exc:
         print(f'config error: {exc}', file=sys.stderr)
@@ -158,19 +187,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except GatewayError as exc:
         print(f'mcp_gateway: {exc}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 0
     finally:
-        if rclpy.ok():
-            rclpy.shutdown()
-
-
-def _config_param(argv: Sequence[str]) -> Optional[str]:
-    """`--ros-args -p config_file:=FILE`, as launch files pass it."""
-    for index, arg in enumerate(argv):
-        if arg == '-p' and index + 1 < len(argv) and argv[index + 1].startswith('config_file:='):
-            return argv[index + 1].split(':=', 1)[1]
-    return None
+        close_ros(None)
 
 
 if __name__ == '__main__':

@@ -95,7 +95,7 @@ class GatewayNode(Node):
     def __init__(self, config: Config, node_name: Optional[str] = None) -> None:
         super().__init__(node_name or f'mcp_gateway_{os.getpid()}')
         self.config = config
-        namespace = normalize_namespace(config.lane_manager.namespace)
+        namespace = self.resolve_topic_name(config.lane_manager.namespace, only_expand=True)
         group = ReentrantCallbackGroup()
         self._group = group
         self.action_types = {name: import_action_type(skill.action_type)

@@ -1,10 +1,10 @@
 """Test isolation for every test in this suite, set up before anything imports rclpy.
 
 - A ROS_DOMAIN_ID of this run's own, so parallel runs (or a robot on the same host) never
-  see each other's nodes; discovery limited to this machine.
+  see each other's nodes, and Fast DDS over loopback UDP only (no shared memory, nothing
+  beyond this host): see skill_lanes_testing.isolation.
 - Every process a test starts goes through `processes` (see support.py) and is stopped.
-- Fast DDS over loopback UDP; any shared-memory files this run created in /dev/shm
-  are removed at the end all the same.
+- Any Fast DDS files that killed processes left in /dev/shm are removed at the end.
 """
 from __future__ import annotations
 
@@ -16,20 +16,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+
+from skill_lanes_testing.isolation import ShmGuard, claim_ros_domain, isolate  # noqa: E402
 
 if 'SKILL_LANES_TEST_DOMAIN' not in os.environ:
-    from lane_manager.runtime import claim_ros_domain
     _DOMAIN, _DOMAIN_LOCK = claim_ros_domain()
-    os.environ['ROS_DOMAIN_ID'] = str(_DOMAIN)
     os.environ['SKILL_LANES_TEST_DOMAIN'] = str(_DOMAIN)
-os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-# Fast DDS's shared-memory transport lost service responses between processes here (about
-# one run in three of test_lane_manager.py on 2 cores; never with UDP): loopback UDP only.
-os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'UDPv4')
-os.environ.pop('ROS_STATIC_PEERS', None)
-os.environ.setdefault('PYTHONUNBUFFERED', '1')
+isolate(int(os.environ['SKILL_LANES_TEST_DOMAIN']))
 
-from lane_manager.shm_guard import ShmGuard  # noqa: E402
 from support import ProcessGroup  # noqa: E402
 
 _SHM_GUARD = ShmGuard()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import sys
 import time
@@ -41,6 +40,8 @@ from launch.launch_description_sources import (  # noqa: E402
 from launch_pytest.actions import ReadyToTest  # noqa: E402
 from mcp import Client  # noqa: E402
 
+from skill_lanes_testing.isolation import is_fastdds_file, shm_in_use, shm_of_process  # noqa: E402
+
 pytestmark = pytest.mark.launch_test
 
 LAUNCH_FILE = Path(__file__).resolve().parent.parent / 'launch' / 'bringup.launch.py'
@@ -55,12 +56,15 @@ class StackLog:
         self.output: dict[str, str] = {}
         self.exit_codes: dict[str, int] = {}
         self.param_files: set[str] = set()
+        self.pids: dict[str, int] = {}
+        self.shm: set[str] = set()
 
     @staticmethod
     def _name(event) -> str:
         return os.path.basename(event.cmd[0])
 
     def on_start(self, event, _context) -> None:
+        self.pids[self._name(event)] = event.pid
         # launch_ros writes each Node's `parameters` dict to a temp file it never deletes.
         self.param_files.update(arg for prev, arg in zip(event.cmd, event.cmd[1:])
                                 if prev == '--params-file' and '/launch_params_' in arg)
@@ -136,62 +140,160 @@ def installed_package() -> str:
                     '(AMENT_PREFIX_PATH): build and source the workspace first')
 
 
-@launch_pytest.fixture
-def sim_bringup(installed_package, gateway_port, stack_log):
-    """bringup.launch.py with sim:=true (default config: the installed sim_robot.yaml)."""
+def bringup(stack_log: StackLog, **arguments: str) -> LaunchDescription:
+    """bringup.launch.py with these arguments, every process's output and exit recorded."""
     return LaunchDescription([
         RegisterEventHandler(OnProcessIO(on_stdout=stack_log.on_output,
                                          on_stderr=stack_log.on_output)),
         RegisterEventHandler(OnProcessStart(on_start=stack_log.on_start)),
         RegisterEventHandler(OnProcessExit(on_exit=stack_log.on_exit)),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
-            launch_arguments={'sim': 'true', 'port': str(gateway_port)}.items()),
-        ReadyToTest(),
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
+                                 launch_arguments=arguments.items()),
     ])
+
+
+def run_launch(stack_log: StackLog, **arguments: str) -> int:
+    """Run bringup.launch.py to its end; return what `ros2 launch` would exit with."""
+    service = LaunchService(argv=[])
+    service.include_launch_description(bringup(stack_log, **arguments))
+    return service.run(shutdown_when_idle=True)
+
+
+def action_servers(expected: set[str]) -> set[str]:
+    """Every action server on the graph, once `expected` are among them (or after a timeout)."""
+    import rclpy
+    from rclpy.action import get_action_names_and_types
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node('launch_test_probe', context=context)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            names = {name for name, _ in get_action_names_and_types(node)}
+            if expected <= names or time.monotonic() > deadline:
+                return names
+            time.sleep(0.1)
+    finally:
+        rclpy.shutdown(context=context)
+
+
+async def call_navigate(port: int, stack_log: StackLog) -> dict:
+    """A navigate call over MCP on HTTP; the answer's structured content."""
+    await stack_log.wait_for_port(port)
+    async with Client(f'http://127.0.0.1:{port}/mcp') as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert 'navigate' in tools, f'tools: {sorted(tools)}'
+        assert (tools['navigate'].meta or {}).get('lane') == 'motion'
+        result = await asyncio.wait_for(
+            client.call_tool('navigate', {'order': 2}), CALL_TIMEOUT_S)
+        assert not result.is_error, f'{result}\n{stack_log.dump()}'
+        answer = result.structured_content
+        assert answer['status'] == 'succeeded' and answer['skill'] == 'navigate', answer
+        assert isinstance(answer['result'], dict) and 'sequence' in answer['result'], answer
+        return answer
+
+
+def assert_stopped_cleanly(stack_log: StackLog, names: set[str]) -> None:
+    """Each process stopped by itself on the launch's SIGINT, none left running."""
+    import psutil
+    assert set(stack_log.exit_codes) == names, stack_log.dump()
+    for name, code in stack_log.exit_codes.items():
+        assert code == 0, f'{name} exited {code}\n{stack_log.dump()}'
+    for name, pid in stack_log.pids.items():
+        alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != 'zombie'
+        assert not alive, f'{name} (pid {pid}) outlived the launch'
+    left = {n for n in stack_log.shm if os.path.exists(f'/dev/shm/{n}')} - shm_in_use()
+    assert not left, f'left in /dev/shm: {sorted(left)}'
+
+
+def record_shm(stack_log: StackLog) -> None:
+    """The Fast DDS files the running processes use (none under the suite's UDP profile)."""
+    for pid in stack_log.pids.values():
+        stack_log.shm |= {n for n in shm_of_process(pid) if is_fastdds_file(n)}
+STACK = {'lane_manager', 'sim_driver', 'mcp_gateway'}
+
+
+@launch_pytest.fixture
+def sim_bringup(installed_package, gateway_port, stack_log):
+    """bringup.launch.py with sim:=true (default config: the installed sim_robot.yaml)."""
+    description = bringup(stack_log, sim='true', port=str(gateway_port))
+    return LaunchDescription([description, ReadyToTest()])
 
 
 @pytest.mark.launch(fixture=sim_bringup)
 async def test_sim_bringup_serves_skills_over_http(gateway_port, stack_log):
-    for name in ('lane_manager', 'sim_driver', 'mcp_gateway'):
+    for name in sorted(STACK):
         await stack_log.wait_for(name, f'{name} ready')
-    await stack_log.wait_for_port(gateway_port)
-
-    async with Client(f'http://127.0.0.1:{gateway_port}/mcp') as client:
-        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        assert 'navigate' in tools, f'tools: {sorted(tools)}'
-        assert (tools['navigate'].meta or {}).get('lane') == 'motion'
-
-        result = await asyncio.wait_for(
-            client.call_tool('navigate', {'order': 2}), CALL_TIMEOUT_S)
-        assert not result.is_error, f'{result}\n{stack_log.dump()}'
-
+    await call_navigate(gateway_port, stack_log)
     assert not stack_log.exit_codes, f'a process exited while serving\n{stack_log.dump()}'
+    record_shm(stack_log)
     yield
-    # After the launch shut down (SIGINT to every process): each one stopped by itself,
-    # not escalated to SIGTERM/SIGKILL.
-    assert set(stack_log.exit_codes) == {'lane_manager', 'sim_driver', 'mcp_gateway'}
-    for name, code in stack_log.exit_codes.items():
-        assert code in (0, -signal.SIGINT), f'{name} exited {code}\n{stack_log.dump()}'
+    assert_stopped_cleanly(stack_log, STACK)
+
+
+@launch_pytest.fixture
+def namespaced_bringup(installed_package, gateway_port, stack_log):
+    """Two arguments a robot engineer uses: a namespace and a relative config name."""
+    description = bringup(stack_log, sim='true', namespace='robot1',
+                          config='sim_robot.yaml', log_level='warn', port=str(gateway_port))
+    return LaunchDescription([description, ReadyToTest()])
+
+
+@pytest.mark.launch(fixture=namespaced_bringup)
+async def test_namespace_moves_every_interface(gateway_port, stack_log):
+    for name in sorted(STACK):
+        await stack_log.wait_for(name, f'{name} ready')
+    expected = {'/robot1/lane_manager/skills/navigate', '/robot1/sim/navigate'}
+    names = await asyncio.to_thread(action_servers, expected)
+    assert expected <= names, names
+    assert not [n for n in names if not n.startswith('/robot1/')], names
+    await call_navigate(gateway_port, stack_log)
+    record_shm(stack_log)
+    yield
+    assert_stopped_cleanly(stack_log, STACK)
 
 
 def test_launch_arguments_and_defaults():
     description = get_launch_description_from_python_launch_file(str(LAUNCH_FILE))
     defaults = {arg.name: ''.join(s.perform(None) for s in arg.default_value)
                 for arg in description.get_launch_arguments()}
-    assert defaults == {'config': '', 'sim': 'false', 'transport': 'http',
+    assert defaults == {'config': '', 'sim': 'false', 'namespace': '', 'log_level': 'info',
+                        'respawn': 'false', 'respawn_delay': '2.0', 'transport': 'http',
                         'host': '127.0.0.1', 'port': '8765'}
 
 
-@pytest.mark.parametrize('arguments', [{}, {'config': '/nonexistent/robot.yaml'}])
-def test_launch_without_a_usable_config_fails_at_once(arguments, stack_log):
-    """No sim and no config (or a missing file): an error, and no process is started."""
-    service = LaunchService(argv=[])
-    service.include_launch_description(LaunchDescription([
-        RegisterEventHandler(OnProcessIO(on_stdout=stack_log.on_output,
-                                         on_stderr=stack_log.on_output)),
-        IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
-                                 launch_arguments=arguments.items()),
-    ]))
-    assert service.run(shutdown_when_idle=True) != 0
+@pytest.mark.parametrize('arguments', [{}, {'config': '/nonexistent/robot.yaml'},
+                                       {'config': 'nonexistent.yaml'},
+                                       {'sim': 'true', 'transport': 'stdio'}])
+def test_unusable_arguments_fail_at_once(arguments, stack_log):
+    """No config, a missing file, stdio: an error, and no process is started."""
+    assert run_launch(stack_log, **arguments) != 0
     assert not stack_log.output
+
+
+def test_a_relative_config_is_looked_up_in_the_share_folder(installed_package):
+    module = _launch_module()
+    share = os.path.join(installed_package, 'share', 'skill_lanes')
+    assert module.find_config('sim_robot.yaml', False) == \
+        os.path.join(share, 'config', 'sim_robot.yaml')
+    with pytest.raises(module.BringupError) as error:
+        module.find_config('no_such_robot.yaml', False)
+    assert os.path.join(share, 'config', 'no_such_robot.yaml') in str(error.value)
+    assert os.path.abspath('no_such_robot.yaml') in str(error.value)
+
+
+def test_a_required_node_failing_its_config_fails_the_launch(installed_package, tmp_path,
+                                                              stack_log):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('lanes: {motion: {policy: sometimes}}\nskills: {}\n')
+    assert run_launch(stack_log, config=str(bad)) != 0
+    assert 'config error' in stack_log.output.get('lane_manager', ''), stack_log.dump()
+    assert 'Traceback' not in stack_log.dump(), stack_log.dump()
+
+
+def _launch_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('bringup_launch', LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
