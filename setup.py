@@ -31,7 +31,10 @@ setup(
         'anyio>=4',
     ],
     extras_require={
-        'test': ['pytest', 'hypothesis', 'psutil'],
+        # The ROS message wheels: real robot types for the schema tests and the schema-size
+        # bench (pinned in constraints.txt; on a robot they come from the ROS install).
+        'test': ['pytest', 'hypothesis', 'psutil', 'ros-trajectory-msgs', 'ros-nav-msgs',
+                 'ros-sensor-msgs', 'ros-visualization-msgs'],
     },
     zip_safe=True,
     maintainer='skill_lanes maintainers',
