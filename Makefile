@@ -28,8 +28,13 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(PY) -m mcp_gateway.demo --config $(CONFIG) --serve
 
-test: $(STAMP)
+test: $(STAMP) node_modules/.package-lock.json
 	$(PY) -m pytest test
+
+# The official MCP TypeScript SDK client the tests drive the gateway with (pinned by the lock).
+node_modules/.package-lock.json: package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund; \
+	else echo "npm not found: the TypeScript client tests will be skipped"; fi
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
