@@ -15,7 +15,7 @@ import mcp_types as types
 from lane_manager.config import LaneConfig, SkillConfig
 from mcp_gateway.results import nullable, output_schema
 from mcp_gateway.ros_json import Limits, MessageClass
-from mcp_gateway.ros_schema import compact_schema, message_schema
+from mcp_gateway.ros_schema import skill_schema
 
 LANE_META_KEY = 'lane'
 OBJECT_NO_EXTRA: dict[str, Any] = {'type': 'object', 'additionalProperties': False}
@@ -29,7 +29,7 @@ _LANE_OR_NULL = {'type': ['string', 'null']}
 def skill_output_schema(result_class: MessageClass) -> dict[str, Any]:
     """A skill tool's outputSchema: the goal's end (its Result, or null when the driver gave
     none) or the error envelope."""
-    result = compact_schema(message_schema(result_class, Limits(allow_non_finite=True)))
+    result = skill_schema(result_class, Limits(allow_non_finite=True))
     defs = result.pop('$defs', None)
     return output_schema({
         'status': {'type': 'string', 'enum': GOAL_STATUSES},

@@ -169,6 +169,35 @@ class InProcessGateway:
 
 
 # ------------------------------------------------------------------------------ fixtures
+@pytest.fixture(autouse=True)
+def conforming_answers(monkeypatch):
+    """Every answer a test here receives conforms to the outputSchema its tool lists.
+
+    The Python SDK does not check it; clients on the TypeScript SDK do, and throw a result
+    away when it does not match. So each real answer is checked as they would (draft-07).
+    """
+    import jsonschema
+    original = Client.call_tool
+    failures: list = []
+
+    async def call_tool(self, name, arguments=None, *args, **kwargs):
+        result = await original(self, name, arguments, *args, **kwargs)
+        try:
+            tools = {t.name: t for t in (await self.list_tools()).tools}
+        except Exception:  # the session ended with the call (e.g. a killed server)
+            return result
+        tool = tools.get(name)
+        if tool is not None and tool.output_schema is not None:
+            validator = jsonschema.Draft7Validator(tool.output_schema)
+            errors = [e.message for e in validator.iter_errors(result.structured_content)]
+            if errors:
+                failures.append((name, errors[:3], result.structured_content))
+        return result
+    monkeypatch.setattr(Client, 'call_tool', call_tool)
+    yield
+    assert not failures, f'answers not conforming to their outputSchema: {failures}'
+
+
 @pytest.fixture(scope='module')
 def config_file(tmp_path_factory) -> Path:
     return write_config(tmp_path_factory.mktemp('gw_cfg'), CONFIG)
