@@ -145,7 +145,8 @@ class GatewayConfig(_Strict):
     max_array_items: int = Field(
         100_000, gt=0, description='the longest unbounded array a goal may carry')
     max_goals_in_flight: int = Field(
-        32, gt=0, description='goal requests sent to the lane manager at once; more wait')
+        8, gt=0, description="goal requests awaiting the lane manager's answer at once; more "
+        "wait (keep it below the action servers' request queue depth, 10 by default)")
 
 
 class UnityConfig(_Strict):

@@ -41,6 +41,8 @@ STATUS_NAMES = {
     GoalStatus.STATUS_ABORTED: 'aborted',
 }
 CANCEL_WAIT_S = 5.0
+TERMINAL_STATUSES = frozenset(STATUS_NAMES)
+RESULT_RETRY_S = 1.0  # after the status says the goal ended, ask again for a missing result
 
 
 class LaneManagerUnavailable(Exception):
@@ -249,18 +251,31 @@ class GatewayNode(Node):
         return bool(response.success), str(response.message)
 
     async def _wait_result(self, skill: str, handle: Any, loop) -> Any:
-        """The result, or LaneManagerUnavailable if the lane manager vanishes meanwhile."""
+        """The result, or LaneManagerUnavailable if the lane manager vanishes meanwhile.
+
+        A result request can be lost (a burst of them overflows the server's request queue,
+        depth 10 by default) and would then wait forever. The goal's status (the action's
+        status topic) says when it has ended: a result still missing RESULT_RETRY_S after
+        that is asked for again.
+        """
         result = bridge_future(handle.get_result_async(), loop)
         link = self._links[skill]
         link.reset_probe()
         lost_after = self.config.lane_manager.driver_lost_s * 2
+        ended_at: Optional[float] = None
         while True:
             done, _ = await asyncio.wait({result}, timeout=0.5)
             if done:
                 return result.result()
-            if not link.probe(time.monotonic(), lost_after):
+            now = time.monotonic()
+            if not link.probe(now, lost_after):
                 raise LaneManagerUnavailable(
                     f'the lane manager stopped answering while {skill!r} was running')
+            if handle.status in TERMINAL_STATUSES:
+                ended_at = ended_at or now
+                if now - ended_at >= RESULT_RETRY_S:
+                    result = bridge_future(handle.get_result_async(), loop)
+                    ended_at = now
 
     def _cancel_by_id(self, skill: str, goal_uuid: uuid.UUID) -> None:
         """Fire-and-forget cancel of one goal id (no handle needed)."""
