@@ -55,16 +55,18 @@ def skill_schema(msg_class: MessageClass, limits: Limits = DEFAULT_LIMITS,
     give. Raises ValueError naming a path the message does not have.
     """
     tree = _message_tree(msg_class, limits)
+    fixed_at = [_parent(tree, path) for path in fixed or {}]  # proves each path exists
     if fields is not None:
         tree = _keep(tree, _trie(fields), '')
-    for path in fixed or {}:
-        parent, name = _parent(tree, path)
-        del parent['properties'][name]
-    for path in required:
-        parent, name = _parent(tree, path)
-        parent.setdefault('required', [])
-        if name not in parent['required']:
-            parent['required'].append(name)
+    for parent, name in fixed_at:  # hidden (a no-op where `fields` already left it out)
+        parent['properties'].pop(name, None)
+    for path in required:  # `a.b` required means `a` is too
+        parts = path.split('.')
+        for end in range(1, len(parts) + 1):
+            parent, name = _parent(tree, '.'.join(parts[:end]))
+            parent.setdefault('required', [])
+            if name not in parent['required']:
+                parent['required'].append(name)
     return compact_schema(tree)
 
 

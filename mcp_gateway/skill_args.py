@@ -4,8 +4,8 @@ Pure logic (no node, no event loop): the gateway runs it in a worker thread, so 
 argument (a 10k-point trajectory) never holds up another lane's call on the event loop.
 
 Checks, in order, each failing with an ArgumentError that names the field:
-size (the arguments as JSON, against `max_request_bytes`), fields the skill does not expose
-or has fixed, required fields, then `ros_json.to_message` (types, ranges, array lengths,
+size (the arguments as JSON, against `max_request_bytes`), fields the skill has fixed or does
+not expose, required fields, then `ros_json.to_message` (types, ranges, array lengths,
 normalized times, non-finite floats only where allowed). The skill's fixed values are put
 in last: a caller can never override them.
 """
@@ -47,10 +47,10 @@ class SkillArguments:
             if size > self.max_request_bytes:
                 raise ArgumentError('', f'arguments are {size} bytes as JSON: more than the '
                                         f'configured limit of {self.max_request_bytes}')
-        if self._exposed is not None:
-            _check_exposed(arguments, self._exposed, '')
         if self._fixed_trie:
             _check_not_fixed(arguments, self._fixed_trie, '')
+        if self._exposed is not None:
+            _check_exposed(arguments, self._exposed, '')
         for path in self.required:
             _check_required(arguments, path.split('.'), '')
         value = _merge(copy.deepcopy(arguments), self.fixed) if self.fixed else arguments
@@ -87,13 +87,13 @@ def _check_exposed(value: Any, trie: dict[str, Any], path: str) -> None:
     for item, where in _items(value, path):
         if not isinstance(item, dict):
             continue  # to_message names the wrong type
-        for key, sub in item.items():
+        for key, child in item.items():
             if key not in trie:
                 raise ArgumentError(_join(where, str(key)),
                                     'unknown field: this skill takes only '
                                     + ', '.join(trie))
-            if sub is not None:
-                _check_exposed(item[key], sub, _join(where, key))
+            if trie[key] is not None:
+                _check_exposed(child, trie[key], _join(where, key))
 
 
 def _check_not_fixed(value: Any, trie: dict[str, Any], path: str) -> None:

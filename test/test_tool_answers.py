@@ -47,8 +47,8 @@ def skill_bodies(action: Any, lane: str = 'motion') -> dict[str, dict]:
     """Every answer a skill tool gives, by shape."""
     result = action.Result()
     shapes = {
-        'succeeded': goal_answer('navigate', lane, GoalOutcome(GOAL_ID, True, 'succeeded',
-                                                                result)),
+        'succeeded': goal_answer('navigate', lane, GoalOutcome(
+            GOAL_ID, True, 'succeeded', result)),
         'succeeded_no_lane': goal_answer('navigate', None, GoalOutcome(
             GOAL_ID, True, 'succeeded', result)),
         'aborted': goal_answer('navigate', lane, GoalOutcome(
