@@ -22,6 +22,7 @@ BENCHES = [
     ('bench_lane_manager.py', [], ['--rounds', '60', '--handoffs', '20', '--reps', '3',
                                    '--bursts', '2'], 170),
     ('bench_gateway.py', [], ['--rounds', '60', '--seconds', '4'], 150),
+    ('bench_schemas.py', [], ['--reps', '2'], 90),
 ]
 
 

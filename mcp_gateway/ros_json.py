@@ -38,6 +38,7 @@ from __future__ import annotations
 import importlib
 import math
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -97,6 +98,7 @@ DEFAULT_LIMITS = Limits()
 NORMALIZED_TIME_TYPES = frozenset({'builtin_interfaces/msg/Time',
                                    'builtin_interfaces/msg/Duration'})
 NANOSEC_MAX = 999_999_999
+YIELD_EVERY = 64  # items of a long array of messages converted between GIL hand-overs
 
 
 def to_message(msg_class: MessageClass, value: JsonValue, path: str = '',
@@ -214,8 +216,15 @@ def _array_from_json(slot: idl.AbstractNestedType, value: JsonValue, path: str,
         raise ArgumentError(path, f'expected at most {limits.max_items} items (the '
                                   f'configured limit), got {len(value)}')
     # A list is enough: the generated setters store numeric arrays as numpy/array.array.
-    return [_from_json(slot.value_type, item, f'{path}[{index}]', limits)
-            for index, item in enumerate(value)]
+    if len(value) <= YIELD_EVERY or isinstance(slot.value_type, idl.BasicType):
+        return [_from_json(slot.value_type, item, f'{path}[{index}]', limits)
+                for index, item in enumerate(value)]
+    items = []
+    for index, item in enumerate(value):
+        if index % YIELD_EVERY == 0:
+            time.sleep(0)  # let the event loop's thread have the GIL (we run in a worker)
+        items.append(_from_json(slot.value_type, item, f'{path}[{index}]', limits))
+    return items
 
 
 # ---------------------------------------------------------------------------------------
