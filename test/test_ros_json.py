@@ -418,7 +418,10 @@ def valid_basic_json(typename: str) -> st.SearchStrategy:
 
 def valid_message_json(msg_class: Any) -> st.SearchStrategy:
     fields = zip(msg_class.get_fields_and_field_types(), msg_class.SLOT_TYPES)
-    return st.fixed_dictionaries({}, optional={name: valid_json(slot) for name, slot in fields})
+    optional = {name: valid_json(slot) for name, slot in fields}
+    if msg_class in (builtin_interfaces.msg.Time, builtin_interfaces.msg.Duration):
+        optional['nanosec'] = st.integers(0, 999_999_999)  # normalized: below 1e9
+    return st.fixed_dictionaries({}, optional=optional)
 
 
 def assert_matches(produced: Any, given_value: Any, where: str = '') -> None:
