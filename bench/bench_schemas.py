@@ -65,6 +65,12 @@ def schema_table() -> list[str]:
                           fixed={'header.stamp': {'sec': 0, 'nanosec': 0}},
                           required=['pose.position'])
     rows.append(f'| PoseStamped, skill config picks pose + frame_id | {compact(picked)} | | |')
+    planar = skill_schema(geometry_msgs.msg.PoseStamped, limits,
+                          fields=['pose.position.x', 'pose.position.y', 'pose.orientation.z',
+                                  'pose.orientation.w'], fixed={'header.frame_id': 'map'},
+                          required=['pose.position.x', 'pose.position.y'])
+    rows.append(f'| PoseStamped, config: planar goal x, y, z/w in frame map | '
+                f'{compact(planar)} | | |')
     goal = skill_schema(trajectory_msgs.msg.JointTrajectory, limits,
                         fields=['joint_names', 'points'], required=['joint_names', 'points'])
     rows.append(f'| JointTrajectory, config: joint_names + points | {compact(goal)} | | |')
@@ -157,9 +163,11 @@ def main() -> int:
     print('\n### Another call\'s wait while a big argument is converted\n')
     rows, numbers = delay_table(args.points, args.reps)
     print('\n'.join(rows))
-    ok = numbers['thread_p99'] <= TARGET_DELAY_MS
-    print(f'\nprobe delay p99 during conversion in a thread: {numbers["thread_p99"]:.2f} ms '
-          f'(target <= {TARGET_DELAY_MS:g} ms: {"met" if ok else "NOT met"}); on the loop '
+    added = numbers['thread_p99'] - numbers['idle_p99']
+    ok = added <= TARGET_DELAY_MS
+    print(f'\nprobe delay p99 during conversion in a thread: {numbers["thread_p99"]:.2f} ms, '
+          f'{added:.2f} ms over idle (target <= {TARGET_DELAY_MS:g} ms: '
+          f'{"met" if ok else "NOT met"}); on the loop '
           f'it would be {numbers["loop_max"]:.0f} ms at worst, '
           f'{numbers["loop_max"] / max(numbers["thread_max"], 0.01):.0f}x the threaded worst')
     return 0

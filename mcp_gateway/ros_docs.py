@@ -8,7 +8,8 @@ documentation; nothing here is required for a schema to be correct.
 
 Conventions read (those of the .msg format): a comment block right above a field, or a
 trailing comment on its line, documents the field; the file's leading comment block
-(before the first field, ended by a blank line) documents the message; `TYPE NAME=VALUE`
+(before the first field, ended by a blank line or starting "This ...") documents the
+message; `TYPE NAME=VALUE`
 lines are constants. An .action file's sections (Goal, Result, Feedback) are split at `---`.
 """
 from __future__ import annotations
@@ -112,6 +113,12 @@ def parse_interface(text: str) -> InterfaceDocs:
             continue
         match = _FIELD_RE.match(code.strip())
         if match:
+            if not seen_field and pending and not docs.description \
+                    and pending[0].startswith('This '):
+                # "# This contains the position of a point..." right above Point's x: the
+                # file's own description, not x's.
+                docs.description = _clip(' '.join(pending))
+                pending = []
             comment = ' '.join(pending + ([trailing.strip()] if trailing.strip() else []))
             if comment:
                 docs.fields[match.group(2)] = _clip(comment)

@@ -98,7 +98,7 @@ DEFAULT_LIMITS = Limits()
 NORMALIZED_TIME_TYPES = frozenset({'builtin_interfaces/msg/Time',
                                    'builtin_interfaces/msg/Duration'})
 NANOSEC_MAX = 999_999_999
-YIELD_EVERY = 64  # items of a long array of messages converted between GIL hand-overs
+YIELD_EVERY = 16  # items of a long array of messages converted between GIL hand-overs
 
 
 def to_message(msg_class: MessageClass, value: JsonValue, path: str = '',

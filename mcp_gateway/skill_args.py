@@ -67,7 +67,7 @@ def _check_size(arguments: Any, limit: int) -> None:
     size = 0
     for count, chunk in enumerate(_ENCODER.iterencode(arguments)):
         size += len(chunk)
-        if count % 4096 == 0:
+        if count % 1024 == 0:
             time.sleep(0)  # hand the GIL to the event loop's thread now and then
         if size > limit:
             raise ArgumentError('', f'arguments are more than {limit} bytes as JSON (the '
