@@ -1,9 +1,11 @@
-"""Robot skills as MCP tools: definitions, argument checking, goals, and the busy answer.
+"""Robot skills as MCP tools: calls, goals, and the answers (busy, ended, refused).
 
-One tool per configured skill, named as the skill, plus `lanes_status`, `lane_stop` and the
-job-handle tools (`skill_start`, `skill_status`, `skill_cancel`) for clients whose request
-timeout is shorter than a robot action. Every failure is an `isError` result with a
-structured body, never a JSON-RPC error or a traceback.
+One tool per configured skill, named as the skill, plus `lanes_status`, `lane_stop`,
+`lane_release` and the job-handle tools (`skill_start`, `skill_status`, `skill_cancel`) for
+clients whose request timeout is shorter than a robot action. What the tools look like is
+`tool_defs.py`; how arguments become a goal is `skill_args.py` (run in a worker thread).
+Every failure is an `isError` result with a structured body conforming to the tool's
+outputSchema, never a JSON-RPC error or a traceback.
 """
 from __future__ import annotations
 
@@ -202,13 +204,13 @@ class SkillTools:
         finally:
             pump.cancel()
             self._running.pop(str(goal_id), None)
+            stopped = str(goal_id) in self._stopped
+            self._stopped.discard(str(goal_id))
         if not outcome.accepted:
             if lane is None:
                 return error_result('goal_rejected', f'the lane manager refused {skill!r}',
                                     skill=skill, goal_id=outcome.goal_id)
             return busy_result(skill, lane, outcome, self.config.lanes[lane].retry_after_ms)
-        stopped = outcome.goal_id in self._stopped
-        self._stopped.discard(outcome.goal_id)
         return goal_answer(skill, lane, outcome, stopped)
 
     async def _lanes_status(self, arguments: dict) -> types.CallToolResult:
