@@ -15,6 +15,7 @@ import functools
 import importlib
 import json
 import math
+import re
 from typing import Any
 
 import builtin_interfaces.msg
@@ -575,3 +576,37 @@ def test_one_bad_value_deep_inside_is_found_at_its_path(msg_class, data):
     if error is not None:
         where = dotted('goal', path)
         assert error.field == where or error.field.startswith((where + '.', where + '['))
+
+
+# ---------------------------------------------------------------------------------------
+# compaction: the published schema ($defs for repeated types) says what the inlined one says
+
+
+@functools.cache
+def compact_validator_of(msg_class: Any) -> jsonschema.protocols.Validator:
+    return jsonschema.Draft7Validator(ros_schema.skill_schema(msg_class, ALL))
+
+
+@pytest.mark.parametrize('msg_class', MESSAGE_TYPES, ids=type_id)
+def test_compact_schema_refers_only_to_its_own_defs(msg_class):
+    schema = ros_schema.skill_schema(msg_class, ALL)
+    jsonschema.Draft7Validator.check_schema(schema)
+    refs = set(re.findall(r'"#/\$defs/([^"]+)"', json.dumps(schema)))
+    assert refs == set(schema.get('$defs', {}))
+    assert 'x-ros' not in json.dumps(schema)  # build-time marks are never published
+
+
+@pytest.mark.parametrize('msg_class', SMALL_TYPES, ids=type_id)
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_compact_and_inlined_schemas_agree(msg_class, data):
+    base = data.draw(valid_message_json(msg_class))
+    value = base
+    if data.draw(st.booleans()):
+        value = replaced(base, data.draw(st.sampled_from(value_paths(base))),
+                         data.draw(st.sampled_from(NEAR_MISSES) | ANY_JSON))
+    if has_non_json(value):
+        return
+    assert compact_validator_of(msg_class).is_valid(value) == \
+        validator_of(msg_class).is_valid(value)
