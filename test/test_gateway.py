@@ -245,7 +245,8 @@ def lane_counts(stack: RosTestClient, lane: str) -> dict:
 
 
 def wait_lane_free(stack: RosTestClient, lane: str, timeout: float = 20.0) -> None:
-    stack.wait_state(lambda s: s['lanes'][lane]['holder'] is None and not s['lanes'][lane]['queue'],
+    stack.wait_state(lambda s: s['lanes'][lane]['holder'] is None
+                     and not s['lanes'][lane]['queue'],
                      timeout, what=f'lane {lane} to be free')
     stack.wait_stats(lambda s: s['lanes'][lane]['active'] == 0, timeout,
                      what=f'no {lane} goal active at the driver')
@@ -282,7 +283,8 @@ def test_tools_list_one_tool_per_skill_with_lane_meta_and_schemas(gateway):
             assert meta['lane'] == lane
             assert meta['skill_lanes/policy'] == POLICIES[lane]
         assert meta['skill_lanes/action_type'] == (
-            'test_msgs/action/NestedMessage' if skill == 'inspect' else 'test_msgs/action/Fibonacci')
+            'test_msgs/action/NestedMessage' if skill == 'inspect'
+            else 'test_msgs/action/Fibonacci')
         limits = Limits(allow_non_finite=skill == 'inspect', max_items=100_000)
         assert tool['inputSchema'] == skill_schema(action.Goal, limits)
         assert tool['inputSchema']['additionalProperties'] is False
@@ -374,7 +376,8 @@ def test_schema_of_nested_message_covers_every_field_kind(gateway):
         assert stamp['type'] == 'object' and stamp['additionalProperties'] is False
         assert stamp['properties']['sec']['minimum'] == -2**31
         assert stamp['properties']['nanosec']['maximum'] == 999_999_999
-    for ref in (builtins['properties']['time_value'], schema['properties']['nested_different_pkg']):
+    for ref in (builtins['properties']['time_value'],
+                schema['properties']['nested_different_pkg']):
         assert ref['$ref'] == '#/$defs/builtin_interfaces.Time'
     # Unbounded sequences: the Result's int32[] of Fibonacci.
     result = navigate.output_schema['properties']['result']['anyOf'][0]
