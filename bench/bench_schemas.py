@@ -37,26 +37,31 @@ def compact(schema: dict) -> int:
     return len(json.dumps(schema, separators=(',', ':')))
 
 
+def _type(name: str) -> Any:
+    """'pkg/msg/Type' or 'pkg/action/Type/Goal' -> class; None when not installed."""
+    import importlib
+    package, kind, type_name, *part = name.split('/')
+    try:
+        cls = getattr(importlib.import_module(f'{package}.{kind}'), type_name)
+    except (ImportError, AttributeError):
+        return None
+    return getattr(cls, part[0]) if part else cls
+
+
 def schema_table() -> list[str]:
     import geometry_msgs.msg
-    import nav_msgs.msg
-    import sensor_msgs.msg
-    import test_msgs.action
-    import trajectory_msgs.msg
-    import visualization_msgs.msg
     limits = Limits(max_items=100_000)
-    types: list[tuple[str, Any]] = [
-        ('test_msgs/action/Fibonacci Goal', test_msgs.action.Fibonacci.Goal),
-        ('test_msgs/action/NestedMessage Goal', test_msgs.action.NestedMessage.Goal),
-        ('trajectory_msgs/msg/JointTrajectory', trajectory_msgs.msg.JointTrajectory),
-        ('nav_msgs/msg/Path', nav_msgs.msg.Path),
-        ('geometry_msgs/msg/PoseStamped', geometry_msgs.msg.PoseStamped),
-        ('sensor_msgs/msg/JointState', sensor_msgs.msg.JointState),
-        ('visualization_msgs/msg/MarkerArray', visualization_msgs.msg.MarkerArray),
-    ]
+    names = ['test_msgs/action/Fibonacci/Goal', 'test_msgs/action/NestedMessage/Goal',
+             'trajectory_msgs/msg/JointTrajectory', 'nav_msgs/msg/Path',
+             'geometry_msgs/msg/PoseStamped', 'sensor_msgs/msg/JointState',
+             'visualization_msgs/msg/MarkerArray']
     rows = ['| type | tool inputSchema (bytes) | all inlined (bytes) | $defs |',
             '|---|---:|---:|---:|']
-    for name, cls in types:
+    for name in names:
+        cls = _type(name)
+        if cls is None:
+            rows.append(f'| {name} | not installed | | |')
+            continue
         tool = skill_schema(cls, limits)
         rows.append(f'| {name} | {compact(tool)} | {compact(message_schema(cls, limits))} '
                     f'| {len(tool.get("$defs", {}))} |')
@@ -71,7 +76,10 @@ def schema_table() -> list[str]:
                           required=['pose.position.x', 'pose.position.y'])
     rows.append(f'| PoseStamped, config: planar goal x, y, z/w in frame map | '
                 f'{compact(planar)} | | |')
-    goal = skill_schema(trajectory_msgs.msg.JointTrajectory, limits,
+    trajectory = _type('trajectory_msgs/msg/JointTrajectory')
+    if trajectory is None:
+        return rows
+    goal = skill_schema(trajectory, limits,
                         fields=['joint_names', 'points'], required=['joint_names', 'points'])
     rows.append(f'| JointTrajectory, config: joint_names + points | {compact(goal)} | | |')
     return rows
@@ -120,7 +128,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def delay_table(points: int, reps: int) -> tuple[list[str], dict[str, float]]:
-    import trajectory_msgs.msg
+    import trajectory_msgs.msg  # the test extra ros-trajectory-msgs
     converter = SkillArguments(trajectory_msgs.msg.JointTrajectory,
                                Limits(max_items=100_000), max_request_bytes=64_000_000)
     arguments = trajectory_arguments(points)
@@ -161,6 +169,9 @@ def main() -> int:
     print('### Tool schema sizes (compact JSON)\n')
     print('\n'.join(schema_table()))
     print('\n### Another call\'s wait while a big argument is converted\n')
+    if _type('trajectory_msgs/msg/JointTrajectory') is None:
+        print('trajectory_msgs is not installed (the test extra ros-trajectory-msgs): skipped')
+        return 0
     rows, numbers = delay_table(args.points, args.reps)
     print('\n'.join(rows))
     added = numbers['thread_p99'] - numbers['idle_p99']
