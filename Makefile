@@ -47,7 +47,7 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(PY) -m mcp_gateway.demo --config $(CONFIG) --serve
 
-test: $(STAMP) browser
+test: $(STAMP) browser node_modules/.package-lock.json
 	$(PY) -m pytest test $(PYTEST_ARGS)
 
 # CI: the linter once, then the whole suite on each distribution, one after the other.
@@ -70,6 +70,11 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    chromium chromium-driver >/dev/null || echo 'chromium not installed: test will skip'; \
 	else echo 'no chromium and not root: the lane view browser test will skip'; fi
+
+# The official MCP TypeScript SDK client the tests drive the gateway with (pinned by the lock).
+node_modules/.package-lock.json: package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund; \
+	else echo "npm not found: the TypeScript client tests will be skipped"; fi
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

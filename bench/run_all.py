@@ -23,6 +23,7 @@ BENCHES = [
                                    '--bursts', '2'], 170),
     ('bench_gateway.py', [], ['--rounds', '60', '--seconds', '4'], 150),
     ('bench_lifecycle.py', [], ['--rounds', '2'], 120),
+    ('bench_schemas.py', [], ['--reps', '2'], 90),
 ]
 
 

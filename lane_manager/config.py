@@ -22,10 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 NAME_RE = r'^[A-Za-z][A-Za-z0-9_]{0,63}$'
 ACTION_TYPE_RE = r'^[A-Za-z][A-Za-z0-9_]*/action/[A-Z][A-Za-z0-9_]*$'
 ROS_NAME_RE = r'^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$'
+FIELD_PATH_RE = r'^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$'
 
 # Names the gateway uses for its own tools: a skill may not take them.
 RESERVED_TOOL_NAMES = frozenset({
-    'lanes_status', 'lane_stop', 'skill_start', 'skill_status', 'skill_cancel',
+    'lanes_status', 'lane_stop', 'lane_release', 'skill_start', 'skill_status', 'skill_cancel',
     'unity_refresh', 'unity_run_tests', 'unity_instances',
 })
 
@@ -67,6 +68,29 @@ class SkillConfig(_Strict):
     description: str = ''
     priority: int = 0
     hints: ToolHints = ToolHints()
+    # What the skill's MCP tool offers a model (dotted goal field paths, e.g. `pose.pose`):
+    fields: Optional[list[str]] = Field(
+        None, description='the goal fields the tool exposes (default: all)')
+    fixed: dict[str, Any] = Field(
+        {}, description='goal fields set to these values and hidden from the tool')
+    required: list[str] = Field(
+        [], description='goal fields a call must give (e.g. [pose])')
+    allow_non_finite: bool = Field(
+        False, description='accept "NaN"/"Infinity"/"-Infinity" for float goal fields')
+
+    @field_validator('fields', 'required')
+    @classmethod
+    def _dotted_paths(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        for path in value or []:
+            if not re.match(FIELD_PATH_RE, path):
+                raise ValueError(f'invalid field path {path!r} (use dotted field names)')
+        return value
+
+    @field_validator('fixed')
+    @classmethod
+    def _fixed_paths(cls, value: dict[str, Any]) -> dict[str, Any]:
+        cls._dotted_paths(list(value))
+        return value
 
 
 class SimSkillConfig(_Strict):
@@ -115,6 +139,14 @@ class GatewayConfig(_Strict):
         5.0, gt=0, description='keep-alive progress while a goal gives no feedback')
     refusal_wait_s: float = Field(
         2.0, gt=0, description='how long to wait for the lane state naming a refusal reason')
+    max_request_bytes: int = Field(
+        8_000_000, gt=0, description="a skill call's arguments larger than this (as JSON) "
+        'are refused unread')
+    max_array_items: int = Field(
+        100_000, gt=0, description='the longest unbounded array a goal may carry')
+    max_goals_in_flight: int = Field(
+        8, gt=0, description="goal requests awaiting the lane manager's answer at once; more "
+        "wait (keep it below the action servers' request queue depth, 10 by default)")
 
 
 class Config(_Strict):

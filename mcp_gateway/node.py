@@ -26,12 +26,13 @@ from action_msgs.srv import CancelGoal
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 from unique_identifier_msgs.msg import UUID
 
 from lane_manager.config import Config, import_action_type
 from lane_manager.action_link import ActionServerLink
-from lane_manager.interfaces import (LANE_STATE_QOS, TOOL_LANES_TOPIC, lane_state_topic,
-                                     normalize_namespace, skill_server_name)
+from lane_manager.interfaces import (LANE_STATE_QOS, TOOL_LANES_TOPIC, lane_service_name,
+                                     lane_state_topic, normalize_namespace, skill_server_name)
 from lane_manager.runtime import BackgroundExecutor
 
 STATUS_NAMES = {
@@ -40,10 +41,16 @@ STATUS_NAMES = {
     GoalStatus.STATUS_ABORTED: 'aborted',
 }
 CANCEL_WAIT_S = 5.0
+TERMINAL_STATUSES = frozenset(STATUS_NAMES)
+RESULT_RETRY_S = 1.0  # after the status says the goal ended, ask again for a missing result
 
 
 class LaneManagerUnavailable(Exception):
     """The lane manager's action server for a skill did not answer in time."""
+
+
+class ServiceAbsent(LaneManagerUnavailable):
+    """The lane manager serves no such per-lane service (an older lane manager)."""
 
 
 @dataclass
@@ -108,6 +115,12 @@ class GatewayNode(Node):
         self.create_subscription(String, lane_state_topic(namespace), self._on_lane_state,
                                  LANE_STATE_QOS, callback_group=group)
         self._tool_lanes_pub = self.create_publisher(String, TOOL_LANES_TOPIC, LANE_STATE_QOS)
+        # The lane manager's operator services per lane (std_srvs/Trigger): stop, release.
+        self._lane_services = {
+            (lane, verb): self.create_client(Trigger, lane_service_name(namespace, lane, verb),
+                                             callback_group=group)
+            for lane in config.lanes for verb in ('stop', 'release')}
+        self._send_slots: Optional[asyncio.Semaphore] = None
 
     # ------------------------------------------------------------------ state
     def _on_lane_state(self, msg: String) -> None:
@@ -163,22 +176,11 @@ class GatewayNode(Node):
             except RuntimeError:
                 pass
 
-        send = self._links[skill].client.send_goal_async(
-            goal, feedback_callback=feedback, goal_uuid=UUID(uuid=list(goal_uuid.bytes)))
-        handle = None
-        try:
-            with anyio.fail_after(settings.lane_manager_wait_s):
-                handle = await bridge_future(send, loop)
-        except TimeoutError:
-            # The answer may only have been lost: make sure the goal does not run unseen.
-            self._cancel_by_id(skill, goal_uuid)
-            raise LaneManagerUnavailable(
-                f'the lane manager did not answer the goal for {skill!r} within '
-                f'{settings.lane_manager_wait_s:g} s') from None
-        except anyio.get_cancelled_exc_class():
-            with anyio.move_on_after(CANCEL_WAIT_S, shield=True):
-                await self._cancel_when_accepted(send, loop)
-            raise
+        # At most `max_goals_in_flight` goal requests wait for the lane manager's answer at
+        # once: 500 calls sent in one burst otherwise overflow its request queue and lose
+        # their answers. The others wait here, each then sent with its full time to answer.
+        async with self._slots():
+            handle = await self._send_goal(skill, goal, goal_uuid, feedback, loop)
         if not handle.accepted:
             refusal = None
             if lane is not None:
@@ -198,19 +200,82 @@ class GatewayNode(Node):
             ending = await self._wait_record(lane, 'last_endings', gid, settings.refusal_wait_s)
         return GoalOutcome(gid, True, status, response.result, ending=ending)
 
+    def _slots(self) -> asyncio.Semaphore:
+        """The semaphore bounding goal requests in flight (made on the running loop)."""
+        if self._send_slots is None:
+            self._send_slots = asyncio.Semaphore(self.config.gateway.max_goals_in_flight)
+        return self._send_slots
+
+    async def _send_goal(self, skill: str, goal: Any, goal_uuid: uuid.UUID,
+                         feedback: Callable[[Any], None], loop) -> Any:
+        """Send one goal request and wait for the lane manager's accept/reject answer."""
+        wait_s = self.config.gateway.lane_manager_wait_s
+        send = self._links[skill].client.send_goal_async(
+            goal, feedback_callback=feedback, goal_uuid=UUID(uuid=list(goal_uuid.bytes)))
+        try:
+            with anyio.fail_after(wait_s):
+                return await bridge_future(send, loop)
+        except TimeoutError:
+            # The answer may only have been lost: make sure the goal does not run unseen.
+            self._cancel_by_id(skill, goal_uuid)
+            raise LaneManagerUnavailable(
+                f'the lane manager did not answer the goal for {skill!r} within '
+                f'{wait_s:g} s') from None
+        except anyio.get_cancelled_exc_class():
+            with anyio.move_on_after(CANCEL_WAIT_S, shield=True):
+                await self._cancel_when_accepted(send, loop)
+            raise
+
+    async def call_lane_service(self, lane: str, verb: str,
+                                discovery_wait_s: float = 1.0) -> tuple[bool, str]:
+        """Call the lane manager's `<ns>/lanes/<lane>/<verb>` Trigger: (success, message).
+
+        Raises ServiceAbsent when no lane manager serves it within `discovery_wait_s`, and
+        LaneManagerUnavailable when it does not answer in `lane_manager_wait_s`.
+        """
+        client = self._lane_services[(lane, verb)]
+        deadline = time.monotonic() + discovery_wait_s
+        while not client.service_is_ready():
+            if time.monotonic() >= deadline:
+                raise ServiceAbsent(f'the lane manager serves no {client.srv_name} service')
+            await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        future = client.call_async(Trigger.Request())
+        try:
+            with anyio.fail_after(self.config.gateway.lane_manager_wait_s):
+                response = await bridge_future(future, loop)
+        except TimeoutError:
+            client.remove_pending_request(future)
+            raise LaneManagerUnavailable(
+                f'the lane manager did not answer {client.srv_name}') from None
+        return bool(response.success), str(response.message)
+
     async def _wait_result(self, skill: str, handle: Any, loop) -> Any:
-        """The result, or LaneManagerUnavailable if the lane manager vanishes meanwhile."""
+        """The result, or LaneManagerUnavailable if the lane manager vanishes meanwhile.
+
+        A result request can be lost (a burst of them overflows the server's request queue,
+        depth 10 by default) and would then wait forever. The goal's status (the action's
+        status topic) says when it has ended: a result still missing RESULT_RETRY_S after
+        that is asked for again.
+        """
         result = bridge_future(handle.get_result_async(), loop)
         link = self._links[skill]
         link.reset_probe()
         lost_after = self.config.lane_manager.driver_lost_s * 2
+        ended_at: Optional[float] = None
         while True:
             done, _ = await asyncio.wait({result}, timeout=0.5)
             if done:
                 return result.result()
-            if not link.probe(time.monotonic(), lost_after):
+            now = time.monotonic()
+            if not link.probe(now, lost_after):
                 raise LaneManagerUnavailable(
                     f'the lane manager stopped answering while {skill!r} was running')
+            if handle.status in TERMINAL_STATUSES:
+                ended_at = ended_at or now
+                if now - ended_at >= RESULT_RETRY_S:
+                    result = bridge_future(handle.get_result_async(), loop)
+                    ended_at = now
 
     def _cancel_by_id(self, skill: str, goal_uuid: uuid.UUID) -> None:
         """Fire-and-forget cancel of one goal id (no handle needed)."""

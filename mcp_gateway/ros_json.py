@@ -1,34 +1,32 @@
-"""ROS 2 message types <-> JSON Schema and JSON values, for the MCP gateway.
+"""ROS 2 messages <-> JSON values, for the MCP gateway (the schemas: `ros_schema.py`).
 
-The gateway publishes an action's Goal type as an MCP tool `inputSchema`, turns the tool
-arguments an agent sends into a Goal message, and turns Result/Feedback messages back into
-JSON. No rosidl_runtime_py wheel exists, so this module walks the message classes itself:
-every generated class has `get_fields_and_field_types()` and `SLOT_TYPES` (type objects from
-`rosidl_parser.definition`), which is all the information needed.
+The gateway turns the tool arguments an agent sends into a Goal message and Result/Feedback
+messages back into JSON. No rosidl_runtime_py wheel exists, so this module walks the message
+classes itself: every generated class has `get_fields_and_field_types()` and `SLOT_TYPES`
+(type objects from `rosidl_parser.definition`), which is all the information needed.
 
 JSON conventions (one representation per ROS value, so `to_json` and `to_message` are inverses):
 
-- message: a JSON object with one property per field. No property is required: every ROS
-  field has a default (zero, empty, or the value declared in the .msg file), a missing
-  property takes it, and the schema lists it as `default`. Unknown properties are rejected.
+- message: a JSON object with one property per field. Every ROS field has a default (zero,
+  empty, or the value declared in the .msg file) that a missing property takes. Unknown
+  properties are rejected. (Which fields a skill requires is the skill's config.)
 - integers (int8..uint64; `.msg` `char` is uint8, `byte` is octet): JSON integers with the
   exact bounds of the width. `octet` is an integer 0..255, so byte arrays (octet[]/uint8[])
   are lists of integers. A number with no fraction (`3.0`) is an integer, as in JSON Schema.
   int64/uint64 stay JSON numbers: exact here, but JavaScript clients round beyond 2**53.
 - float/double: JSON numbers within the type's finite range (float32: |x| <= FLT_MAX).
   JSON has no NaN or infinities: they are the strings "NaN", "Infinity", "-Infinity" (the
-  protobuf JSON mapping's spelling). Raw non-finite floats (Python's json accepts `NaN`
-  tokens) are rejected. float32 values are stored as given and rounded on the wire.
+  protobuf JSON mapping's spelling), in results always and in arguments only where the
+  skill allows them (`Limits.allow_non_finite`). Raw non-finite floats (Python's json
+  accepts `NaN` tokens) are rejected. float32 values are stored as given, rounded on the wire.
 - string: a JSON string without NUL (the C side stores it NUL-terminated and would cut it
-  there); `string<N>` has `maxLength` N (characters, as rosidl_generator_py checks it).
+  there); `string<N>`: at most N characters (as rosidl_generator_py checks it).
   wstring: a JSON string (NUL allowed, sent as UTF-16). Strings with lone surrogates cannot
-  be encoded and are rejected (JSON Schema cannot say so).
-- T[N]: array with minItems = maxItems = N; sequence<T, N>: maxItems N; sequence<T>: array.
-- nested messages are inlined rather than put in `$defs`: ROS types cannot be recursive and
-  not every MCP client resolves `$ref`. builtin_interfaces Time and Duration are objects
-  {sec, nanosec} like any other message, with a description saying what they mean.
+  be encoded and are rejected.
+- T[N]: exactly N items; sequence<T, N>: at most N; sequence<T>: at most `Limits.max_items`.
+- builtin_interfaces Time and Duration are objects {sec, nanosec}; nanosec must be < 1e9.
 - IDL-only types that no .msg file produces (char, wchar, long double) are not supported:
-  TypeError names them when the schema is derived.
+  TypeError names them.
 
 Conversion checks everything itself instead of relying on `check_fields=True`: those checks
 are `assert` statements (gone under `python -O`), fail with AssertionError and no field path,
@@ -40,7 +38,9 @@ from __future__ import annotations
 import importlib
 import math
 import sys
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy
 from rosidl_parser import definition as idl
@@ -58,16 +58,6 @@ _FLOAT_LIMITS: dict[str, float] = {
     'double': sys.float_info.max,
 }
 _NON_FINITE: dict[str, float] = {'NaN': math.nan, 'Infinity': math.inf, '-Infinity': -math.inf}
-
-_NO_NUL_PATTERN = '^[^\\u0000]*$'
-
-_MESSAGE_HINTS: dict[str, str] = {
-    'builtin_interfaces/msg/Time':
-        'a point in time: sec + nanosec / 1e9 seconds since the clock epoch '
-        '(Unix epoch for system time); by convention nanosec < 1e9',
-    'builtin_interfaces/msg/Duration':
-        'a span of time: sec + nanosec / 1e9 seconds; by convention nanosec < 1e9',
-}
 
 
 class ArgumentError(ValueError):
@@ -87,88 +77,37 @@ class ArgumentError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------
-# JSON Schema
-
-
-def message_schema(msg_class: MessageClass) -> dict[str, Any]:
-    """Return a JSON Schema (draft 2020-12) accepting exactly what `to_message` accepts.
-
-    Every property carries the field's default value, read from a default-constructed
-    message, so an agent can see what omitting a field means. Exceptions to the exact match,
-    which JSON Schema cannot express: strings with lone surrogates, and raw NaN floats
-    (valid numbers to a validator, rejected here).
-    """
-    defaults = msg_class()
-    properties = {}
-    for name, ros_type, slot in _fields(msg_class):
-        properties[name] = {
-            'description': ros_type,
-            **_type_schema(slot),
-            'default': _to_json(slot, getattr(defaults, name)),
-        }
-    full_name = _message_name(msg_class)
-    hint = _MESSAGE_HINTS.get(full_name)
-    return {
-        'type': 'object',
-        'description': f'{full_name}: {hint}' if hint else full_name,
-        'properties': properties,
-        'additionalProperties': False,
-    }
-
-
-def action_schemas(action_class: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Return the schemas of an action's (Goal, Result, Feedback) messages."""
-    return (message_schema(action_class.Goal), message_schema(action_class.Result),
-            message_schema(action_class.Feedback))
-
-
-def _type_schema(slot: idl.AbstractType) -> dict[str, Any]:
-    """Schema of one field type (no description or default: those belong to the field)."""
-    if isinstance(slot, idl.BasicType):
-        return _basic_schema(slot.typename)
-    if isinstance(slot, idl.AbstractString):
-        return {'type': 'string', 'pattern': _NO_NUL_PATTERN, **_max_length(slot)}
-    if isinstance(slot, idl.AbstractWString):
-        return {'type': 'string', **_max_length(slot)}
-    if isinstance(slot, idl.NamespacedType):
-        return message_schema(_message_class(slot))
-    if isinstance(slot, idl.AbstractNestedType):
-        schema = {'type': 'array', 'items': _type_schema(slot.value_type)}
-        if isinstance(slot, idl.Array):
-            schema.update(minItems=slot.size, maxItems=slot.size)
-        elif isinstance(slot, idl.BoundedSequence):
-            schema['maxItems'] = slot.maximum_size
-        return schema
-    raise TypeError(f'unsupported ROS type {slot!r}')
-
-
-def _basic_schema(typename: str) -> dict[str, Any]:
-    if typename == 'boolean':
-        return {'type': 'boolean'}
-    if typename in _INTEGER_BOUNDS:
-        low, high = _INTEGER_BOUNDS[typename]
-        return {'type': 'integer', 'minimum': low, 'maximum': high}
-    if typename in _FLOAT_LIMITS:
-        limit = _FLOAT_LIMITS[typename]
-        return {'anyOf': [{'type': 'number', 'minimum': -limit, 'maximum': limit},
-                          {'enum': list(_NON_FINITE)}]}
-    raise TypeError(f'unsupported ROS basic type {typename!r}')
-
-
-def _max_length(slot: idl.AbstractGenericString) -> dict[str, int]:
-    return {'maxLength': slot.maximum_size} if slot.has_maximum_size() else {}
-
-
-# ---------------------------------------------------------------------------------------
 # JSON -> message
 
 
-def to_message(msg_class: MessageClass, value: JsonValue, path: str = '') -> Any:
+@dataclass(frozen=True)
+class Limits:
+    """What a skill accepts beyond the message type itself.
+
+    allow_non_finite: accept "NaN"/"Infinity"/"-Infinity" for floats (off by default: a NaN
+    joint position or pose is never what an agent meant). max_items: the longest unbounded
+    sequence accepted (None: no bound), so one huge argument cannot occupy the gateway.
+    """
+
+    allow_non_finite: bool = False
+    max_items: Optional[int] = None
+
+
+DEFAULT_LIMITS = Limits()
+# Types whose nanosec must be normalized (< 1e9): a larger value is a different time.
+NORMALIZED_TIME_TYPES = frozenset({'builtin_interfaces/msg/Time',
+                                   'builtin_interfaces/msg/Duration'})
+NANOSEC_MAX = 999_999_999
+YIELD_EVERY = 16  # items of a long array of messages converted between GIL hand-overs
+
+
+def to_message(msg_class: MessageClass, value: JsonValue, path: str = '',
+               limits: Limits = DEFAULT_LIMITS) -> Any:
     """Build a `msg_class` message from a JSON object; omitted fields keep their defaults.
 
     Raises ArgumentError (and nothing else, whatever the JSON) when the value does not fit:
-    wrong JSON type, out of range, too long, wrong array length, unknown field. `path`
-    prefixes the field paths in errors (e.g. 'goal').
+    wrong JSON type, out of range, too long, wrong array length, unknown field, a time whose
+    nanosec is not below 1e9. `path` prefixes the field paths in errors (e.g. 'goal').
     """
     if not isinstance(value, dict):
         raise ArgumentError(path, f'expected an object, got {_json_type(value)}')
@@ -178,7 +117,11 @@ def to_message(msg_class: MessageClass, value: JsonValue, path: str = '') -> Any
         slot = slots.get(name)
         if slot is None:
             raise ArgumentError(_join(path, str(name)), _unknown_field_problem(slots))
-        setattr(message, name, _from_json(slot, item, _join(path, name)))
+        setattr(message, name, _from_json(slot, item, _join(path, name), limits))
+    if _message_name(msg_class) in NORMALIZED_TIME_TYPES and message.nanosec > NANOSEC_MAX:
+        raise ArgumentError(_join(path, 'nanosec'),
+                            f'must be below 1e9 (at most {NANOSEC_MAX}): carry whole seconds '
+                            'in sec')
     return message
 
 
@@ -188,19 +131,19 @@ def _unknown_field_problem(slots: dict[str, idl.AbstractType]) -> str:
     return 'unknown field; fields are: ' + ', '.join(slots)
 
 
-def _from_json(slot: idl.AbstractType, value: JsonValue, path: str) -> Any:
+def _from_json(slot: idl.AbstractType, value: JsonValue, path: str, limits: Limits) -> Any:
     if isinstance(slot, idl.BasicType):
-        return _basic_from_json(slot.typename, value, path)
+        return _basic_from_json(slot.typename, value, path, limits)
     if isinstance(slot, idl.AbstractGenericString):
         return _string_from_json(slot, value, path)
     if isinstance(slot, idl.NamespacedType):
-        return to_message(_message_class(slot), value, path)
+        return to_message(_message_class(slot), value, path, limits)
     if isinstance(slot, idl.AbstractNestedType):
-        return _array_from_json(slot, value, path)
+        return _array_from_json(slot, value, path, limits)
     raise TypeError(f'unsupported ROS type {slot!r}')
 
 
-def _basic_from_json(typename: str, value: JsonValue, path: str) -> Any:
+def _basic_from_json(typename: str, value: JsonValue, path: str, limits: Limits) -> Any:
     if typename == 'boolean':
         if not isinstance(value, bool):
             raise ArgumentError(path, f'expected true or false, got {_json_type(value)}')
@@ -210,7 +153,7 @@ def _basic_from_json(typename: str, value: JsonValue, path: str) -> Any:
     if typename in _INTEGER_BOUNDS:
         return _integer_from_json(typename, value, path)
     if typename in _FLOAT_LIMITS:
-        return _float_from_json(typename, value, path)
+        return _float_from_json(typename, value, path, limits.allow_non_finite)
     raise TypeError(f'unsupported ROS basic type {typename!r}')
 
 
@@ -225,15 +168,21 @@ def _integer_from_json(typename: str, value: JsonValue, path: str) -> int:
     return value
 
 
-def _float_from_json(typename: str, value: JsonValue, path: str) -> float:
+def _float_from_json(typename: str, value: JsonValue, path: str,
+                     allow_non_finite: bool) -> float:
     if isinstance(value, str) and value in _NON_FINITE:
+        if not allow_non_finite:
+            raise ArgumentError(path, f'expected a finite number ({typename}): this skill '
+                                      'does not accept NaN or infinities')
         return _NON_FINITE[value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentError(path, f'expected a number ({typename}) or "NaN", "Infinity", '
-                                  f'"-Infinity", got {_json_type(value)}')
+        wanted = (f'a number ({typename}) or "NaN", "Infinity", "-Infinity"'
+                  if allow_non_finite else f'a number ({typename})')
+        raise ArgumentError(path, f'expected {wanted}, got {_json_type(value)}')
     if isinstance(value, float) and not math.isfinite(value):
-        raise ArgumentError(path, 'JSON has no NaN or Infinity: send the string "NaN", '
-                                  '"Infinity" or "-Infinity"')
+        raise ArgumentError(path, 'JSON has no NaN or Infinity' + (
+            ': send the string "NaN", "Infinity" or "-Infinity"' if allow_non_finite
+            else ' (and this skill accepts finite numbers only)'))
     limit = _FLOAT_LIMITS[typename]
     if not -limit <= value <= limit:  # exact comparison, also for huge integers
         raise ArgumentError(path, f'out of range for {typename}: must be in [{-limit}, {limit}]')
@@ -254,16 +203,28 @@ def _string_from_json(slot: idl.AbstractGenericString, value: JsonValue, path: s
     return value
 
 
-def _array_from_json(slot: idl.AbstractNestedType, value: JsonValue, path: str) -> Any:
+def _array_from_json(slot: idl.AbstractNestedType, value: JsonValue, path: str,
+                     limits: Limits) -> Any:
     if not isinstance(value, list):
         raise ArgumentError(path, f'expected an array, got {_json_type(value)}')
     if isinstance(slot, idl.Array) and len(value) != slot.size:
         raise ArgumentError(path, f'expected exactly {slot.size} items, got {len(value)}')
     if isinstance(slot, idl.BoundedSequence) and len(value) > slot.maximum_size:
         raise ArgumentError(path, f'expected at most {slot.maximum_size} items, got {len(value)}')
+    if (isinstance(slot, idl.UnboundedSequence) and limits.max_items is not None
+            and len(value) > limits.max_items):
+        raise ArgumentError(path, f'expected at most {limits.max_items} items (the '
+                                  f'configured limit), got {len(value)}')
     # A list is enough: the generated setters store numeric arrays as numpy/array.array.
-    return [_from_json(slot.value_type, item, f'{path}[{index}]')
-            for index, item in enumerate(value)]
+    if len(value) <= YIELD_EVERY or isinstance(slot.value_type, idl.BasicType):
+        return [_from_json(slot.value_type, item, f'{path}[{index}]', limits)
+                for index, item in enumerate(value)]
+    items = []
+    for index, item in enumerate(value):
+        if index % YIELD_EVERY == 0:
+            time.sleep(0)  # let the event loop's thread have the GIL (we run in a worker)
+        items.append(_from_json(slot.value_type, item, f'{path}[{index}]', limits))
+    return items
 
 
 # ---------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Built on the SDK's low-level `Server` because the tools come from a config file with explicit
 JSON Schemas. The low-level server does not validate arguments (the providers do) and turns
 an uncaught handler exception into a JSON-RPC error: the handler below turns every failure
-into an `isError` result instead, so a client never sees a traceback.
+into an `isError` result instead, so a client never sees a traceback. resources/read
+answers MCP error codes (resource not found: -32002) via MCPError, never a traceback.
 """
 from __future__ import annotations
 
@@ -13,11 +14,16 @@ from typing import Any, Optional, Protocol
 
 import mcp_types as types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.shared.exceptions import MCPError
 
 from mcp_gateway.results import error_result
 from mcp_gateway.skill_tools import ReportProgress
 
 LANE_STATE_URI = 'skill-lanes://lane-state'
+# JSON-RPC error codes of resources/read: the MCP spec's (2025-11-25) resource-not-found,
+# and one of our own (implementation-defined band) for "not yet, retry".
+RESOURCE_NOT_FOUND = -32002
+LANE_STATE_NOT_YET = -32010
 log = logging.getLogger('mcp_gateway')
 
 
@@ -64,11 +70,17 @@ def build_server(name: str, version: str, providers: list[ToolProvider],
 
     async def read_resource(ctx: ServerRequestContext,
                             params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
-        if str(params.uri) != LANE_STATE_URI:
-            raise ValueError(f'unknown resource {params.uri}')
+        uri = str(params.uri)
+        if uri != LANE_STATE_URI:
+            raise MCPError(RESOURCE_NOT_FOUND, f'Resource not found: {uri[:200]}',
+                           data={'uri': uri[:200], 'known': [LANE_STATE_URI]})
+        state = lane_state()
+        if state is None:
+            raise MCPError(LANE_STATE_NOT_YET, 'No lane state received from the lane manager '
+                           'yet: retry in a second (is the lane manager running?)',
+                           data={'uri': uri, 'hint': 'retry', 'retry_after_ms': 1000})
         return types.ReadResourceResult(contents=[types.TextResourceContents(
-            uri=LANE_STATE_URI, mime_type='application/json',
-            text=json.dumps(lane_state()))])
+            uri=LANE_STATE_URI, mime_type='application/json', text=json.dumps(state))])
 
     return Server(name, version=version,
                   instructions=('Robot skills as tools. Skills in the same lane never run at '

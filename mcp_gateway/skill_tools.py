@@ -1,32 +1,39 @@
-"""Robot skills as MCP tools: definitions, argument checking, goals, and the busy answer.
+"""Robot skills as MCP tools: calls, goals, and the answers (busy, ended, refused).
 
-One tool per configured skill, named as the skill, plus `lanes_status`, `lane_stop` and the
-job-handle tools (`skill_start`, `skill_status`, `skill_cancel`) for clients whose request
-timeout is shorter than a robot action. Every failure is an `isError` result with a
-structured body, never a JSON-RPC error or a traceback.
+One tool per configured skill, named as the skill, plus `lanes_status`, `lane_stop`,
+`lane_release` and the job-handle tools (`skill_start`, `skill_status`, `skill_cancel`) for
+clients whose request timeout is shorter than a robot action. What the tools look like is
+`tool_defs.py`; how arguments become a goal is `skill_args.py` (run in a worker thread).
+Every failure is an `isError` result with a structured body conforming to the tool's
+outputSchema, never a JSON-RPC error or a traceback.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Optional
 
+import anyio
 import jsonschema
 import mcp_types as types
 
-from lane_manager.config import Config
-from mcp_gateway.node import GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable
-from mcp_gateway.results import error_result, tool_result
-from mcp_gateway.ros_json import ArgumentError, message_schema, to_json, to_message
+from lane_manager.config import Config, ConfigError
+from mcp_gateway.node import (GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable,
+                              ServiceAbsent)
+from mcp_gateway.results import error_body, error_result, tool_result
+from mcp_gateway.ros_json import ArgumentError, Limits, to_json
+from mcp_gateway.skill_args import SkillArguments
+from mcp_gateway.progress import ProgressPump, ReportProgress
+from mcp_gateway.tool_defs import LANE_META_KEY, builtin_tools, skill_tool
 
-ReportProgress = Callable[[float, Optional[float], Optional[str]], Awaitable[None]]
-LANE_META_KEY = 'lane'
+__all__ = ['LANE_META_KEY', 'ReportProgress', 'SkillTools']
 JOB_LIMIT = 256  # finished jobs kept for skill_status
-
-OBJECT_NO_EXTRA = {'type': 'object', 'additionalProperties': False}
+BUILTIN_TOOL_NAMES = frozenset({'lanes_status', 'lane_stop', 'lane_release', 'skill_start',
+                                'skill_status', 'skill_cancel'})
+LANE_STOP_REASON = 'stopped by lane_stop'
+SMALL_ARGUMENTS = 256  # JSON values: fewer are converted on the event loop (~0.1 ms)
 
 
 def busy_result(skill: str, lane: str, outcome: GoalOutcome, default_retry_ms: int
@@ -38,6 +45,44 @@ def busy_result(skill: str, lane: str, outcome: GoalOutcome, default_retry_ms: i
         'operation_busy', reason, hint='retry', reason=reason, lane=lane, skill=skill,
         holder=refusal.get('holder'), goal_id=outcome.goal_id,
         retry_after_ms=refusal.get('retry_after_ms', default_retry_ms))
+
+
+def goal_answer(skill: str, lane: Optional[str], outcome: GoalOutcome,
+                stopped_by_lane_stop: bool = False) -> types.CallToolResult:
+    """The answer to a goal that was accepted: its end, with the driver's result or null.
+
+    `result` is null whenever the lane state says the driver gave no result (refused, lost,
+    given up, cancelled while queued): a default Result would claim what no driver said
+    (e.g. error_code 0 = SUCCESSFUL). A goal stopped by lane_stop says so.
+    """
+    ending = outcome.ending or {}
+    driver_result = ending.get('driver_result') is not False and outcome.result is not None
+    body = {'status': outcome.status, 'goal_id': outcome.goal_id, 'skill': skill,
+            'lane': lane, 'result': to_json(outcome.result) if driver_result else None}
+    if outcome.status == 'succeeded':
+        return tool_result(body)
+    reason = ending.get('reason') or f'the goal was {outcome.status}'
+    if stopped_by_lane_stop and 'lane_stop' not in reason:
+        reason = LANE_STOP_REASON
+    if not driver_result:
+        reason += ' (the driver gave no result)'
+    return tool_result({**error_body(f'goal_{outcome.status}', reason), **body},
+                       is_error=True)
+
+
+def is_small(value: Any, budget: int = SMALL_ARGUMENTS) -> bool:
+    """True when `value` holds fewer than `budget` JSON values (stops counting there)."""
+    stack = [value]
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def error_field(error: jsonschema.ValidationError) -> str:
@@ -53,11 +98,6 @@ def error_field(error: jsonschema.ValidationError) -> str:
         if extra is not None:
             path = f'{path}.{extra}' if path else str(extra)
     return path
-
-
-def describe_feedback(feedback: Any, limit: int = 160) -> str:
-    text = json.dumps(to_json(feedback), separators=(',', ':'))
-    return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 @dataclass
@@ -80,100 +120,29 @@ class SkillTools:
     def __init__(self, config: Config, ros: GatewayNode) -> None:
         self.config = config
         self.ros = ros
-        self._schemas = {name: message_schema(ros.action_types[name].Goal)
-                         for name in config.skills}
-        self._validators = {name: jsonschema.Draft202012Validator(schema)
-                            for name, schema in self._schemas.items()}
+        gateway = config.gateway
+        self._arguments: dict[str, SkillArguments] = {}
+        for name, skill in config.skills.items():
+            try:
+                self._arguments[name] = SkillArguments(
+                    ros.action_types[name].Goal,
+                    Limits(skill.allow_non_finite, gateway.max_array_items),
+                    skill.fields, skill.fixed, skill.required, gateway.max_request_bytes)
+            except (ValueError, ArgumentError) as exc:
+                raise ConfigError(f'skills.{name}: {exc}') from None
         self._jobs: dict[str, Job] = {}
-        self._tools = self._build_tools()
+        self._running: dict[str, str] = {}       # goal id -> lane, for calls in flight here
+        self._stopped: set[str] = set()          # goal ids this gateway stopped by lane_stop
+        self._tools = [
+            skill_tool(name, skill, config.lanes.get(skill.lane) if skill.lane else None,
+                       self._arguments[name].schema, ros.action_types[name].Result)
+            for name, skill in config.skills.items()]
+        self._tools += builtin_tools(sorted(config.skills), sorted(config.lanes))
         # The gateway's own tools are checked against their inputSchema too (the SDK's
         # low-level server does not validate arguments).
         self._builtin_validators = {
             tool.name: jsonschema.Draft202012Validator(tool.input_schema)
-            for tool in self._tools if tool.name not in config.skills}
-
-    # ---------------------------------------------------------------- tools/list
-    def _build_tools(self) -> list[types.Tool]:
-        tools = [self._skill_tool(name) for name in self.config.skills]
-        skill_names = sorted(self.config.skills)
-        lane_names = sorted(self.config.lanes)
-        tools += [
-            types.Tool.model_validate({
-                'name': 'lanes_status',
-                'description': 'Every lane: who holds it, what waits, recent refusals and '
-                               'endings with reasons. Read-only.',
-                'inputSchema': {**OBJECT_NO_EXTRA, 'properties': {}},
-                'annotations': {'readOnlyHint': True, 'destructiveHint': False,
-                                'idempotentHint': True, 'openWorldHint': False},
-            }),
-            types.Tool.model_validate({
-                'name': 'lane_stop',
-                'description': 'Stop button: cancel every goal in one lane, running and '
-                               'queued, whoever sent it.',
-                'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['lane'], 'properties': {
-                    'lane': {'type': 'string', 'enum': lane_names}}},
-                'annotations': {'readOnlyHint': False, 'destructiveHint': False,
-                                'idempotentHint': True, 'openWorldHint': True},
-            }),
-            types.Tool.model_validate({
-                'name': 'skill_start',
-                'description': 'Start a skill and return its goal id at once (for clients '
-                               'with short timeouts); follow it with skill_status.',
-                'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['skill'], 'properties': {
-                    'skill': {'type': 'string', 'enum': skill_names},
-                    'arguments': {'type': 'object', 'default': {},
-                                  'description': "the skill tool's arguments"}}},
-                'annotations': {'destructiveHint': True, 'openWorldHint': True},
-            }),
-            types.Tool.model_validate({
-                'name': 'skill_status',
-                'description': 'State, last feedback and result of a goal started with '
-                               'skill_start.',
-                'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['goal_id'], 'properties': {
-                    'goal_id': {'type': 'string'}}},
-                'annotations': {'readOnlyHint': True, 'destructiveHint': False,
-                                'idempotentHint': True, 'openWorldHint': False},
-            }),
-            types.Tool.model_validate({
-                'name': 'skill_cancel',
-                'description': 'Cancel a goal started with skill_start.',
-                'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['goal_id'], 'properties': {
-                    'goal_id': {'type': 'string'}}},
-                'annotations': {'destructiveHint': False, 'idempotentHint': True},
-            }),
-        ]
-        return tools
-
-    def _skill_tool(self, name: str) -> types.Tool:
-        skill = self.config.skills[name]
-        action_type = self.ros.action_types[name]
-        meta: dict[str, Any] = {'skill_lanes/action_type': skill.action_type}
-        if skill.lane is not None:
-            meta[LANE_META_KEY] = skill.lane
-            meta['skill_lanes/policy'] = self.config.lanes[skill.lane].policy
-        description = skill.description or f'Run the {skill.action_type} skill {name}.'
-        if skill.lane is not None:
-            description += (f" Runs in lane '{skill.lane}' "
-                            f"({self.config.lanes[skill.lane].policy} when busy).")
-        hints = skill.hints
-        return types.Tool.model_validate({
-            'name': name,
-            'description': description,
-            'inputSchema': self._schemas[name],
-            'outputSchema': {
-                'type': 'object', 'required': ['status', 'result'],
-                'properties': {
-                    'status': {'type': 'string', 'enum': ['succeeded']},
-                    'goal_id': {'type': 'string'}, 'skill': {'type': 'string'},
-                    'lane': {'type': ['string', 'null']},
-                    'result': message_schema(action_type.Result),
-                }},
-            'annotations': {'readOnlyHint': hints.read_only,
-                            'destructiveHint': hints.destructive,
-                            'idempotentHint': hints.idempotent,
-                            'openWorldHint': hints.open_world},
-            '_meta': meta,
-        })
+            for tool in self._tools if tool.name in BUILTIN_TOOL_NAMES}
 
     def tools(self) -> list[types.Tool]:
         return list(self._tools)
@@ -186,8 +155,7 @@ class SkillTools:
                 for name, skill in self.config.skills.items()]
 
     def handles(self, name: str) -> bool:
-        return name in self.config.skills or name in {
-            'lanes_status', 'lane_stop', 'skill_start', 'skill_status', 'skill_cancel'}
+        return name in self.config.skills or name in BUILTIN_TOOL_NAMES
 
     # ---------------------------------------------------------------- tools/call
     async def call(self, name: str, arguments: dict,
@@ -195,8 +163,8 @@ class SkillTools:
         if name in self.config.skills:
             return await self.run_skill(name, arguments, report_progress)
         handler = {'lanes_status': self._lanes_status, 'lane_stop': self._lane_stop,
-                   'skill_start': self._skill_start, 'skill_status': self._skill_status,
-                   'skill_cancel': self._skill_cancel}[name]
+                   'lane_release': self._lane_release, 'skill_start': self._skill_start,
+                   'skill_status': self._skill_status, 'skill_cancel': self._skill_cancel}[name]
         error = next(iter(sorted(self._builtin_validators[name].iter_errors(arguments),
                                  key=lambda e: list(e.absolute_path))), None)
         if error is not None:
@@ -206,24 +174,25 @@ class SkillTools:
 
     def make_goal(self, skill: str, arguments: Any) -> Any:
         """Arguments -> Goal message; raises ArgumentError naming the field."""
-        if not isinstance(arguments, dict):
-            raise ArgumentError('', 'arguments must be an object')
-        error = next(iter(sorted(self._validators[skill].iter_errors(arguments),
-                                 key=lambda e: list(e.absolute_path))), None)
-        if error is not None:
-            raise ArgumentError(error_field(error), error.message[:300])
-        return to_message(self.ros.action_types[skill].Goal, arguments)
+        return self._arguments[skill].to_goal(arguments)
+
+    async def make_goal_off_loop(self, skill: str, arguments: Any) -> Any:
+        """make_goal in a worker thread: a 10k-point trajectory must not stall other calls.
+        Small arguments (most calls) are converted at once: a thread hop costs more."""
+        if is_small(arguments):
+            return self.make_goal(skill, arguments)
+        return await anyio.to_thread.run_sync(self.make_goal, skill, arguments)
 
     async def run_skill(self, skill: str, arguments: Any, report_progress: ReportProgress,
                         job: Optional[Job] = None) -> types.CallToolResult:
         """One goal through the lane manager; progress while it runs."""
         lane = self.config.skills[skill].lane
         try:
-            goal = self.make_goal(skill, arguments)
+            goal = await self.make_goal_off_loop(skill, arguments)
         except ArgumentError as exc:
             return error_result('invalid_arguments', str(exc), field=exc.field,
                                 problem=exc.problem, skill=skill)
-        progress = _ProgressPump(report_progress, skill, self.config.gateway.progress_interval_s)
+        progress = ProgressPump(report_progress, skill, self.config.gateway.progress_interval_s)
         goal_id = uuid.UUID(job.goal_id) if job else uuid.uuid4()
 
         def on_feedback(feedback: Any) -> None:
@@ -238,6 +207,7 @@ class SkillTools:
                 job.state = 'accepted'
 
         pump = asyncio.create_task(progress.run())
+        self._running[str(goal_id)] = lane or ''
         try:
             outcome = await self.ros.run_goal(skill, goal, GoalEvents(on_accepted, on_feedback),
                                               goal_id)
@@ -246,18 +216,15 @@ class SkillTools:
                                 skill=skill, lane=lane, retry_after_ms=2000)
         finally:
             pump.cancel()
+            self._running.pop(str(goal_id), None)
+            stopped = str(goal_id) in self._stopped
+            self._stopped.discard(str(goal_id))
         if not outcome.accepted:
             if lane is None:
                 return error_result('goal_rejected', f'the lane manager refused {skill!r}',
                                     skill=skill, goal_id=outcome.goal_id)
             return busy_result(skill, lane, outcome, self.config.lanes[lane].retry_after_ms)
-        body = {'status': outcome.status, 'goal_id': outcome.goal_id, 'skill': skill,
-                'lane': lane, 'result': to_json(outcome.result)}
-        if outcome.status == 'succeeded':
-            return tool_result(body)
-        reason = (outcome.ending or {}).get('reason') or f'the goal was {outcome.status}'
-        return tool_result({'success': False, 'error': f'goal_{outcome.status}',
-                            'message': reason, **body}, is_error=True)
+        return goal_answer(skill, lane, outcome, stopped)
 
     async def _lanes_status(self, arguments: dict) -> types.CallToolResult:
         state = self.ros.lane_state
@@ -268,10 +235,28 @@ class SkillTools:
         return tool_result({'lanes': state['lanes'], 'stamp': state.get('stamp')})
 
     async def _lane_stop(self, arguments: dict) -> types.CallToolResult:
-        lane = arguments.get('lane')
-        if lane not in self.config.lanes:
-            return error_result('invalid_arguments', f'unknown lane {lane!r}', field='lane',
-                                known=sorted(self.config.lanes))
+        lane = arguments['lane']
+        mine = {gid for gid, goal_lane in self._running.items() if goal_lane == lane}
+        self._stopped |= mine
+        try:
+            ok, message = await self.ros.call_lane_service(lane, 'stop')
+        except ServiceAbsent:
+            return await self._cancel_lane(lane)
+        except LaneManagerUnavailable as exc:
+            self._stopped -= mine
+            return error_result('lane_manager_unavailable', str(exc), hint='retry',
+                                lane=lane, retry_after_ms=2000)
+        if not ok:
+            self._stopped -= mine
+            return error_result('lane_stop_failed', message or 'the lane manager refused',
+                                lane=lane)
+        return tool_result({'lane': lane, 'stopped': True, 'cancelled': None,
+                            'detail': message})
+
+    async def _cancel_lane(self, lane: str) -> types.CallToolResult:
+        """Without the lane manager's stop service: cancel every goal of the lane's skills
+        (the action protocol's cancel-all). Goals of this gateway then end naming lane_stop;
+        others' goals end as the lane manager words a caller's cancel."""
         cancelled = 0
         try:
             for skill, cfg in self.config.skills.items():
@@ -279,8 +264,25 @@ class SkillTools:
                     cancelled += await self.ros.cancel_all(skill)
         except (LaneManagerUnavailable, TimeoutError) as exc:
             return error_result('lane_manager_unavailable', str(exc) or 'timed out',
-                                hint='retry', retry_after_ms=2000)
-        return tool_result({'lane': lane, 'cancelled': cancelled})
+                                hint='retry', lane=lane, retry_after_ms=2000)
+        return tool_result({'lane': lane, 'stopped': True, 'cancelled': cancelled,
+                            'detail': f'{LANE_STOP_REASON}: cancelled {cancelled} goal(s) '
+                                      '(the lane manager has no stop service)'})
+
+    async def _lane_release(self, arguments: dict) -> types.CallToolResult:
+        lane = arguments['lane']
+        try:
+            ok, message = await self.ros.call_lane_service(lane, 'release')
+        except ServiceAbsent as exc:
+            return error_result('unsupported', f'{exc}: this lane manager cannot release a '
+                                'lane by hand', lane=lane)
+        except LaneManagerUnavailable as exc:
+            return error_result('lane_manager_unavailable', str(exc), hint='retry',
+                                lane=lane, retry_after_ms=2000)
+        if not ok:
+            return error_result('release_refused', message or 'the lane manager refused',
+                                lane=lane)
+        return tool_result({'lane': lane, 'released': True, 'detail': message})
 
     async def _skill_start(self, arguments: dict) -> types.CallToolResult:
         skill = arguments.get('skill')
@@ -288,7 +290,7 @@ class SkillTools:
             return error_result('invalid_arguments', f'unknown skill {skill!r}', field='skill',
                                 known=sorted(self.config.skills))
         try:
-            self.make_goal(skill, arguments.get('arguments', {}))
+            await self.make_goal_off_loop(skill, arguments.get('arguments', {}))
         except ArgumentError as exc:
             return error_result('invalid_arguments', str(exc), field=f'arguments.{exc.field}',
                                 problem=exc.problem, skill=skill)
@@ -309,8 +311,7 @@ class SkillTools:
 
         job.task = asyncio.create_task(run())
         await asyncio.sleep(0)
-        return tool_result({'goal_id': job.goal_id, 'skill': skill, 'state': job.state,
-                            'lane': self.config.skills[skill].lane})
+        return tool_result(self._job_body(job))
 
     def _remember(self, job: Job) -> None:
         self._jobs[job.goal_id] = job
@@ -323,6 +324,7 @@ class SkillTools:
 
     def _job_body(self, job: Job) -> dict:
         return {'goal_id': job.goal_id, 'skill': job.skill, 'state': job.state,
+                'lane': self.config.skills[job.skill].lane,
                 'feedback': job.feedback, 'feedback_count': job.feedback_count,
                 'result': job.result, 'started_at': round(job.started_at, 3)}
 
@@ -353,42 +355,3 @@ class SkillTools:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-
-class _ProgressPump:
-    """MCP progress for one call: every feedback, and a keep-alive while none comes.
-
-    Progress must increase, so it counts reports; clients time out silent calls (often after
-    60 s), so a quiet goal still reports every `interval_s`.
-    """
-
-    def __init__(self, report: ReportProgress, skill: str, interval_s: float) -> None:
-        self._report = report
-        self._skill = skill
-        self._interval = interval_s
-        self._count = 0
-        self._pending: asyncio.Queue = asyncio.Queue()
-        self._started = time.monotonic()
-
-    def feedback(self, feedback: Any) -> None:
-        self._pending.put_nowait((False, f'{self._skill}: {describe_feedback(feedback)}'))
-
-    def note(self, message: str) -> None:
-        self._pending.put_nowait((True, message))
-
-    async def run(self) -> None:
-        while True:
-            try:
-                is_note, message = await asyncio.wait_for(self._pending.get(), self._interval)
-            except asyncio.TimeoutError:
-                is_note, message = False, (f'{self._skill}: still running '
-                                           f'({time.monotonic() - self._started:.0f} s)')
-            # Coalesce a burst of feedback into one notification; a note (such as the
-            # acceptance, which names the goal id) is never replaced by later feedback.
-            while not is_note and not self._pending.empty():
-                is_note, message = self._pending.get_nowait()
-            self._count += 1
-            try:
-                await self._report(float(self._count), None, message)
-            except Exception:  # the client went away: the call itself will be cancelled
-                return

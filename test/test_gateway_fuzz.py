@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import Any
+from typing import Any, Optional
 
 import anyio
 import anyio.from_thread
@@ -48,12 +48,17 @@ ANY_JSON = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4)
                         max_leaves=12)
 
 
-def from_schema(schema: dict) -> st.SearchStrategy:
+def from_schema(schema: dict, root: Optional[dict] = None) -> st.SearchStrategy:
     """Values valid for the subset of JSON Schema the gateway's tools use."""
+    root = schema if root is None else root
+    if '$ref' in schema:  # '#/$defs/<name>': repeated message types are written once
+        return from_schema(root['$defs'][schema['$ref'].rsplit('/', 1)[1]], root)
+    if 'const' in schema:
+        return st.just(schema['const'])
     if 'enum' in schema:
         return st.sampled_from(schema['enum'])
     if 'anyOf' in schema:
-        return st.one_of([from_schema(s) for s in schema['anyOf']])
+        return st.one_of([from_schema(s, root) for s in schema['anyOf']])
     kind = schema.get('type')
     if kind == 'boolean':
         return st.booleans()
@@ -70,7 +75,7 @@ def from_schema(schema: dict) -> st.SearchStrategy:
                                      blacklist_categories=('Cs',)),
                        max_size=min(schema.get('maxLength', 16), 16))
     if kind == 'array':
-        return st.lists(from_schema(schema['items']), min_size=schema.get('minItems', 0),
+        return st.lists(from_schema(schema['items'], root), min_size=schema.get('minItems', 0),
                         max_size=min(schema.get('maxItems', 4), 4))
     if kind == 'object':
         properties = schema.get('properties', {})
@@ -78,8 +83,9 @@ def from_schema(schema: dict) -> st.SearchStrategy:
         if not properties:
             return st.just({})
         return st.fixed_dictionaries(
-            {k: from_schema(v) for k, v in properties.items() if k in required},
-            optional={k: from_schema(v) for k, v in properties.items() if k not in required})
+            {k: from_schema(v, root) for k, v in properties.items() if k in required},
+            optional={k: from_schema(v, root) for k, v in properties.items()
+                      if k not in required})
     return ANY_JSON
 
 

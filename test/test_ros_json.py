@@ -15,6 +15,7 @@ import functools
 import importlib
 import json
 import math
+import re
 from typing import Any
 
 import builtin_interfaces.msg
@@ -28,8 +29,21 @@ from rosidl_parser import definition as idl
 
 import test_msgs.action as actions
 import test_msgs.msg as msgs
-from mcp_gateway.ros_json import ArgumentError, action_schemas, message_schema, to_json, \
-    to_message
+from mcp_gateway import ros_json, ros_schema
+from mcp_gateway.ros_json import ArgumentError, Limits, to_json
+
+# Most tests use the widest limits (non-finite floats allowed, no array bound) so that every
+# value `to_json` produces converts back; the skill limits have tests of their own.
+ALL = Limits(allow_non_finite=True)
+
+
+def to_message(msg_class: Any, value: Any, path: str = '', limits: Limits = ALL) -> Any:
+    return ros_json.to_message(msg_class, value, path, limits)
+
+
+def message_schema(msg_class: Any, limits: Limits = ALL) -> dict[str, Any]:
+    return ros_schema.message_schema(msg_class, limits)
+
 
 MESSAGE_TYPES = [
     msgs.BasicTypes, msgs.Arrays, msgs.BoundedSequences, msgs.UnboundedSequences,
@@ -99,11 +113,18 @@ def test_integer_fields_have_the_exact_bounds_of_their_width(field):
 
 
 @pytest.mark.parametrize('field,limit', [('float32_value', FLT_MAX), ('float64_value', DBL_MAX)])
-def test_floats_are_bounded_numbers_or_non_finite_strings(field, limit):
+def test_floats_are_numbers_or_non_finite_strings_where_allowed(field, limit):
     prop = message_schema(msgs.BasicTypes)['properties'][field]
     number, names = prop['anyOf']
-    assert number == {'type': 'number', 'minimum': -limit, 'maximum': limit}
+    bounds = {'minimum': -limit, 'maximum': limit} if limit == FLT_MAX else {}
+    assert number == {'type': 'number', **bounds}
     assert names == {'enum': ['NaN', 'Infinity', '-Infinity']}
+    finite = message_schema(msgs.BasicTypes, Limits())['properties'][field]
+    assert {k: v for k, v in finite.items() if k != 'description'} == number
+    for text in ('NaN', 'Infinity', '-Infinity'):
+        with pytest.raises(ArgumentError, match='does not accept NaN') as error:
+            to_message(msgs.BasicTypes, {field: text}, limits=Limits())
+        assert error.value.field == field
     assert to_json(to_message(msgs.BasicTypes, {field: limit}))[field] == limit
     with pytest.raises(ArgumentError, match=field):
         to_message(msgs.BasicTypes, {field: math.nextafter(limit, math.inf)})
@@ -226,10 +247,12 @@ def test_time_and_duration_are_sec_nanosec_objects(field, kind):
     assert prop['additionalProperties'] is False
     sec, nanosec = prop['properties']['sec'], prop['properties']['nanosec']
     assert (sec['minimum'], sec['maximum']) == (-2 ** 31, 2 ** 31 - 1)
-    assert (nanosec['minimum'], nanosec['maximum']) == (0, 2 ** 32 - 1)
-    assert prop['default'] == {'sec': 0, 'nanosec': 0}
+    assert (nanosec['minimum'], nanosec['maximum']) == (0, 999_999_999)
     message = to_message(msgs.Builtins, {field: {'sec': -5, 'nanosec': 999_999_999}})
     assert (getattr(message, field).sec, getattr(message, field).nanosec) == (-5, 999_999_999)
+    with pytest.raises(ArgumentError, match='must be below 1e9') as error:
+        to_message(msgs.Builtins, {field: {'sec': 0, 'nanosec': 1_000_000_000}}, 'goal')
+    assert error.value.field == f'goal.{field}.nanosec'
 
 
 def test_declared_defaults_appear_in_the_schema():
@@ -243,13 +266,13 @@ def test_declared_defaults_appear_in_the_schema():
     assert arrays['int64_values_default']['default'] == [0, 2 ** 63 - 1, -2 ** 63]
     assert arrays['byte_values_default']['default'] == [0, 1, 255]
     assert arrays['string_values_default']['default'] == ['', 'max value', 'min value']
-    assert arrays['defaults_values']['default'][2]['int8_value'] == -50
+    assert 'default' not in arrays['int32_values']  # zero/empty defaults go unsaid
     strings = message_schema(msgs.Strings)['properties']
     assert strings['bounded_string_value_default1']['default'] == 'Hello world!'
 
 
 @pytest.mark.parametrize('msg_class', MESSAGE_TYPES, ids=type_id)
-def test_schema_is_valid_and_every_property_has_a_valid_default(msg_class):
+def test_schema_is_valid_and_every_stated_default_is_the_real_one(msg_class):
     schema = message_schema(msg_class)
     Validator.check_schema(schema)
     for sub in walk_schemas(schema):
@@ -257,19 +280,30 @@ def test_schema_is_valid_and_every_property_has_a_valid_default(msg_class):
             assert sub['additionalProperties'] is False
             assert 'required' not in sub  # every ROS field has a default
             for prop in sub['properties'].values():
-                assert 'default' in prop
-                assert Validator(prop).is_valid(prop['default'])
-    defaults = {name: prop['default'] for name, prop in schema['properties'].items()}
-    assert defaults == to_json(msg_class())
+                assert prop['description']
+                if 'default' in prop:
+                    assert Validator(prop).is_valid(prop['default'])
+                    assert not ros_schema.is_zero(prop['default'])
+    real = to_json(msg_class())
+    for name, prop in schema['properties'].items():
+        if 'default' in prop:
+            assert prop['default'] == real[name]
+        elif prop.get('type') != 'object':
+            assert ros_schema.is_zero(real[name]), name
     assert to_message(msg_class, {}) == msg_class()
     json.dumps(schema, allow_nan=False)
 
 
-def test_action_schemas_are_goal_result_feedback():
-    goal, result, feedback = action_schemas(actions.Fibonacci)
+def test_action_message_schemas_name_their_type_and_use_the_interface_comments():
+    goal = message_schema(actions.Fibonacci.Goal)
     assert goal['properties']['order']['maximum'] == 2 ** 31 - 1
+    assert goal['properties']['order']['description'].startswith('int32')
+    result = message_schema(actions.Fibonacci.Result)
     assert result['properties']['sequence']['items']['type'] == 'integer'
+    feedback = message_schema(actions.Fibonacci.Feedback)
     assert feedback['description'] == 'test_msgs/action/Fibonacci_Feedback'
+    duration = message_schema(builtin_interfaces.msg.Duration)['properties']['nanosec']
+    assert 'Nanoseconds component' in duration['description']  # from Duration.msg
 
 
 # ---------------------------------------------------------------------------------------
@@ -385,7 +419,10 @@ def valid_basic_json(typename: str) -> st.SearchStrategy:
 
 def valid_message_json(msg_class: Any) -> st.SearchStrategy:
     fields = zip(msg_class.get_fields_and_field_types(), msg_class.SLOT_TYPES)
-    return st.fixed_dictionaries({}, optional={name: valid_json(slot) for name, slot in fields})
+    optional = {name: valid_json(slot) for name, slot in fields}
+    if msg_class in (builtin_interfaces.msg.Time, builtin_interfaces.msg.Duration):
+        optional['nanosec'] = st.integers(0, 999_999_999)  # normalized: below 1e9
+    return st.fixed_dictionaries({}, optional=optional)
 
 
 def assert_matches(produced: Any, given_value: Any, where: str = '') -> None:
@@ -443,9 +480,12 @@ ANY_JSON = st.recursive(
 
 
 def has_non_json(value: Any) -> bool:
-    """NaN/Infinity floats or lone surrogates: not JSON, and beyond what a schema can say."""
+    """NaN/Infinity floats or lone surrogates: not JSON, and beyond what a schema can say;
+    integers beyond a double's range (a double's schema is a plain `number`)."""
     if isinstance(value, float):
         return not math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) > DBL_MAX
     if isinstance(value, str):
         return any('\ud800' <= c <= '\udfff' for c in value)
     if isinstance(value, dict):
@@ -536,3 +576,37 @@ def test_one_bad_value_deep_inside_is_found_at_its_path(msg_class, data):
     if error is not None:
         where = dotted('goal', path)
         assert error.field == where or error.field.startswith((where + '.', where + '['))
+
+
+# ---------------------------------------------------------------------------------------
+# compaction: the published schema ($defs for repeated types) says what the inlined one says
+
+
+@functools.cache
+def compact_validator_of(msg_class: Any) -> jsonschema.protocols.Validator:
+    return jsonschema.Draft7Validator(ros_schema.skill_schema(msg_class, ALL))
+
+
+@pytest.mark.parametrize('msg_class', MESSAGE_TYPES, ids=type_id)
+def test_compact_schema_refers_only_to_its_own_defs(msg_class):
+    schema = ros_schema.skill_schema(msg_class, ALL)
+    jsonschema.Draft7Validator.check_schema(schema)
+    refs = set(re.findall(r'"#/\$defs/([^"]+)"', json.dumps(schema)))
+    assert refs == set(schema.get('$defs', {}))
+    assert 'x-ros' not in json.dumps(schema)  # build-time marks are never published
+
+
+@pytest.mark.parametrize('msg_class', SMALL_TYPES, ids=type_id)
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_compact_and_inlined_schemas_agree(msg_class, data):
+    base = data.draw(valid_message_json(msg_class))
+    value = base
+    if data.draw(st.booleans()):
+        value = replaced(base, data.draw(st.sampled_from(value_paths(base))),
+                         data.draw(st.sampled_from(NEAR_MISSES) | ANY_JSON))
+    if has_non_json(value):
+        return
+    assert compact_validator_of(msg_class).is_valid(value) == \
+        validator_of(msg_class).is_valid(value)

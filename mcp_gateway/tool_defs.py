@@ -1,0 +1,134 @@
+"""What the gateway's tools look like in tools/list: descriptions, input and output schemas.
+
+Every tool declares an outputSchema built by `results.output_schema`, so each body it can
+return (success, busy, invalid arguments, aborted, canceled, lane manager unavailable,
+internal error) conforms: clients on the TypeScript SDK reject a result that does not.
+Descriptions are sentences a model can act on; the lane and its busy policy are said there
+and in `_meta`.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import mcp_types as types
+
+from lane_manager.config import LaneConfig, SkillConfig
+from mcp_gateway.results import nullable, output_schema
+from mcp_gateway.ros_json import Limits, MessageClass
+from mcp_gateway.ros_schema import skill_schema
+
+LANE_META_KEY = 'lane'
+OBJECT_NO_EXTRA: dict[str, Any] = {'type': 'object', 'additionalProperties': False}
+GOAL_STATUSES = ['succeeded', 'aborted', 'canceled']
+_READ_ONLY = {'readOnlyHint': True, 'destructiveHint': False, 'idempotentHint': True,
+              'openWorldHint': False}
+_STRING = {'type': 'string'}
+_LANE_OR_NULL = {'type': ['string', 'null']}
+
+
+def skill_output_schema(result_class: MessageClass) -> dict[str, Any]:
+    """A skill tool's outputSchema: the goal's end (its Result, or null when the driver gave
+    none) or the error envelope."""
+    result = skill_schema(result_class, Limits(allow_non_finite=True))
+    defs = result.pop('$defs', None)
+    return output_schema({
+        'status': {'type': 'string', 'enum': GOAL_STATUSES},
+        'goal_id': _STRING, 'skill': _STRING, 'lane': _LANE_OR_NULL,
+        'result': nullable(result),
+    }, ['status', 'goal_id', 'result'], defs)
+
+
+def skill_tool(name: str, skill: SkillConfig, lane: Optional[LaneConfig],
+               input_schema: dict[str, Any], result_class: MessageClass) -> types.Tool:
+    """The MCP tool of one configured skill."""
+    meta: dict[str, Any] = {'skill_lanes/action_type': skill.action_type}
+    description = skill.description.strip() or f'Run the {name} skill ({skill.action_type}).'
+    if not description.endswith('.'):
+        description += '.'
+    if lane is not None:
+        meta[LANE_META_KEY] = skill.lane
+        meta['skill_lanes/policy'] = lane.policy
+        description += (f" It runs in lane '{skill.lane}', where one goal runs at a time; "
+                        + {'queue': 'a call made while the lane is busy waits its turn.',
+                           'reject': 'a call made while the lane is busy is refused with '
+                                     'error "operation_busy" and data.retry_after_ms.',
+                           'preempt': 'a new call cancels the running goal and takes over.'
+                           }[lane.policy])
+    description += (' It answers when the goal ends: status succeeded, aborted or canceled, '
+                    'with the driver\'s result (null when the driver gave none).')
+    hints = skill.hints
+    return types.Tool.model_validate({
+        'name': name,
+        'description': description,
+        'inputSchema': input_schema,
+        'outputSchema': skill_output_schema(result_class),
+        'annotations': {'readOnlyHint': hints.read_only, 'destructiveHint': hints.destructive,
+                        'idempotentHint': hints.idempotent, 'openWorldHint': hints.open_world},
+        '_meta': meta,
+    })
+
+
+def builtin_tools(skill_names: list[str], lane_names: list[str]) -> list[types.Tool]:
+    """The gateway's own tools: lanes, operator actions and job handles."""
+    lane_arg = {'type': 'string', 'enum': lane_names}
+    job = output_schema({
+        'goal_id': _STRING, 'skill': _STRING, 'lane': _LANE_OR_NULL,
+        'state': {'type': 'string', 'description': 'sending, accepted, succeeded, aborted, '
+                                                   'canceled, refused or failed'},
+        'feedback': {}, 'feedback_count': {'type': 'integer'},
+        'result': nullable({'type': 'object',
+                            'description': "the skill tool's answer, once the goal ended"}),
+        'started_at': {'type': 'number'},
+    }, ['goal_id', 'skill', 'state'])
+    return [types.Tool.model_validate(tool) for tool in [
+        {'name': 'lanes_status',
+         'description': 'Show every lane: which goal holds it, what waits in its queue, and '
+                        'recent refusals and endings with their reasons. Read-only.',
+         'inputSchema': {**OBJECT_NO_EXTRA, 'properties': {}},
+         'outputSchema': output_schema({'lanes': {'type': 'object'}, 'stamp': {}}, ['lanes']),
+         'annotations': _READ_ONLY},
+        {'name': 'lane_stop',
+         'description': 'Stop button for one lane: cancel every goal in it, running and '
+                        'queued, whoever sent it. Each stopped goal ends naming lane_stop.',
+         'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['lane'],
+                         'properties': {'lane': lane_arg}},
+         'outputSchema': output_schema({
+             'lane': _STRING, 'stopped': {'type': 'boolean'},
+             'cancelled': {'type': ['integer', 'null']}, 'detail': _STRING}, ['lane']),
+         'annotations': {'readOnlyHint': False, 'destructiveHint': False,
+                         'idempotentHint': True, 'openWorldHint': True}},
+        {'name': 'lane_release',
+         'description': 'Operator action: free a lane that stays held because a driver never '
+                        'confirmed that its goal ended. Only with force true, and only once '
+                        'you know the robot is safe: the goal may still be running.',
+         'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['lane', 'force'], 'properties': {
+             'lane': lane_arg,
+             'force': {'const': True, 'description': 'must be true: you take responsibility'},
+         }},
+         'outputSchema': output_schema({'lane': _STRING, 'released': {'type': 'boolean'},
+                                        'detail': _STRING}, ['lane', 'released']),
+         'annotations': {'readOnlyHint': False, 'destructiveHint': True,
+                         'idempotentHint': True, 'openWorldHint': True}},
+        {'name': 'skill_start',
+         'description': 'Start a skill and get its goal id at once, for clients whose '
+                        'request timeout is shorter than the skill; follow the goal with '
+                        'skill_status and stop it with skill_cancel.',
+         'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['skill'], 'properties': {
+             'skill': {'type': 'string', 'enum': skill_names},
+             'arguments': {'type': 'object', 'default': {},
+                           'description': "the skill tool's arguments"}}},
+         'outputSchema': job,
+         'annotations': {'destructiveHint': True, 'openWorldHint': True}},
+        {'name': 'skill_status',
+         'description': 'Get the state, last feedback and, once it ended, the answer of a goal '
+                        'started with skill_start.',
+         'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['goal_id'],
+                         'properties': {'goal_id': _STRING}},
+         'outputSchema': job, 'annotations': _READ_ONLY},
+        {'name': 'skill_cancel',
+         'description': 'Cancel a goal started with skill_start and return its state.',
+         'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['goal_id'],
+                         'properties': {'goal_id': _STRING}},
+         'outputSchema': job,
+         'annotations': {'destructiveHint': False, 'idempotentHint': True}},
+    ]]
