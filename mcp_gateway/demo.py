@@ -174,6 +174,7 @@ def print_client_configs(config: str, host: str, port: int, env: dict[str, str])
     url = f'http://{host}:{port}/mcp'
     flags = ' '.join(f'-e {key}={value}' for key, value in stdio_env.items())
     say(f'\nMCP over HTTP (this stack, while it runs): {url}')
+    say(f'Lane view (open in a browser): http://{host}:{port}/lanes')
     say(f'Claude Code (HTTP):   claude mcp add --transport http skill_lanes {url}')
     say(f'Claude Code (stdio):  claude mcp add skill_lanes {flags} -- {python} -m mcp_gateway')
     say(f'MCP Inspector (stdio): npx @modelcontextprotocol/inspector {flags} '

@@ -5,5 +5,39 @@ benches, the soak and the demo.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
 from skill_lanes_testing.processes import (PYTHON, ROOT, ManagedProcess,  # noqa: F401
                                            ProcessGroup, wait_until)
+from skill_lanes_testing.stack import start_sim_robot
+
+
+@contextmanager
+def sim_robot_client(config_file: str | Path, namespace: str, lane_manager_name: str,
+                     skills: Sequence[str], stats_lane: str,
+                     group: Optional[ProcessGroup] = None) -> Iterator[Any]:
+    """sim_driver + lane_manager as processes and a RosTestClient that sees both.
+
+    The fixture several test modules need: the robot up, the lane manager's servers
+    discovered by this process, every driver seen by the lane manager, and the simulated
+    driver's counters arriving (so a test can judge at the drivers). Yields the client;
+    stops the processes (of `group`, if given) on the way out.
+    """
+    from ros_client import RosTestClient
+    group = group if group is not None else ProcessGroup()
+    client = None
+    try:
+        start_sim_robot(group, config_file,
+                        lane_manager_args=('--ros-args', '-r', f'__node:={lane_manager_name}'))
+        client = RosTestClient(namespace=namespace)
+        client.wait_for_skills(*skills)
+        client.wait_state(lambda s: all(v['driver_available'] for v in s['skills'].values()),
+                          20, what='the lane manager to see every driver')
+        client.wait_stats(lambda s: stats_lane in s['lanes'], what='sim driver stats')
+        yield client
+    finally:
+        if client is not None:
+            client.close()
+        group.stop_all()

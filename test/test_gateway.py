@@ -26,7 +26,7 @@ from mcp import Client, StdioServerParameters
 
 from lane_manager.config import load_config
 from ros_client import RosTestClient
-from support import PYTHON, ROOT, ProcessGroup, wait_until
+from support import PYTHON, ROOT, ProcessGroup, sim_robot_client, wait_until
 
 NAMESPACE = '/gw_test_lm'
 ABSENT_NAMESPACE = '/gw_test_absent_lm'
@@ -206,26 +206,9 @@ def config_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope='module')
 def stack(config_file, rclpy_context):
     """sim_driver + lane_manager processes and a test ROS client, for this module."""
-    group = ProcessGroup()
-    client = None
-    try:
-        sim = group.python('lane_manager.sim_driver', '--config', str(config_file),
-                           name='gw_sim_driver')
-        manager = group.python('lane_manager.node', '--config', str(config_file),
-                               '--ros-args', '-r', '__node:=gw_test_lane_manager',
-                               name='gw_lane_manager')
-        sim.wait_for_output('sim_driver ready')
-        manager.wait_for_output('lane_manager ready')
-        client = RosTestClient(namespace=NAMESPACE)
-        client.wait_for_skills('navigate', 'grasp', 'arm_move')
-        client.wait_state(lambda s: all(v['driver_available'] for v in s['skills'].values()),
-                          20, what='the lane manager to see every driver')
-        client.wait_stats(lambda s: 'motion' in s['lanes'], what='sim driver stats')
+    with sim_robot_client(config_file, NAMESPACE, 'gw_test_lane_manager',
+                          ('navigate', 'grasp', 'arm_move'), 'motion') as client:
         yield client
-    finally:
-        if client is not None:
-            client.close()
-        group.stop_all()
 
 
 @pytest.fixture(scope='module')

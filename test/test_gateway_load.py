@@ -16,8 +16,7 @@ import textwrap
 import anyio
 import pytest
 
-from ros_client import RosTestClient
-from support import ProcessGroup
+from support import sim_robot_client
 from test_gateway import run, stdio_gateway, write_config
 
 NAMESPACE = '/gw_load_lm'
@@ -42,26 +41,9 @@ CONFIG = textwrap.dedent(f"""
 @pytest.fixture(scope='module')
 def robot(tmp_path_factory, rclpy_context):
     config_file = write_config(tmp_path_factory.mktemp('gw_load'), CONFIG)
-    group = ProcessGroup()
-    client = None
-    try:
-        sim = group.python('lane_manager.sim_driver', '--config', str(config_file),
-                           name='gwl_sim_driver')
-        manager = group.python('lane_manager.node', '--config', str(config_file),
-                               '--ros-args', '-r', '__node:=gw_load_lane_manager',
-                               name='gwl_lane_manager')
-        sim.wait_for_output('sim_driver ready')
-        manager.wait_for_output('lane_manager ready')
-        client = RosTestClient(namespace=NAMESPACE)
-        client.wait_for_skills('tick', 'poke')
-        client.wait_state(lambda s: all(v['driver_available'] for v in s['skills'].values()),
-                          20, what='the lane manager to see every driver')
-        client.wait_stats(lambda s: 'conveyor' in s['lanes'], what='sim driver stats')
+    with sim_robot_client(config_file, NAMESPACE, 'gw_load_lane_manager', ('tick', 'poke'),
+                          'conveyor') as client:
         yield config_file, client
-    finally:
-        if client is not None:
-            client.close()
-        group.stop_all()
 
 
 def test_500_concurrent_calls_on_one_stdio_session_each_get_their_real_answer(robot):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ros_client import RosTestClient
-from support import PYTHON, ROOT, ProcessGroup
+from support import PYTHON, ROOT, ProcessGroup, sim_robot_client
 from test_gateway import free_port, gateway_env, write_config
 
 NAMESPACE = '/ts_test_lm'
@@ -72,26 +72,9 @@ def config_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope='module')
 def stack(config_file, rclpy_context):
-    group = ProcessGroup()
-    client = None
-    try:
-        sim = group.python('lane_manager.sim_driver', '--config', str(config_file),
-                           name='ts_sim_driver')
-        manager = group.python('lane_manager.node', '--config', str(config_file),
-                               '--ros-args', '-r', '__node:=ts_test_lane_manager',
-                               name='ts_lane_manager')
-        sim.wait_for_output('sim_driver ready')
-        manager.wait_for_output('lane_manager ready')
-        client = RosTestClient(namespace=NAMESPACE)
-        client.wait_for_skills('navigate', 'grasp', 'arm_move')
-        client.wait_state(lambda s: all(v['driver_available'] for v in s['skills'].values()),
-                          20, what='the lane manager to see every driver')
-        client.wait_stats(lambda s: 'arm' in s['lanes'], what='sim driver stats')
+    with sim_robot_client(config_file, NAMESPACE, 'ts_test_lane_manager',
+                          ('navigate', 'grasp', 'arm_move'), 'arm') as client:
         yield client
-    finally:
-        if client is not None:
-            client.close()
-        group.stop_all()
 
 
 def run_scenarios(options: dict) -> dict[str, dict]:
