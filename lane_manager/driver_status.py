@@ -78,7 +78,7 @@ class DriverView:
         return True
 
     def snapshot(self) -> dict:
-        return {'status_known': self.presence is not Presence.UNKNOWN,
+        return {'status_known': self.presence is Presence.KNOWN,
                 'reachable': self.reachable and self.presence is not Presence.GONE,
                 'present': self.presence is not Presence.GONE,
                 'active_goals': sorted(self.active)}

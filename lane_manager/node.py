@@ -50,6 +50,8 @@ from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
 from lane_manager.runtime import config_argument_parser, parse_args, resolve_config, run_node
 
 SHUTDOWN_CANCEL_WAIT_S = 2.0
+# A driver not seen on the graph this long after start is gone (discovery can take 2.6 s).
+STARTUP_DISCOVERY_S = 4.0
 CANCELING_WAIT_STEPS = 100  # x 10 ms
 
 STATUS_TO_OUTCOME = {
@@ -150,7 +152,9 @@ class LaneManager(Node):
             self._links[name] = link
             if skill.driver not in self._driver_links:
                 self._driver_links[skill.driver] = link
-                self._off_graph_since[skill.driver] = self._started_at
+                # Never seen yet: gone only once discovery has had its time too.
+                self._off_graph_since[skill.driver] = self._started_at + max(
+                    0.0, STARTUP_DISCOVERY_S - settings.driver_lost_s)
                 self.create_subscription(
                     GoalStatusArray, f'{skill.driver}/_action/status',
                     partial(self._on_driver_status, skill.driver),
@@ -290,10 +294,16 @@ class LaneManager(Node):
                 if caller is not None:
                     self._ensure_executing(caller)
             elif isinstance(action, Notice):
-                log = {'warn': self.get_logger().warning,
-                       'error': self.get_logger().error}.get(action.level,
-                                                             self.get_logger().info)
-                log(action.text)
+                self._log_notice(action)
+
+    def _log_notice(self, notice: Notice) -> None:
+        # rclpy wants one severity per call site: one call per level.
+        if notice.level == 'error':
+            self.get_logger().error(notice.text)
+        elif notice.level == 'warn':
+            self.get_logger().warning(notice.text)
+        else:
+            self.get_logger().info(notice.text)
 
     @staticmethod
     def _ensure_executing(caller: CallerGoal) -> None:
