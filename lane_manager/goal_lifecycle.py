@@ -28,6 +28,8 @@ from typing import Any, Optional, Union
 ACTIVE_STATUSES = frozenset({1, 2, 3})      # action_msgs GoalStatus ACCEPTED/EXECUTING/CANCELING
 TERMINAL_STATUSES = frozenset({4, 5, 6})    # SUCCEEDED/CANCELED/ABORTED
 CANCEL_REPEAT_S = 1.0                       # an unhonoured cancel is re-sent this often
+RESULT_WAIT_S = 2.0                         # a result this late after the driver's terminal
+TERMINAL_OUTCOMES = {4: 'succeeded', 5: 'canceled', 6: 'aborted'}  # status: end without it
 
 
 class Phase(str, enum.Enum):
@@ -93,6 +95,7 @@ class DriverGoal:
         self.caller_ended = caller_goal_id is None
         self.seen_active = phase in (Phase.ADOPTED, Phase.EXTERNAL)
         self.why: Optional[str] = None   # why it still holds its lane (operator text)
+        self.status_end: Optional[tuple[str, float]] = None  # (outcome, when) per its status
 
     # ------------------------------------------------------------ queries
     @property
@@ -178,7 +181,10 @@ class DriverGoal:
         confirmed_gone = code in TERMINAL_STATUSES or (code is None and self.seen_active)
         if confirmed_gone and self.caller_ended:
             self._move(Phase.ENDED, now)
-        # A caller still waiting gets its end from the result, which carries the Result.
+        elif confirmed_gone and self.status_end is None:
+            # A caller still waiting gets its end from the result, which carries the Result;
+            # if that never comes, from this status (tick, after RESULT_WAIT_S).
+            self.status_end = (TERMINAL_OUTCOMES.get(code, 'aborted'), now)
         return []
 
     def cancel(self, reason: str, now: float) -> list[Action]:
@@ -199,6 +205,12 @@ class DriverGoal:
         return []
 
     def tick(self, now: float, response_s: float) -> list[Action]:
+        if self.status_end is not None and not self.ended \
+                and now - self.status_end[1] >= RESULT_WAIT_S:
+            outcome = self.status_end[0]
+            self._move(Phase.ENDED, now)
+            return self._end_caller(outcome, (
+                f'driver {self.driver} reported the goal {outcome} but sent no result'))
         if self.phase is Phase.SENT and self.sent_at is not None \
                 and now - self.sent_at >= response_s:
             self._move(Phase.UNCONFIRMED, now)
