@@ -77,6 +77,8 @@ class SimSkillConfig(_Strict):
     """How the simulated driver behaves for one skill."""
 
     duration_s: float = Field(1.0, ge=0)
+    duration_max_s: Optional[float] = Field(
+        None, ge=0, description='if set, each goal runs a random time in [duration_s, this]')
     feedback_hz: float = Field(5.0, ge=0)
     outcome: Literal['succeed', 'abort', 'reject', 'hang', 'ignore_cancel', 'absent',
                      'accept_cancel_but_run'] = 'succeed'

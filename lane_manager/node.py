@@ -22,14 +22,13 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, Optional, Sequence
 
 from action_msgs.msg import GoalStatus, GoalStatusArray
 from action_msgs.srv import CancelGoal
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action import CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -40,6 +39,7 @@ from std_srvs.srv import Trigger
 from unique_identifier_msgs.msg import UUID
 
 from lane_manager.action_link import ActionServerLink
+from lane_manager.caller_side import CallerGoal, Outcome, GoalIdActionServer, goal_id_text
 from lane_manager.config import Config, import_action_type
 from lane_manager.diagnostics import lane_diagnostics
 from lane_manager.driver_status import Presence
@@ -48,6 +48,7 @@ from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, lane_ser
                                      lane_state_topic, skill_server_name)
 from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
 from lane_manager.runtime import config_argument_parser, parse_args, resolve_config, run_node
+from lane_manager.status_wire import decode_status_array
 
 SHUTDOWN_CANCEL_WAIT_S = 2.0
 # A driver not seen on the graph this long after start is gone (discovery can take 2.6 s).
@@ -59,62 +60,6 @@ STATUS_TO_OUTCOME = {
     GoalStatus.STATUS_CANCELED: 'canceled',
     GoalStatus.STATUS_ABORTED: 'aborted',
 }
-
-
-def goal_id_text(uuid_msg: Any) -> str:
-    """The goal id as the canonical UUID string, the same in every process."""
-    return str(uuid.UUID(bytes=bytes(uuid_msg.uuid)))
-
-
-@dataclass
-class Outcome:
-    """How a goal ended towards its caller."""
-
-    status: str                      # 'succeeded' | 'aborted' | 'canceled'
-    result: Any = None               # the driver's Result message, or None: it gave none
-    reason: Optional[str] = None
-
-
-class CallerGoal:
-    """The ROS handles of one caller's goal. Its lifecycle lives in the keeper."""
-
-    def __init__(self, goal_id: str, skill: str, goal: Any) -> None:
-        self.goal_id = goal_id
-        self.skill = skill
-        self.goal = goal
-        self.goal_handle: Optional[ServerGoalHandle] = None
-        self.finished: Future = Future()
-        self.executing = False           # goal_handle.execute() called (or due once it exists)
-        self.caller_canceled = False
-
-    @property
-    def done(self) -> bool:
-        return self.finished.done()
-
-
-class _GoalIdActionServer(ActionServer):
-    """An ActionServer whose goal callback can learn the goal id.
-
-    rclpy hands the goal callback only the goal message, but a refusal must be published
-    keyed by goal id (a rejection carries no reason in ROS). `execute` is the Waitable entry
-    point that sees the whole request, so it records which id each goal message belongs to.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.goal_ids: dict[int, str] = {}
-        super().__init__(*args, **kwargs)
-
-    async def execute(self, taken_data) -> None:
-        request = taken_data.get('goal')
-        if request is not None:
-            goal_request = request[1]
-            self.goal_ids[id(goal_request.goal)] = goal_id_text(goal_request.goal_id)
-            try:
-                await super().execute(taken_data)
-            finally:
-                self.goal_ids.pop(id(goal_request.goal), None)
-        else:
-            await super().execute(taken_data)
 
 
 class LaneManager(Node):
@@ -138,7 +83,7 @@ class LaneManager(Node):
         namespace = settings.namespace
         self._links: dict[str, ActionServerLink] = {}         # per skill
         self._driver_links: dict[str, ActionServerLink] = {}  # per driver (its first skill)
-        self._servers: dict[str, _GoalIdActionServer] = {}
+        self._servers: dict[str, GoalIdActionServer] = {}
         self._action_types: dict[str, Any] = {}
         self._driver_available: dict[str, bool] = {}
         self._off_graph_since: dict[str, float] = {}
@@ -158,8 +103,8 @@ class LaneManager(Node):
                 self.create_subscription(
                     GoalStatusArray, f'{skill.driver}/_action/status',
                     partial(self._on_driver_status, skill.driver),
-                    qos_profile_action_status_default, callback_group=self._group)
-            self._servers[name] = _GoalIdActionServer(
+                    qos_profile_action_status_default, callback_group=self._group, raw=True)
+            self._servers[name] = GoalIdActionServer(
                 self, action_type, self.server_names[name],
                 execute_callback=partial(self._execute, name),
                 goal_callback=partial(self._on_goal_request, name),
@@ -354,11 +299,14 @@ class LaneManager(Node):
                                                    time.monotonic()))
             self._publish_state()
 
-    def _on_driver_status(self, driver: str, msg: GoalStatusArray) -> None:
-        statuses = {goal_id_text(s.goal_info.goal_id): s.status for s in msg.status_list}
+    def _on_driver_status(self, driver: str, data: bytes) -> None:
+        """A driver's own status list (raw CDR: see lane_manager/status_wire.py)."""
+        statuses = decode_status_array(data)
         with self._lock:
-            self._apply(self._keeper.driver_status(driver, statuses, time.monotonic()))
-            self._publish_state()
+            actions = self._keeper.driver_status(driver, statuses, time.monotonic())
+            self._apply(actions)
+            if actions:  # a status that changes nothing waits for the periodic state
+                self._publish_state()
 
     def _cancel_at_driver(self, action: CancelGoalAtDriver) -> None:
         self.get_logger().info(
