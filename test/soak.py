@@ -119,7 +119,8 @@ class Soak:
         self.manager = Proc('lane_manager', ['-m', 'lane_manager.node', *cfg], self.env, self.dir)
         self.monitor_out = self.dir / 'monitor.json'
         self.monitor = Proc('monitor', [str(Path(__file__).resolve()), '--monitor',
-                                        str(self.monitor_out), *cfg], self.env, self.dir)
+                                        str(self.monitor_out), '--seconds',
+                                        str(seconds + 3.0), *cfg], self.env, self.dir)
         self.http_port = http_port
         self.http = Proc('gateway_http', ['-m', 'mcp_gateway', *cfg, '--transport', 'http',
                                           '--port', str(http_port)], self.env, self.dir)
@@ -240,7 +241,7 @@ class Soak:
                 'lost_examples': self.lost_examples[:5], 'logs': str(self.dir)}
 
 
-def monitor(out_path: str, config_path: str) -> int:
+def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
     """Watch lane state and sim stats until SIGINT; write the invariant counts as JSON."""
     import rclpy
     from rclpy.signals import SignalHandlerOptions
@@ -262,6 +263,7 @@ def monitor(out_path: str, config_path: str) -> int:
     from test_msgs.action import Fibonacci
     bypass = ActionClient(node, Fibonacci, '/soak/survey')
     next_bypass = time.monotonic() + BYPASS_EVERY_S
+    bypass_until = time.monotonic() + bypass_for_s - 10.0  # none during the drain
     orphan_since: dict[str, float] = {}
     flagged: set = set()
 
@@ -288,7 +290,7 @@ def monitor(out_path: str, config_path: str) -> int:
             orphan_since.clear()  # a process is down: nothing fresh to compare
             continue
         survey = state['lanes'].get('survey', {})
-        if now >= next_bypass and survey.get('holder') is None and not survey.get('queue') \
+        if bypass_until > now >= next_bypass and survey.get('holder') is None and not survey.get('queue') \
                 and not survey.get('occupants') and bypass.server_is_ready():
             # A client that sends straight to a driver, around the lane manager.
             bypass.send_goal_async(Fibonacci.Goal())
@@ -338,7 +340,7 @@ def main(argv=None) -> int:
     parser.add_argument('--config', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.monitor:
-        return monitor(args.monitor, args.config)
+        return monitor(args.monitor, args.config, args.seconds)
     victims = tuple(name for name in args.kill.split(',') if name)
     from lane_manager.shm_guard import ShmGuard
     shm = ShmGuard()
