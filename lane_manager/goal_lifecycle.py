@@ -30,6 +30,7 @@ TERMINAL_STATUSES = frozenset({4, 5, 6})    # SUCCEEDED/CANCELED/ABORTED
 CANCEL_REPEAT_S = 1.0                       # an unhonoured cancel is re-sent this often
 RESULT_WAIT_S = 2.0                         # a result this late after the driver's terminal
 TERMINAL_OUTCOMES = {4: 'succeeded', 5: 'canceled', 6: 'aborted'}  # status: end without it
+CANCEL_UNKNOWN_GOAL = 2  # action_msgs/CancelGoal ERROR_UNKNOWN_GOAL_ID
 
 
 class Phase(str, enum.Enum):
@@ -187,6 +188,21 @@ class DriverGoal:
             self.status_end = (TERMINAL_OUTCOMES.get(code, 'aborted'), now)
         return []
 
+    def cancel_answer(self, return_code: int, now: float) -> list[Action]:
+        """The driver's answer to our cancel. Only ERROR_UNKNOWN_GOAL_ID (2) is its word that
+        the goal does not run (a driver restarted under the same name never lists the old
+        goal, so its status alone would never say so). ERROR_GOAL_TERMINATED (3) is not: rcl
+        answers it for a goal already CANCELING that still runs. Not trusted for a goal the
+        driver never reported either: its request may still be queued there (a late answer).
+        """
+        if self.ended or return_code != CANCEL_UNKNOWN_GOAL or not self.seen_active:
+            return []
+        if self.caller_ended:
+            self._move(Phase.ENDED, now)
+        elif self.status_end is None:
+            self.status_end = ('aborted', now)
+        return []
+
     def cancel(self, reason: str, now: float) -> list[Action]:
         if self.phase is Phase.WAITING:
             self.cancel_reason = reason
@@ -210,7 +226,8 @@ class DriverGoal:
             outcome = self.status_end[0]
             self._move(Phase.ENDED, now)
             return self._end_caller(outcome, (
-                f'driver {self.driver} reported the goal {outcome} but sent no result'))
+                f'driver {self.driver} says goal {self.driver_goal_id} is over ({outcome}) '
+                'but sent no result'))
         if self.phase is Phase.SENT and self.sent_at is not None \
                 and now - self.sent_at >= response_s:
             self._move(Phase.UNCONFIRMED, now)

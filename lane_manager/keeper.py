@@ -127,6 +127,13 @@ class LaneKeeper:
             self._run(goal, goal.result(outcome, result, now), now, how='result')
         return self._take()
 
+    def driver_cancel_answer(self, driver_goal_id: str, return_code: int, now: float) -> list:
+        """The driver's answer to a cancel we sent (its word on whether the goal runs)."""
+        goal = self.goals.get(driver_goal_id)
+        if goal is not None:
+            self._run(goal, goal.cancel_answer(return_code, now), now, how='gone')
+        return self._take()
+
     def driver_status(self, driver: str, statuses: dict[str, int], now: float) -> list:
         """The driver's own status list (every goal it knows, by goal id)."""
         view = self.views.get(driver)

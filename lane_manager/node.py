@@ -47,7 +47,8 @@ from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDri
 from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, lane_service_name,
                                      lane_state_topic, skill_server_name)
 from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
-from lane_manager.runtime import config_argument_parser, parse_args, resolve_config, run_node
+from lane_manager.runtime import (BackgroundExecutor, config_argument_parser, parse_args,
+                                  resolve_config, run_node)
 from lane_manager.status_wire import decode_status_array
 
 SHUTDOWN_CANCEL_WAIT_S = 2.0
@@ -81,6 +82,11 @@ class LaneManager(Node):
         self._state_dirty = False
         self._closing = False
         namespace = settings.namespace
+        # The drivers' status lists (three messages per goal, at the moments a goal is
+        # answered and ends) are followed by a node of their own with its own executor
+        # thread, so they never queue in front of the goal relay on the main executor.
+        self._status_node = Node('lane_manager_status', context=self.context)
+        self._status_spin: Optional[BackgroundExecutor] = None
         self._links: dict[str, ActionServerLink] = {}         # per skill
         self._driver_links: dict[str, ActionServerLink] = {}  # per driver (its first skill)
         self._servers: dict[str, GoalIdActionServer] = {}
@@ -100,10 +106,10 @@ class LaneManager(Node):
                 # Never seen yet: gone only once discovery has had its time too.
                 self._off_graph_since[skill.driver] = self._started_at + max(
                     0.0, STARTUP_DISCOVERY_S - settings.driver_lost_s)
-                self.create_subscription(
+                self._status_node.create_subscription(
                     GoalStatusArray, f'{skill.driver}/_action/status',
                     partial(self._on_driver_status, skill.driver),
-                    qos_profile_action_status_default, callback_group=self._group, raw=True)
+                    qos_profile_action_status_default, raw=True)
             self._servers[name] = GoalIdActionServer(
                 self, action_type, self.server_names[name],
                 execute_callback=partial(self._execute, name),
@@ -124,6 +130,14 @@ class LaneManager(Node):
         self._state_guard = self.create_guard_condition(self._flush_state_if_dirty,
                                                         callback_group=self._group)
         self._periodic_state()
+        self._status_spin = BackgroundExecutor(self._status_node, num_threads=1)
+
+    def destroy_node(self) -> None:
+        if self._status_spin is not None:
+            self._status_spin.shutdown()
+            self._status_spin = None
+        self._status_node.destroy_node()
+        super().destroy_node()
 
     # ------------------------------------------------------------ action server side
     def _on_goal_request(self, skill_name: str, goal: Any) -> GoalResponse:
@@ -301,7 +315,10 @@ class LaneManager(Node):
 
     def _on_driver_status(self, driver: str, data: bytes) -> None:
         """A driver's own status list (raw CDR: see lane_manager/status_wire.py)."""
-        statuses = decode_status_array(data)
+        with self._lock:
+            wanted = {uuid.UUID(g.driver_goal_id).bytes for g in self._keeper.goals.values()
+                      if g.driver == driver}
+        statuses = decode_status_array(data, wanted)
         with self._lock:
             actions = self._keeper.driver_status(driver, statuses, time.monotonic())
             self._apply(actions)
@@ -313,7 +330,17 @@ class LaneManager(Node):
             f'cancelling goal {action.driver_goal_id} at {action.driver}: {action.reason}')
         request = CancelGoal.Request()
         request.goal_info.goal_id.uuid = list(uuid.UUID(action.driver_goal_id).bytes)
-        self._driver_links[action.driver].cancel_service.call_async(request)
+        future = self._driver_links[action.driver].cancel_service.call_async(request)
+        future.add_done_callback(partial(self._on_cancel_answer, action.driver_goal_id))
+
+    def _on_cancel_answer(self, driver_goal_id: str, future: Future) -> None:
+        if future.exception() is not None or future.result() is None:
+            return
+        with self._lock:
+            actions = self._keeper.driver_cancel_answer(
+                driver_goal_id, future.result().return_code, time.monotonic())
+            self._apply(actions)
+            self._publish_state()
 
     def _finish(self, action: EndCaller) -> None:
         """End a goal towards its caller."""

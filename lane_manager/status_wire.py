@@ -14,12 +14,20 @@ from __future__ import annotations
 
 import struct
 import uuid
+from typing import Container, Optional
+
+from lane_manager.goal_lifecycle import ACTIVE_STATUSES
 
 _HEADER = 4
 
 
-def decode_status_array(data: bytes) -> dict[str, int]:
-    """{goal id (canonical UUID text): status code} of a serialized GoalStatusArray."""
+def decode_status_array(data: bytes, wanted: Optional[Container[bytes]] = None,
+                        active: Container[int] = ACTIVE_STATUSES) -> dict[str, int]:
+    """{goal id (canonical UUID text): status code} of a serialized GoalStatusArray.
+
+    With `wanted` (raw 16-byte ids), only active entries and wanted ones are decoded: a busy
+    driver's list is mostly finished goals nobody asks about any more.
+    """
     if len(data) < _HEADER + 4:
         return {}
     endian = '<' if data[1] & 1 else '>'
@@ -28,11 +36,13 @@ def decode_status_array(data: bytes) -> dict[str, int]:
     out: dict[str, int] = {}
     for _ in range(count):
         start = _HEADER + offset
-        goal_id = data[start:start + 16]
         offset += 16
         offset += (-offset) % 4      # Time is 4-aligned
         offset += 8
         status = data[_HEADER + offset]
         offset += 1
-        out[str(uuid.UUID(bytes=bytes(goal_id)))] = status if status < 128 else status - 256
+        status = status if status < 128 else status - 256
+        goal_id = bytes(data[start:start + 16])
+        if wanted is None or status in active or goal_id in wanted:
+            out[str(uuid.UUID(bytes=goal_id))] = status
     return out

@@ -26,7 +26,7 @@ def write_config(path, lanes: dict, skills: dict, manager: str = '') -> str:
     lines = ['lanes:'] + [f'  {name}: {spec}' for name, spec in lanes.items()]
     lines += ['skills:'] + [f'  {name}: {{lane: {lane}, action_type: {FIB}, driver: {driver}'
                             f'{extra}}}' for name, (lane, driver, extra) in skills.items()]
-    lines += [f'lane_manager: {{driver_lost_s: 1.5, driver_response_s: 1.0{manager}}}']
+    lines += [f'lane_manager: {{driver_lost_s: 3.0, driver_response_s: 1.0{manager}}}']
     path.write_text('\n'.join(lines) + '\n')
     return str(path)
 
@@ -126,7 +126,9 @@ def test_ignored_cancel_keeps_the_lane_held_until_the_driver_ends(make_stack):
         assert '/rec/low' in status.message and 'after a cancel' in status.message
     finally:
         watch.close()
-    assert low.result(30)[0] == SUCCEEDED   # what the driver really did, told when it did
+    status, _ = low.result(30)
+    # What the driver really did, told when it did.
+    assert status == SUCCEEDED, stack.client.ending('arm', low.id)
     assert high.result(30)[0] == SUCCEEDED
     ended(stack, 'arm', 2)
     assert stack.peak()['arm'] == 1
@@ -135,7 +137,7 @@ def test_ignored_cancel_keeps_the_lane_held_until_the_driver_ends(make_stack):
 def test_stalled_driver_keeps_the_lane_held_and_is_cancelled_when_it_resumes(make_stack):
     stack = make_stack({'motion': '{policy: queue}'},
                        {'slow': ('motion', '/rec/slow', ''), 'dock': ('motion', '/rec/dock', '')})
-    stalled = stack.driver('rec_slow', '/rec/slow:motion:duration=8')
+    stalled = stack.driver('rec_slow', '/rec/slow:motion:duration=15')
     stack.driver('rec_dock', '/rec/dock:motion:duration=1')
     stack.start_manager('slow', 'dock')
     stack.settled('motion')
@@ -148,10 +150,10 @@ def test_stalled_driver_keeps_the_lane_held_and_is_cancelled_when_it_resumes(mak
         assert 'lost' in stack.client.ending('motion', slow.id)['reason']
         dock = stack.client.send('dock')
         assert dock.accepted()
-        state = stack.client.wait_state(
-            lambda s: 'stopped answering' in (s['lanes']['motion']['held_because'] or ''),
-            what='the lane held, naming the silent driver')
-        assert [q['goal_id'] for q in state['lanes']['motion']['queue']] == [dock.id]
+        stack.client.wait_state(
+            lambda s: 'stopped answering' in (s['lanes']['motion']['held_because'] or '')
+            and [q['goal_id'] for q in s['lanes']['motion']['queue']] == [dock.id],
+            what='the lane held, naming the silent driver, dock queued')
     finally:
         stalled.signal(signal.SIGCONT)
     assert dock.result(30)[0] == SUCCEEDED

@@ -26,3 +26,16 @@ def test_decoder_matches_rclpy_serialization(items):
         msg.status_list.append(status)
     expected = {str(uuid.UUID(bytes=raw_id)): code for raw_id, _, _, code in items}
     assert decode_status_array(serialize_message(msg)) == expected
+
+
+def test_decoder_keeps_active_and_wanted_entries_only():
+    from action_msgs.msg import GoalStatus, GoalStatusArray
+    from rclpy.serialization import serialize_message
+    msg = GoalStatusArray()
+    ids = [uuid.uuid4() for _ in range(4)]
+    for goal_id, code in zip(ids, (2, 4, 5, 3)):
+        status = GoalStatus(status=code)
+        status.goal_info.goal_id.uuid = list(goal_id.bytes)
+        msg.status_list.append(status)
+    decoded = decode_status_array(serialize_message(msg), wanted={ids[2].bytes})
+    assert decoded == {str(ids[0]): 2, str(ids[2]): 5, str(ids[3]): 3}
