@@ -21,6 +21,9 @@ the simulated drivers' counters the whole time. Invariants, reported as counts:
 - orphan goals: a driver still running a goal of a lane the lane manager calls free (no
   holder, nothing else holding it), for longer than ORPHAN_BOUND_S (must be 0);
 - stuck lanes at the end, after the drain (must be 0);
+- operator releases: the monitor plays an operator who frees (the release service) a lane
+  held OPERATOR_AFTER_S only because a killed driver never answered a goal request: nobody
+  can confirm such a goal ended, so by design only an operator frees its lane (counted);
 - RSS of the lane manager at start and end (of its last life, if it was restarted).
 """
 from __future__ import annotations
@@ -68,6 +71,8 @@ CALL_BOUND_S = 150.0   # two 30 s goals ahead in the queue, a restart, a stall
 ORPHAN_BOUND_S = 10.0  # status settle + driver_lost_s + slack
 HOLD_SLACK_S = 40.0    # a 30 s goal whose cancel is ignored, a stall, a restart
 BYPASS_EVERY_S = 6.0
+OPERATOR_AFTER_S = 15.0  # the monitor plays an operator who releases a lane held this long
+#                          only because a driver never answered a goal request
 DRAIN_S = 45.0         # a 30 s goal adopted at the end, its cancel, status settle
 STRUCTURED_ERRORS = {'operation_busy', 'lane_manager_unavailable', 'goal_aborted',
                      'goal_canceled', 'goal_rejected'}
@@ -258,7 +263,15 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
     seen = {'state': None, 'state_at': 0.0, 'stats': None, 'stats_at': 0.0}
     last_lane_stats: dict[str, dict] = {}
     banked_overlaps = 0
-    found = {'overlaps': 0, 'stuck_holds': 0, 'orphan_goals': 0, 'bypass_goals_sent': 0}
+    found = {'overlaps': 0, 'stuck_holds': 0, 'orphan_goals': 0, 'bypass_goals_sent': 0,
+             'operator_releases': 0}
+    from std_srvs.srv import Trigger
+
+    from lane_manager.interfaces import lane_service_name
+    release = {lane: node.create_client(Trigger, lane_service_name('/lane_manager', lane,
+                                                                   'release'))
+               for lane in config.lanes}
+    unanswered_since: dict[str, float] = {}
     from rclpy.action import ActionClient
     from test_msgs.action import Fibonacci
     bypass = ActionClient(node, Fibonacci, '/soak/survey')
@@ -297,6 +310,15 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
             found['bypass_goals_sent'] += 1
             next_bypass = now + BYPASS_EVERY_S
         for lane, info in state['lanes'].items():
+            # The operator: a goal request lost with a killed driver is never confirmed by
+            # anyone; only an operator may free its lane (never automatic).
+            if 'did not answer the request' in (info.get('held_because') or ''):
+                if now - unanswered_since.setdefault(lane, now) > OPERATOR_AFTER_S:
+                    release[lane].call_async(Trigger.Request())
+                    found['operator_releases'] += 1
+                    unanswered_since.pop(lane, None)
+            else:
+                unanswered_since.pop(lane, None)
             holder = info.get('holder')
             active = last_lane_stats.get(lane, {}).get('active', 0)
             if holder is None and not info.get('occupants') and active > 0:
@@ -315,6 +337,10 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
     found['overlaps'] = banked_overlaps + sum(c['overlaps'] for c in last_lane_stats.values())
     found['stuck_lanes'] = sorted(name for name, lane in state.get('lanes', {}).items()
                                   if lane.get('holder') is not None)
+    found['stuck_lane_details'] = {
+        name: {'holder': lane.get('holder'), 'held_because': lane.get('held_because'),
+               'drivers': lane.get('drivers')}
+        for name, lane in state.get('lanes', {}).items() if name in found['stuck_lanes']}
     found['external_goals_seen'] = sum(
         lane.get('counters', {}).get('external', 0) for lane in state.get('lanes', {}).values())
     found['adopted_goals_seen'] = sum(
