@@ -97,6 +97,7 @@ class DriverGoal:
         self.seen_active = phase in (Phase.ADOPTED, Phase.EXTERNAL)
         self.why: Optional[str] = None   # why it still holds its lane (operator text)
         self.status_end: Optional[tuple[str, float]] = None  # (outcome, when) per its status
+        self.asked_at = now  # when its driver was last asked for its result (node)
 
     # ------------------------------------------------------------ queries
     @property

@@ -134,6 +134,30 @@ class LaneKeeper:
             self._run(goal, goal.cancel_answer(return_code, now), now, how='gone')
         return self._take()
 
+    def driver_result_answer(self, driver_goal_id: str, status: int, result: object,
+                             now: float) -> list:
+        """The driver's answer to a result request we (re)sent for a goal it once ran:
+        0 = it knows no such goal (it restarted under the same name), 4-6 = its end."""
+        goal = self.goals.get(driver_goal_id)
+        if goal is None:
+            return []
+        if status == 0:
+            return self.driver_cancel_answer(driver_goal_id, 2, now)
+        outcome = {4: 'succeeded', 5: 'canceled', 6: 'aborted'}.get(status)
+        if outcome is not None:
+            self._run(goal, goal.result(outcome, result, now), now, how='result')
+        return self._take()
+
+    def goals_to_ask(self, now: float, every_s: float) -> list[DriverGoal]:
+        """Goals a driver once reported running, not heard of for `every_s`: ask it again
+        (its result service answers at once for a goal it does not know)."""
+        due = []
+        for goal in self.goals.values():
+            if goal.seen_active and not goal.ended and now - goal.asked_at >= every_s:
+                goal.asked_at = now
+                due.append(goal)
+        return due
+
     def driver_status(self, driver: str, statuses: dict[str, int], now: float) -> list:
         """The driver's own status list (every goal it knows, by goal id)."""
         view = self.views.get(driver)

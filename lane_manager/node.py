@@ -52,6 +52,7 @@ from lane_manager.runtime import (BackgroundExecutor, config_argument_parser, pa
 from lane_manager.status_wire import decode_status_array
 
 SHUTDOWN_CANCEL_WAIT_S = 2.0
+RESULT_ASK_S = 3.0  # a goal a driver once ran is re-asked for its result this often
 # A driver not seen on the graph this long after start is gone (discovery can take 2.6 s).
 STARTUP_DISCOVERY_S = 4.0
 CANCELING_WAIT_STEPS = 100  # x 10 ms
@@ -87,6 +88,7 @@ class LaneManager(Node):
         # thread, so they never queue in front of the goal relay on the main executor.
         self._status_node = Node('lane_manager_status', context=self.context)
         self._status_spin: Optional[BackgroundExecutor] = None
+        self._result_clients: dict[str, Any] = {}              # per driver
         self._links: dict[str, ActionServerLink] = {}         # per skill
         self._driver_links: dict[str, ActionServerLink] = {}  # per driver (its first skill)
         self._servers: dict[str, GoalIdActionServer] = {}
@@ -103,6 +105,9 @@ class LaneManager(Node):
             self._links[name] = link
             if skill.driver not in self._driver_links:
                 self._driver_links[skill.driver] = link
+                self._result_clients[skill.driver] = self.create_client(
+                    action_type.Impl.GetResultService, f'{skill.driver}/_action/get_result',
+                    callback_group=self._group)
                 # Never seen yet: gone only once discovery has had its time too.
                 self._off_graph_since[skill.driver] = self._started_at + max(
                     0.0, STARTUP_DISCOVERY_S - settings.driver_lost_s)
@@ -374,6 +379,26 @@ class LaneManager(Node):
                 elif now - self._off_graph_since.get(driver, now) >= lost_s:
                     self._apply(self._keeper.driver_gone(driver, now))
             self._apply(self._keeper.tick(now))
+            for goal in self._keeper.goals_to_ask(now, RESULT_ASK_S):
+                self._ask_result(goal.driver, goal.driver_goal_id)
+
+    def _ask_result(self, driver: str, driver_goal_id: str) -> None:
+        """Ask a driver again for a goal's result: a driver restarted under the same name
+        answers at once that it knows no such goal (its status would never say so)."""
+        client = self._result_clients[driver]
+        request = client.srv_type.Request()
+        request.goal_id.uuid = list(uuid.UUID(driver_goal_id).bytes)
+        client.call_async(request).add_done_callback(
+            partial(self._on_result_answer, driver_goal_id))
+
+    def _on_result_answer(self, driver_goal_id: str, future: Future) -> None:
+        if future.exception() is not None or future.result() is None:
+            return
+        response = future.result()
+        with self._lock:
+            self._apply(self._keeper.driver_result_answer(
+                driver_goal_id, response.status, response.result, time.monotonic()))
+            self._publish_state()
 
     # ------------------------------------------------------------ state
     def lane_state(self) -> dict:
