@@ -376,6 +376,9 @@ class LaneManager(Node):
                         driver, link.ready_for_goals(now), now))
                     if driver in busy and not link.probe(now, lost_s):
                         self._apply(self._keeper.driver_lost(driver, now))
+                        # That probe went to a process that may be gone for good: probe
+                        # afresh, so a driver restarted under the same name is heard again.
+                        link.reset_probe()
                 elif now - self._off_graph_since.get(driver, now) >= lost_s:
                     self._apply(self._keeper.driver_gone(driver, now))
             self._apply(self._keeper.tick(now))

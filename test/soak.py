@@ -22,8 +22,9 @@ the simulated drivers' counters the whole time. Invariants, reported as counts:
   holder, nothing else holding it), for longer than ORPHAN_BOUND_S (must be 0);
 - stuck lanes at the end, after the drain (must be 0);
 - operator releases: the monitor plays an operator who frees (the release service) a lane
-  held OPERATOR_AFTER_S only because a killed driver never answered a goal request: nobody
-  can confirm such a goal ended, so by design only an operator frees its lane (counted);
+  held OPERATOR_AFTER_S only by a goal request a killed driver never answered (its drivers
+  answer again): nobody can confirm such a goal ended, so by design only an operator frees
+  its lane (counted);
 - RSS of the lane manager at start and end (of its last life, if it was restarted).
 """
 from __future__ import annotations
@@ -72,7 +73,8 @@ ORPHAN_BOUND_S = 10.0  # status settle + driver_lost_s + slack
 HOLD_SLACK_S = 40.0    # a 30 s goal whose cancel is ignored, a stall, a restart
 BYPASS_EVERY_S = 6.0
 OPERATOR_AFTER_S = 15.0  # the monitor plays an operator who releases a lane held this long
-#                          only because a driver never answered a goal request
+#                          only by a goal whose driver never confirmed it (all its drivers
+#                          answer again, so nothing will ever confirm it)
 DRAIN_S = 45.0         # a 30 s goal adopted at the end, its cancel, status settle
 STRUCTURED_ERRORS = {'operation_busy', 'lane_manager_unavailable', 'goal_aborted',
                      'goal_canceled', 'goal_rejected'}
@@ -312,7 +314,10 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
         for lane, info in state['lanes'].items():
             # The operator: a goal request lost with a killed driver is never confirmed by
             # anyone; only an operator may free its lane (never automatic).
-            if 'did not answer the request' in (info.get('held_because') or ''):
+            because = info.get('held_because') or ''
+            reachable = all(d.get('reachable') for d in (info.get('drivers') or {}).values())
+            if reachable and ('did not answer the request' in because
+                              or 'stopped answering' in because):
                 if now - unanswered_since.setdefault(lane, now) > OPERATOR_AFTER_S:
                     release[lane].call_async(Trigger.Request())
                     found['operator_releases'] += 1
