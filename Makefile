@@ -25,7 +25,7 @@ CONFIG ?= config/sim_robot.yaml
 PYTEST_ARGS ?=
 # Files the linter must find clean (CI); `make lint-all` lists findings everywhere.
 LINT_CLEAN := setup.py launch/bringup.launch.py lane_manager/runtime.py lane_manager/dds_files.py \
-	lane_manager/action_link.py lane_manager/shm_guard.py mcp_gateway/main.py \
+	lane_manager/action_link.py mcp_gateway/main.py \
 	mcp_gateway/http.py mcp_gateway/demo.py skill_lanes_testing test/support.py \
 	test/conftest.py test/test_launch.py test/test_lifecycle.py bench/_stack.py bench/run_all.py
 

@@ -84,12 +84,6 @@ def resolve_config(node: Node, cli_path: Optional[str]) -> Config:
     return load_config(path)
 
 
-def claim_ros_domain(first: int = 1, last: int = 100) -> tuple[int, object]:
-    """Moved to skill_lanes_testing.isolation (a test/dev helper); kept for old imports."""
-    from skill_lanes_testing.isolation import claim_ros_domain as claim
-    return claim(first, last)
-
-
 class ShutdownSignal:
     """SIGINT / SIGTERM set an event instead of raising in a random place."""
 

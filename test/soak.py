@@ -115,11 +115,9 @@ class Soak:
         self.config.write_text(CONFIG)
         self.env = dict(os.environ)
         if 'ROS_DOMAIN_ID' not in self.env:  # standalone: a domain no other run holds
-            from lane_manager.runtime import claim_ros_domain
+            from skill_lanes_testing.isolation import claim_ros_domain, ros_environment
             domain, self._domain_lock = claim_ros_domain()
-            self.env['ROS_DOMAIN_ID'] = str(domain)
-        self.env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-        self.env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'UDPv4')
+            self.env.update(ros_environment(domain))  # loopback UDP only, as the tests
         self.env['PYTHONUNBUFFERED'] = '1'
         cfg = ['--config', str(self.config)]
         self.sim = Proc('sim_driver', ['-m', 'lane_manager.sim_driver', *cfg], self.env, self.dir)
@@ -373,7 +371,7 @@ def main(argv=None) -> int:
     if args.monitor:
         return monitor(args.monitor, args.config, args.seconds)
     victims = tuple(name for name in args.kill.split(',') if name)
-    from lane_manager.shm_guard import ShmGuard
+    from skill_lanes_testing.isolation import ShmGuard
     shm = ShmGuard()
     try:
         report = anyio.run(Soak(args.seconds, args.agents, args.seed, args.http_port,
