@@ -6,7 +6,7 @@
 # virtualenv (.venv for kilted, .venv-jazzy) pinned by constraints.txt (shared, non-ROS) plus
 # constraints-$(ROS_DISTRO).txt.
 # Other targets: make test-all (what CI runs: lint, then the suite on every distribution),
-# make lint, make lint-all (findings in every file), make serve (MCP over HTTP on the
+# make lint (ruff on every file), make serve (MCP over HTTP on the
 # simulated robot, prints client configs), make bench, make clean.
 
 PYTHON ?= python3.11
@@ -23,13 +23,8 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := -c constraints.txt -c constraints-$(ROS_DISTRO).txt
 CONFIG ?= config/sim_robot.yaml
 PYTEST_ARGS ?=
-# Files the linter must find clean (CI); `make lint-all` lists findings everywhere.
-LINT_CLEAN := setup.py launch/bringup.launch.py lane_manager/runtime.py lane_manager/dds_files.py \
-	lane_manager/action_link.py mcp_gateway/main.py \
-	mcp_gateway/http.py mcp_gateway/demo.py skill_lanes_testing test/support.py \
-	test/conftest.py test/test_launch.py test/test_lifecycle.py bench/_stack.py bench/run_all.py
 
-.PHONY: demo serve test test-all lint lint-all bench clean venv browser
+.PHONY: demo serve test test-all lint bench clean venv browser
 
 venv: $(STAMP)
 
@@ -56,9 +51,6 @@ test-all: lint
 	$(MAKE) test ROS_DISTRO=jazzy
 
 lint: $(STAMP)
-	$(PY) -m ruff check $(LINT_CLEAN)
-
-lint-all: $(STAMP)
 	$(PY) -m ruff check .
 
 # The lane view's browser test needs Debian's headless Chromium and its driver: installed

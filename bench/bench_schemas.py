@@ -168,7 +168,7 @@ def main() -> int:
     args = parser.parse_args()
     print('### Tool schema sizes (compact JSON)\n')
     print('\n'.join(schema_table()))
-    print('\n### Another call\'s wait while a big argument is converted\n')
+    print("\n### Another call's wait while a big argument is converted\n")
     if _type('trajectory_msgs/msg/JointTrajectory') is None:
         print('trajectory_msgs is not installed (the test extra ros-trajectory-msgs): skipped')
         return 0

@@ -263,7 +263,8 @@ class Arbiter:
 
     def tick(self, now: float) -> list[Effect]:
         """Time passes: enforce max_hold_s (a cancel; the lane frees only when the driver ends
-        the goal, never by a timeout). Call it a few times a second."""
+        the goal, never by a timeout). Call it a few times a second.
+        """
         effects: list[Effect] = []
         for lane in self.lanes.values():
             holder = lane.holder
@@ -424,7 +425,8 @@ class Arbiter:
     @staticmethod
     def _occupant_as_holder(lane: Lane, now: float, wall_offset: float) -> Optional[dict]:
         """A lane held only by a goal the drivers report (adopted/external) shows it as its
-        holder, so a reader of `holder` alone never takes such a lane for free."""
+        holder, so a reader of `holder` alone never takes such a lane for free.
+        """
         for occupant in lane.occupants.values():
             if occupant.driver_goal_id is None:
                 continue

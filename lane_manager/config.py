@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 NAME_RE = r'^[A-Za-z][A-Za-z0-9_]{0,63}$'
 ACTION_TYPE_RE = r'^[A-Za-z][A-Za-z0-9_]*/action/[A-Z][A-Za-z0-9_]*$'

@@ -55,7 +55,8 @@ class DriverView:
     def answering(self, now: float) -> bool:
         """The driver is on the graph and answers: after a settle time without any status
         message, it has none to give (an action server publishes only once it has goals).
-        Returns True when that made the status known."""
+        Returns True when that made the status known.
+        """
         self.reachable = True
         if self.presence is Presence.GONE:
             self.presence = Presence.UNKNOWN

@@ -64,7 +64,8 @@ class CancelGoalAtDriver:
 @dataclass(frozen=True)
 class EndCaller:
     """End the caller's goal. `result` is the driver's Result, or None: the driver gave none
-    (the caller must not be told an invented default one)."""
+    (the caller must not be told an invented default one).
+    """
 
     caller_goal_id: str
     outcome: str  # 'succeeded' | 'aborted' | 'canceled'
@@ -250,7 +251,8 @@ class DriverGoal:
 
     def driver_lost(self, lost_s: float, now: float) -> list[Action]:
         """The driver stopped answering (its liveness probe): the caller may end, the lane
-        may not (a stalled driver runs on when it resumes)."""
+        may not (a stalled driver runs on when it resumes).
+        """
         if self.phase not in (Phase.SENT, Phase.RUNNING, Phase.CANCELLING):
             return []
         self._move(Phase.UNCONFIRMED, now)

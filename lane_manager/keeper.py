@@ -27,8 +27,8 @@ from lane_manager.arbiter import (Arbiter, CancelAtDriver, Decision, EndWithoutD
                                   Occupant, StartGoal)
 from lane_manager.config import LaneConfig, LaneManagerConfig
 from lane_manager.driver_status import DriverView, Presence
-from lane_manager.goal_lifecycle import (Action, CancelGoalAtDriver, DriverGoal, EndCaller,
-                                         Phase, SendToDriver)
+from lane_manager.goal_lifecycle import (Action, DriverGoal, EndCaller,
+                                         Phase)
 
 FINISHED_LIMIT = 4096
 
@@ -137,7 +137,8 @@ class LaneKeeper:
     def driver_result_answer(self, driver_goal_id: str, status: int, result: object,
                              now: float) -> list:
         """The driver's answer to a result request we (re)sent for a goal it once ran:
-        0 = it knows no such goal (it restarted under the same name), 4-6 = its end."""
+        0 = it knows no such goal (it restarted under the same name), 4-6 = its end.
+        """
         goal = self.goals.get(driver_goal_id)
         if goal is None:
             return []
@@ -150,7 +151,8 @@ class LaneKeeper:
 
     def goals_to_ask(self, now: float, every_s: float) -> list[DriverGoal]:
         """Goals a driver once reported running, not heard of for `every_s`: ask it again
-        (its result service answers at once for a goal it does not know)."""
+        (its result service answers at once for a goal it does not know).
+        """
         due = []
         for goal in self.goals.values():
             if goal.seen_active and not goal.ended and now - goal.asked_at >= every_s:

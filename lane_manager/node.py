@@ -390,7 +390,8 @@ class LaneManager(Node):
 
     def _ask_result(self, driver: str, driver_goal_id: str) -> None:
         """Ask a driver again for a goal's result: a driver restarted under the same name
-        answers at once that it knows no such goal (its status would never say so)."""
+        answers at once that it knows no such goal (its status would never say so).
+        """
         client = self._result_clients[driver]
         request = client.srv_type.Request()
         request.goal_id.uuid = list(uuid.UUID(driver_goal_id).bytes)

@@ -32,7 +32,7 @@ from unique_identifier_msgs.msg import UUID
 from lane_manager.config import Config, import_action_type
 from lane_manager.action_link import ActionServerLink
 from lane_manager.interfaces import (LANE_STATE_QOS, TOOL_LANES_TOPIC, lane_service_name,
-                                     lane_state_topic, normalize_namespace, skill_server_name)
+                                     lane_state_topic, skill_server_name)
 from lane_manager.runtime import BackgroundExecutor
 
 STATUS_NAMES = {

@@ -47,7 +47,8 @@ def _clip(text: str) -> str:
 
 def _share_dirs(package: str) -> list[Path]:
     """Where `share/<package>` may be: the ament prefixes, this interpreter's prefix, and
-    beside the package's Python module (wheels install share/ under the environment)."""
+    beside the package's Python module (wheels install share/ under the environment).
+    """
     roots = [Path(p) for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
     roots.append(Path(sys.prefix))
     module = sys.modules.get(package)

@@ -74,7 +74,8 @@ def compact_schema(tree: dict[str, Any]) -> dict[str, Any]:
     """Write every message type that occurs more than once in `tree` once, under `$defs`.
 
     `tree` is a schema as built here before publishing (message nodes still marked): use
-    `skill_schema`, which builds, cuts and compacts; `message_schema` output has no marks."""
+    `skill_schema`, which builds, cuts and compacts; `message_schema` output has no marks.
+    """
     counts: dict[str, int] = {}
     _count(tree, counts)
     defs: dict[str, Any] = {}

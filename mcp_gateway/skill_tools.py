@@ -87,7 +87,8 @@ def is_small(value: Any, budget: int = SMALL_ARGUMENTS) -> bool:
 
 def error_field(error: jsonschema.ValidationError) -> str:
     """The dotted path of the value a schema error is about (`a.b[3].c`, as ros_json names
-    fields); for an unknown property, the property itself rather than its parent."""
+    fields); for an unknown property, the property itself rather than its parent.
+    """
     path = ''
     for part in error.absolute_path:
         path = f'{path}[{part}]' if isinstance(part, int) else (
@@ -178,7 +179,8 @@ class SkillTools:
 
     async def make_goal_off_loop(self, skill: str, arguments: Any) -> Any:
         """make_goal in a worker thread: a 10k-point trajectory must not stall other calls.
-        Small arguments (most calls) are converted at once: a thread hop costs more."""
+        Small arguments (most calls) are converted at once: a thread hop costs more.
+        """
         if is_small(arguments):
             return self.make_goal(skill, arguments)
         return await anyio.to_thread.run_sync(self.make_goal, skill, arguments)
@@ -256,7 +258,8 @@ class SkillTools:
     async def _cancel_lane(self, lane: str) -> types.CallToolResult:
         """Without the lane manager's stop service: cancel every goal of the lane's skills
         (the action protocol's cancel-all). Goals of this gateway then end naming lane_stop;
-        others' goals end as the lane manager words a caller's cancel."""
+        others' goals end as the lane manager words a caller's cancel.
+        """
         cancelled = 0
         try:
             for skill, cfg in self.config.skills.items():

@@ -28,7 +28,8 @@ _LANE_OR_NULL = {'type': ['string', 'null']}
 
 def skill_output_schema(result_class: MessageClass) -> dict[str, Any]:
     """A skill tool's outputSchema: the goal's end (its Result, or null when the driver gave
-    none) or the error envelope."""
+    none) or the error envelope.
+    """
     result = skill_schema(result_class, Limits(allow_non_finite=True))
     defs = result.pop('$defs', None)
     return output_schema({
@@ -55,7 +56,7 @@ def skill_tool(name: str, skill: SkillConfig, lane: Optional[LaneConfig],
                            'preempt': 'a new call cancels the running goal and takes over.'
                            }[lane.policy])
     description += (' It answers when the goal ends: status succeeded, aborted or canceled, '
-                    'with the driver\'s result (null when the driver gave none).')
+                    "with the driver's result (null when the driver gave none).")
     hints = skill.hints
     return types.Tool.model_validate({
         'name': name,

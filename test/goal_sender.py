@@ -1,5 +1,6 @@
 """A client in its own OS process: sends N goals to one skill through the lane manager at
-once and prints one JSON line per goal with its final status."""
+once and prints one JSON line per goal with its final status.
+"""
 import json
 import sys
 import time

@@ -1,6 +1,7 @@
 """A real rclpy client for the tests: action goals through the lane manager, plus the lane
 state and simulated-driver stats topics. Its executor spins in a background thread; the test
-thread waits on rclpy futures by polling them (never spinning inside a callback)."""
+thread waits on rclpy futures by polling them (never spinning inside a callback).
+"""
 from __future__ import annotations
 
 import json

@@ -107,7 +107,8 @@ class Proc:
 
 class Soak:
     def __init__(self, seconds: float, agents: int, seed: int, http_port: int,
-                 victims: tuple[str, ...] = ('sim_driver', 'gateway_http', 'lane_manager')) -> None:
+                 victims: tuple[str, ...] = ('sim_driver', 'gateway_http',
+                                             'lane_manager')) -> None:
         self.seconds, self.agents, self.rng = seconds, agents, random.Random(seed)
         self.victims = victims
         self.dir = Path(tempfile.mkdtemp(prefix='skill_lanes_soak_'))
@@ -303,8 +304,9 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
             orphan_since.clear()  # a process is down: nothing fresh to compare
             continue
         survey = state['lanes'].get('survey', {})
-        if bypass_until > now >= next_bypass and survey.get('holder') is None and not survey.get('queue') \
-                and not survey.get('occupants') and bypass.server_is_ready():
+        lane_idle = (survey.get('holder') is None and not survey.get('queue')
+                     and not survey.get('occupants'))
+        if bypass_until > now >= next_bypass and lane_idle and bypass.server_is_ready():
             # A client that sends straight to a driver, around the lane manager.
             bypass.send_goal_async(Fibonacci.Goal())
             found['bypass_goals_sent'] += 1
@@ -364,7 +366,7 @@ def main(argv=None) -> int:
     parser.add_argument('--http-port', type=int, default=18790)
     parser.add_argument('--kill', default='sim_driver,gateway_http,lane_manager',
                         help='processes the chaos may kill (comma-separated; empty: none, '
-                             'e.g. to watch the lane manager\'s memory over one life)')
+                             "e.g. to watch the lane manager's memory over one life)")
     parser.add_argument('--monitor', metavar='OUT', help=argparse.SUPPRESS)
     parser.add_argument('--config', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

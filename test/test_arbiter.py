@@ -1,7 +1,8 @@
 """The arbitration core, without ROS: examples for each policy plus a hypothesis state machine
 that drives random interleavings of goals, driver ends, cancels and time, and checks after
 every step that no lane ever forwards two goals to its drivers, that queues are FIFO within a
-priority, and that every accepted goal eventually ends (no hung lane)."""
+priority, and that every accepted goal eventually ends (no hung lane).
+"""
 from __future__ import annotations
 
 import itertools

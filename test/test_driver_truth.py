@@ -1,12 +1,12 @@
 """The five ways issue #9 broke "one goal per lane", each tried as an adversary would, with a
 RECORDING DRIVER of the tests' own (test/recording_driver.py, separate processes) as the
 judge: per lane, at most one goal ever ran at the drivers at once, and every caller got an
-end. The lane manager's own state is never the judge."""
+end. The lane manager's own state is never the judge.
+"""
 from __future__ import annotations
 
 import signal
 import sys
-import textwrap
 
 import pytest
 from action_msgs.msg import GoalStatus

@@ -26,7 +26,7 @@ from support import PYTHON, wait_until
 INSTANCE = 'Game@0123abcd'
 
 # Holds the lease until killed or until it finds out it lost it.
-HOLDER = r'''
+HOLDER = r"""
 import sys, time
 from mcp_gateway.unity.lease import LeaseManager
 directory, ttl = sys.argv[1], float(sys.argv[2])
@@ -35,11 +35,11 @@ print('HELD', lease.token, flush=True)
 while lease.check():
     time.sleep(0.02)
 print('LOST', flush=True)
-'''
+"""
 
 # Acquires and releases in a loop. Inside the lease it creates a marker file with O_EXCL:
 # if that fails, two processes were inside at once. Writes its counters as JSON.
-HAMMER = r'''
+HAMMER = r"""
 import json, os, sys, time
 from mcp_gateway.unity.lease import LeaseManager
 directory, marker, out, rounds, seconds, hold_s, ttl = sys.argv[1:8]
@@ -79,7 +79,7 @@ while (stats['acquired'] < rounds) if end is None else (time.monotonic() < end):
 with open(out, 'w') as f:
     json.dump(stats, f)
 print('DONE', flush=True)
-'''
+"""
 
 
 @pytest.fixture

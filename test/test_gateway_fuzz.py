@@ -145,7 +145,8 @@ def fuzz_gateway(tmp_path_factory, rclpy_context):
 
 def skill_validity(gw: InProcessGateway, tools: dict, name: str, arguments: dict) -> bool:
     """Whether the arguments are valid: the tool's schema, and for skill_start the schema of
-    the skill it starts (its `arguments` are that tool's arguments)."""
+    the skill it starts (its `arguments` are that tool's arguments).
+    """
     if not jsonschema.Draft202012Validator(tools[name].input_schema).is_valid(arguments):
         return False
     if name == 'skill_start':

@@ -211,7 +211,8 @@ def test_bad_skill_config_paths_are_config_errors():
 
 def test_skill_arguments_accept_what_their_schema_says_and_keep_fixed_values():
     """Property: any value the cut schema allows converts, with the fixed values in place;
-    adding any field the skill hides is refused, naming that field."""
+    adding any field the skill hides is refused, naming that field.
+    """
     from hypothesis import given, settings
     from hypothesis import strategies as st
     from test_msgs.action import NestedMessage

@@ -137,7 +137,8 @@ def test_agents_on_separate_gateways_never_overlap_in_a_lane(robot):
     assert len({a['goal_id'] for a in outcomes['motion'] + outcomes['gripper']}) == \
         agents * (MOTION_CALLS + GRIPPER_CALLS)
     stats = ros.wait_stats(
-        lambda s: s['lanes']['motion']['goals'] - before['motion']['goals'] == agents * MOTION_CALLS
+        lambda s: (s['lanes']['motion']['goals'] - before['motion']['goals']
+                   == agents * MOTION_CALLS)
         and s['lanes']['gripper']['goals'] - before['gripper']['goals'] == agents * GRIPPER_CALLS
         and s['lanes']['motion']['active'] == 0 and s['lanes']['gripper']['active'] == 0,
         15, what='every goal counted at the drivers')

@@ -3,7 +3,8 @@ without ROS: a hypothesis state machine plays drivers that answer late or never,
 cancels, stall, leave, and clients that send goals around the lane manager. It checks the
 promise at the drivers' truth (the model), not the keeper's bookkeeping: a goal is sent to
 a lane only when nothing the keeper was told about may still run there, every caller gets
-exactly one end, and a caller's result is never invented."""
+exactly one end, and a caller's result is never invented.
+"""
 from __future__ import annotations
 
 import itertools
@@ -161,7 +162,8 @@ class KeeperMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def driver_answers_a_cancel(self, data):
         """Truthfully: 0 running, 2 unknown (not received yet, or forgotten), 3 ended or
-        cancelling (rcl answers ERROR_GOAL_TERMINATED for a goal already CANCELING)."""
+        cancelling (rcl answers ERROR_GOAL_TERMINATED for a goal already CANCELING).
+        """
         if not self.cancels:
             return
         gid = self.cancels.pop(data.draw(st.integers(0, len(self.cancels) - 1)))

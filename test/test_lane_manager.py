@@ -1,5 +1,6 @@
 """The lane manager as a real OS process, in front of the simulated driver (another process),
-with rclpy clients in this process and in separate client processes."""
+with rclpy clients in this process and in separate client processes.
+"""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Lane manager faults, each with a stack of its own: a driver killed mid-goal, shutdown with
-goals in flight, bad configuration files."""
+goals in flight, bad configuration files.
+"""
 from __future__ import annotations
 
 import time

@@ -258,7 +258,8 @@ def test_the_stop_button_uses_the_lane_managers_stop_service(tmp_path, rclpy_con
                                                              processes):
     """Where `<namespace>/lanes/<lane>/stop` (std_srvs/Trigger) is served, the button calls
     it and shows its answer; before the gateway has discovered it, the gateway's lane_stop
-    is used (here it answers that no lane manager serves the skills, in words)."""
+    is used (here it answers that no lane manager serves the skills, in words).
+    """
     pytest.importorskip('std_srvs.srv', reason='std_srvs (wheel ros-std-srvs) not installed')
     from rclpy.node import Node
     from std_srvs.srv import Trigger
@@ -296,7 +297,7 @@ def test_the_stop_button_uses_the_lane_managers_stop_service(tmp_path, rclpy_con
                 conn.close()
             return answers[-1][1].get('via') == 'lane_manager'
 
-        wait_until(press, 30, interval=0.2, what="the gateway to call the stop service")
+        wait_until(press, 30, interval=0.2, what='the gateway to call the stop service')
         assert answers[-1] == (200, {'lane': 'motion', 'ok': True, 'via': 'lane_manager',
                                      'message': 'stopped by lane_stop: 1 goal cancelled, '
                                                 '0 dequeued'})

@@ -182,7 +182,8 @@ def scenery(ros) -> int:
 def visible_text(driver, selector: str) -> str:
     """The text of the first element matching `selector`, once there is one. The page
     re-renders its lists, so an element found may be replaced before it is read: find and
-    read in one attempt, and try again if it went stale."""
+    read in one attempt, and try again if it went stale.
+    """
     from selenium.common.exceptions import (NoSuchElementException,
                                             StaleElementReferenceException)
     from selenium.webdriver.common.by import By
@@ -226,7 +227,8 @@ DRIVER_TRUTH_STATE = {
 
 def test_the_page_shows_driver_truth_keys_and_never_runs_lane_state_text():
     """Keys added by the driver-truth work (origin, driver, held_because, drivers, agent)
-    are shown when present; text from the lane state is text, never markup."""
+    are shown when present; text from the lane state is text, never markup.
+    """
     from selenium.webdriver.common.by import By
     app = Served('', can_stop=False)
     app.state = DRIVER_TRUTH_STATE

@@ -481,7 +481,8 @@ ANY_JSON = st.recursive(
 
 def has_non_json(value: Any) -> bool:
     """NaN/Infinity floats or lone surrogates: not JSON, and beyond what a schema can say;
-    integers beyond a double's range (a double's schema is a plain `number`)."""
+    integers beyond a double's range (a double's schema is a plain `number`).
+    """
     if isinstance(value, float):
         return not math.isfinite(value)
     if isinstance(value, int) and not isinstance(value, bool):

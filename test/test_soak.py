@@ -2,7 +2,8 @@
 skills (navigate goals of 5-30 s, an arm driver that ignores cancels), some cancelled, while
 the sim driver is killed or stalled (SIGSTOP/SIGCONT), the HTTP gateway and the lane manager
 are killed and restarted, and a bypass client sends goals around the lane manager. Overlaps
-are counted by the drivers. The long run is `python test/soak.py --seconds 600 --agents 8`."""
+are counted by the drivers. The long run is `python test/soak.py --seconds 600 --agents 8`.
+"""
 import json
 import sys
 

@@ -109,16 +109,15 @@ def test_bodies_that_fit_neither_shape_are_refused(body):
 
 
 def test_skill_tool_lists_an_output_schema_with_defs_resolvable_from_its_root():
-    visualization_msgs = pytest.importorskip(
-        'visualization_msgs', reason='the ros-visualization-msgs wheel (test extra) is absent')
-    import visualization_msgs.msg  # noqa: F401 - the submodule the test uses
+    markers = pytest.importorskip(
+        'visualization_msgs.msg', reason='the ros-visualization-msgs wheel (test extra) is absent')
     tool = skill_tool('follow', SkillConfig(lane='arm', action_type='test_msgs/action/Fibonacci',
                                             driver='/arm/follow'), LaneConfig(),
-                      {'type': 'object'}, visualization_msgs.msg.MarkerArray)
+                      {'type': 'object'}, markers.MarkerArray)
     schema = tool.output_schema
     refs = re.findall(r'"\$ref": "#/\$defs/([^"]+)"', json.dumps(schema))
     assert refs and set(refs) <= set(schema['$defs'])  # repeated types are written once
-    message = visualization_msgs.msg.MarkerArray(markers=[visualization_msgs.msg.Marker()])
+    message = markers.MarkerArray(markers=[markers.Marker()])
     body = goal_answer('follow', 'arm', GoalOutcome(GOAL_ID, True, 'succeeded', message))
     assert_conforms(schema, body.structured_content)
     assert tool.description.endswith('.') and "lane 'arm'" in tool.description

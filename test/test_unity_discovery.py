@@ -1,5 +1,6 @@
 """Finding Editors in stdio mode: status files as the Editor writes them (in place, deleted
-at a reload, sometimes stale), and where they live."""
+at a reload, sometimes stale), and where they live.
+"""
 from __future__ import annotations
 
 import asyncio

@@ -167,7 +167,7 @@ def test_a_killed_holder_gateway_lets_the_next_one_in_at_once(processes,
     observer.close()
 
 
-STALLED_HOLDER = r'''
+STALLED_HOLDER = r"""
 import asyncio, sys
 from mcp_gateway.unity.answers import UnityLeaseLost
 from mcp_gateway.unity.bridge import UnityBridge
@@ -194,12 +194,13 @@ async def main() -> None:
         print('LOST', flush=True)
 
 asyncio.run(main())
-'''
+"""
 
 
 def test_a_stalled_holder_never_acts_after_losing_the_lease(processes, tmp_path: Path) -> None:
     """The holder is stopped (SIGSTOP: its renewal thread too) past its TTL; another agent
-    takes the lease and refreshes; the stalled one resumes and must not send its refresh."""
+    takes the lease and refreshes; the stalled one resumes and must not send its refresh.
+    """
     import subprocess
     from fake_unity_editor import FakeUnityEditor
     status, leases = tmp_path / 'status', tmp_path / 'leases'

@@ -44,7 +44,8 @@ def free_port() -> int:
 
 def start_server(processes, tmp_path: Path) -> str:
     """The official server in HTTP mode; its MCP URL. PYTEST_CURRENT_TEST is removed from
-    its environment: the server turns its own readiness checks off when it sees it."""
+    its environment: the server turns its own readiness checks off when it sees it.
+    """
     port = free_port()
     server = processes.start(
         ['env', '-u', 'PYTEST_CURRENT_TEST', str(SERVER), '--transport', 'http',

@@ -1,5 +1,6 @@
 """Lease hardening: a hostile or damaged lease folder never hangs the gateway, is never
-trusted through a symlink or another user, and never sends fencing tokens backwards."""
+trusted through a symlink or another user, and never sends fencing tokens backwards.
+"""
 from __future__ import annotations
 
 import os

@@ -64,7 +64,8 @@ _SCHEMAS = {tool.name: tool.output_schema
 
 def structured(result: types.CallToolResult, tool: str | None = None) -> dict[str, Any]:
     """The body, checked against every Unity tool's outputSchema it could come from (the
-    TypeScript client rejects a result that does not conform, error results included)."""
+    TypeScript client rejects a result that does not conform, error results included).
+    """
     assert result.structured_content is not None
     assert json.loads(result.content[0].text) == result.structured_content
     body = result.structured_content

@@ -99,7 +99,8 @@ class UnityBridge:
     async def refresh(self, params: dict[str, Any], reload_wait_s: float,
                       before_send: Optional[BeforeSend] = None) -> RefreshOutcome:
         """Send one `refresh_unity`. Never re-sent, except after a reloading rejection
-        (the refresh never ran). A drop after a compile request is that compile's reload."""
+        (the refresh never ran). A drop after a compile request is that compile's reload.
+        """
         for attempt in range(2):
             try:
                 result = await self.command('refresh_unity', params, idempotent=False,

@@ -165,7 +165,8 @@ def read_status_file(path: Path, host: str = '127.0.0.1', now: Optional[float] =
 
 def status_files(status_dir: Path) -> list[Path]:
     """The status files in the folder, plus those read well a moment ago and now missing
-    (the Editor deletes its file at a domain reload and writes it again after)."""
+    (the Editor deletes its file at a domain reload and writes it again after).
+    """
     try:
         found = set(status_dir.glob(f'{STATUS_FILE_PREFIX}*.json'))
     except OSError:

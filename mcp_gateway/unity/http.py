@@ -32,7 +32,8 @@ from mcp_gateway.unity.discovery import UnityInstance
 
 class _SessionClosedNoise(logging.Filter):
     """Drop the SDK's error log for a server notification that arrives as we close a
-    finished session (the official server logs to us after its answer): not a failure."""
+    finished session (the official server logs to us after its answer): not a failure.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         cause = record.exc_info[1] if record.exc_info else None
@@ -176,7 +177,8 @@ class HttpUnity:
     async def refresh(self, params: dict[str, Any], reload_wait_s: float,
                       before_send: Optional[BeforeSend] = None) -> RefreshOutcome:
         """The server's refresh_unity (never re-sent). It reports a reload that dropped the
-        plugin as `recovered_from_disconnect`."""
+        plugin as `recovered_from_disconnect`.
+        """
         try:
             result = await self.command('refresh_unity', params, idempotent=False,
                                         before_send=before_send)

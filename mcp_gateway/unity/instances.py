@@ -64,7 +64,7 @@ class Finder:
             parts.append(
                 f'http: {self.config.server_url}: {why} (start the official server: '
                 '`mcp-for-unity --transport http --http-url http://127.0.0.1:8080` from PyPI '
-                'mcpforunityserver, keep the Editor\'s transport on HTTP pointing at it, or '
+                "mcpforunityserver, keep the Editor's transport on HTTP pointing at it, or "
                 'set unity.server_url)')
         return 'no Unity Editor found. ' + '; '.join(parts)
 
@@ -95,7 +95,8 @@ class Finder:
     async def _http_instances(self) -> list[UnityInstance]:
         """The server's Editors, plus those seen under RELOADING_KEEP_S ago and now away:
         a domain reload takes the plugin off the hub for a while (shown as `reconnecting`,
-        so an operation waits for it instead of failing)."""
+        so an operation waits for it instead of failing).
+        """
         from mcp_gateway.unity.http import list_server_instances
         now = time.monotonic()
         try:
@@ -131,7 +132,8 @@ class Finder:
 
     def _pinned_instance(self) -> UnityInstance:
         """The configured host:port, named like discovery names it when a status file matches
-        (gateways that find the same Editor in different ways must take the same lease)."""
+        (gateways that find the same Editor in different ways must take the same lease).
+        """
         port = self.config.port
         for path in status_files(self.status_dir):
             found = read_status_file(path, self.config.host)
@@ -143,7 +145,8 @@ class Finder:
 
 async def _still_there(instance: UnityInstance) -> bool:
     """A fresh status file is trusted without connecting (connecting would close the
-    Editor's current client); an old one only while reloading, or if it answers a ping."""
+    Editor's current client); an old one only while reloading, or if it answers a ping.
+    """
     age = instance.status_age_s or 0.0
     if age < FRESH_STATUS_S:
         return True

@@ -174,7 +174,8 @@ class UnityTools:
     @property
     def leases(self) -> LeaseManager:
         """The lease manager, made on first use: a bad lease folder (a symlink, another
-        user's) then fails Unity calls with a clear answer instead of the whole gateway."""
+        user's) then fails Unity calls with a clear answer instead of the whole gateway.
+        """
         if self._leases is None:
             self._leases = LeaseManager(self.config.lease_dir, ttl_s=self.config.lease_ttl_s)
         return self._leases

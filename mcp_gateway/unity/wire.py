@@ -1,6 +1,6 @@
-"""The stdio bridge's wire: one framed TCP connection to an Editor (MCP for Unity).
+r"""The stdio bridge's wire: one framed TCP connection to an Editor (MCP for Unity).
 
-On accept the Editor writes `WELCOME UNITY-MCP 1 FRAMING=1\\n`; then every message both
+On accept the Editor writes `WELCOME UNITY-MCP 1 FRAMING=1\n`; then every message both
 ways is an 8-byte big-endian length and UTF-8 JSON (max 64 MiB). A client must never send a
 zero-length frame. The Editor keeps one client at a time and closes idle ones after 30 s,
 so a caller reconnects when it finds the connection closed.
