@@ -303,7 +303,7 @@ def test_action_message_schemas_name_their_type_and_use_the_interface_comments()
     feedback = message_schema(actions.Fibonacci.Feedback)
     assert feedback['description'] == 'test_msgs/action/Fibonacci_Feedback'
     duration = message_schema(builtin_interfaces.msg.Duration)['properties']['nanosec']
-    assert 'Nanoseconds component' in duration['description']  # from Duration.msg
+    assert 'nanoseconds component' in duration['description'].lower()  # from Duration.msg
 
 
 # ---------------------------------------------------------------------------------------
