@@ -7,9 +7,11 @@ a caller cancels, time passes) and carries out the effects that come back (start
 its driver, cancel a goal at its driver, end a goal that never reached the driver).
 
 The invariant the whole product rests on: a lane has at most one holder, and only the holder
-is ever forwarded to a driver. A lane becomes free only when its holder has ended (the driver
-confirmed the end, or the driver is gone), or when a cancel the driver ignored has been
-outstanding for the lane's `cancel_grace_s`.
+is ever forwarded to a driver. A lane becomes free only when its holder has ended AND nothing
+else occupies it: `occupants` are what the drivers themselves report (a goal whose end the
+driver has not confirmed, a goal found running at start, a goal sent around the lane
+manager, a driver whose status is not known yet). The lane keeper (lane_manager/keeper.py)
+sets and clears them from the drivers' word; the arbiter never frees a lane by a timeout.
 """
 from __future__ import annotations
 
@@ -44,7 +46,20 @@ class Holder:
     since: float
     state: HolderState = HolderState.STARTING
     cancel_reason: Optional[str] = None
-    cancel_deadline: Optional[float] = None
+    driver: Optional[str] = None
+    driver_goal_id: Optional[str] = None
+
+
+@dataclass
+class Occupant:
+    """Something besides the holder that keeps a lane held, on a driver's word (or lack)."""
+
+    origin: str                 # 'lane_manager' (end unconfirmed) | 'adopted' | 'external'
+    why: str                    # | 'unknown' (a driver's status is not known yet)
+    since: float
+    driver: Optional[str] = None
+    driver_goal_id: Optional[str] = None
+    skill: Optional[str] = None
 
 
 # Effects: what the node must do after an event.
@@ -97,7 +112,9 @@ class LaneCounters:
     aborted: int = 0
     canceled: int = 0
     hold_timeouts: int = 0
-    forced_releases: int = 0
+    operator_releases: int = 0
+    adopted: int = 0
+    external: int = 0
 
 
 @dataclass
@@ -106,6 +123,7 @@ class Lane:
     config: LaneConfig
     holder: Optional[Holder] = None
     queue: list[GoalRequest] = field(default_factory=list)
+    occupants: dict[str, Occupant] = field(default_factory=dict)
     counters: LaneCounters = field(default_factory=LaneCounters)
     refusals: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
     endings: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
@@ -138,7 +156,7 @@ class Arbiter:
         if goal_id in self._lane_of_goal:
             return self._refuse(lane, goal, now, f'goal id {goal_id} is already known')
         holder = lane.holder
-        if holder is None:
+        if holder is None and not lane.occupants:
             return Decision(True, self._start(lane, goal, now))
         policy = lane.config.policy
         if policy == 'reject':
@@ -152,7 +170,7 @@ class Arbiter:
         self._lane_of_goal[goal_id] = lane_name
         lane.counters.queued += 1
         effects: tuple[Effect, ...] = ()
-        if (policy == 'preempt' and priority > holder.goal.priority
+        if (policy == 'preempt' and holder is not None and priority > holder.goal.priority
                 and holder.state is not HolderState.CANCELLING):
             reason = (f'preempted by skill {skill!r} goal {goal_id} '
                       f'(priority {priority} > {holder.goal.priority})')
@@ -168,11 +186,13 @@ class Arbiter:
             holder.state = HolderState.ACTIVE
 
     def goal_ended(self, goal_id: str, outcome: str, now: float,
-                   reason: Optional[str] = None) -> list[Effect]:
-        """The goal is over at the driver (result, driver refusal, driver gone).
+                   reason: Optional[str] = None, driver_result: bool = False) -> list[Effect]:
+        """The goal is over towards its caller (result, driver refusal, given up).
 
-        outcome: 'succeeded', 'aborted' or 'canceled'. Frees the lane and starts the next.
-        A goal still queued (e.g. the node is shutting down) just leaves the queue.
+        outcome: 'succeeded', 'aborted' or 'canceled'. Ends the holding; the next goal starts
+        only if nothing else occupies the lane (the keeper occupies it first when the driver
+        has not confirmed the end). A goal still queued just leaves the queue.
+        driver_result: the driver gave a result (else the caller gets none: `result: null`).
         """
         lane_name = self._lane_of_goal.get(goal_id)
         if lane_name is None:
@@ -182,13 +202,46 @@ class Arbiter:
         if holder is not None and holder.goal.goal_id == goal_id:
             if reason is None and holder.cancel_reason and outcome != 'succeeded':
                 reason = holder.cancel_reason
-            self._record_end(lane, holder.goal, outcome, reason, now)
+            self._record_end(lane, holder.goal, outcome, reason, now, driver_result)
             lane.holder = None
             return self._start_next(lane, now)
         goal = self._remove_queued(lane, goal_id)
         if goal is not None:
-            self._record_end(lane, goal, outcome, reason, now)
+            self._record_end(lane, goal, outcome, reason, now, driver_result)
         return []
+
+    def set_driver(self, goal_id: str, driver: str, driver_goal_id: str) -> None:
+        """Which driver and driver goal id the holder was forwarded as (for lane state)."""
+        holder = self._holder_of(goal_id)
+        if holder is not None:
+            holder.driver, holder.driver_goal_id = driver, driver_goal_id
+
+    def occupy(self, lane_name: str, key: str, occupant: Occupant) -> None:
+        """Something a driver reports (or may still run) holds the lane besides the holder."""
+        lane = self.lanes[lane_name]
+        if key not in lane.occupants and occupant.origin in ('adopted', 'external'):
+            setattr(lane.counters, occupant.origin,
+                    getattr(lane.counters, occupant.origin) + 1)
+        lane.occupants[key] = occupant
+
+    def vacate(self, lane_name: str, key: str, now: float) -> list[Effect]:
+        """The driver confirmed it: that occupant is gone. Starts the next goal if free."""
+        self.lanes[lane_name].occupants.pop(key, None)
+        return self.start_if_free(lane_name, now)
+
+    def start_if_free(self, lane_name: str, now: float) -> list[Effect]:
+        lane = self.lanes[lane_name]
+        return [] if lane.holder is not None else self._start_next(lane, now)
+
+    def record_operator_release(self, lane_name: str, what: str, now: float) -> None:
+        lane = self.lanes[lane_name]
+        lane.counters.operator_releases += 1
+        lane.endings.append({'goal_id': what, 'skill': None, 'outcome': 'released',
+                             'reason': 'released by an operator', 'driver_result': False,
+                             'at': now})
+
+    def queued(self, lane_name: str) -> list[str]:
+        return [g.goal_id for g in self.lanes[lane_name].queue]
 
     def cancel(self, goal_id: str, now: float,
                reason: str = 'canceled by its caller') -> list[Effect]:
@@ -209,23 +262,15 @@ class Arbiter:
         return [EndWithoutDriver(goal_id, 'canceled', reason)]
 
     def tick(self, now: float) -> list[Effect]:
-        """Time passes: enforce max_hold_s and the cancel grace. Call it a few times a second."""
+        """Time passes: enforce max_hold_s (a cancel; the lane frees only when the driver ends
+        the goal, never by a timeout). Call it a few times a second."""
         effects: list[Effect] = []
         for lane in self.lanes.values():
             holder = lane.holder
-            if holder is None:
+            if holder is None or holder.state is HolderState.CANCELLING:
                 continue
-            if holder.state is HolderState.CANCELLING:
-                if holder.cancel_deadline is not None and now >= holder.cancel_deadline:
-                    reason = (f'{holder.cancel_reason}; the driver did not end the goal within '
-                              f'{lane.config.cancel_grace_s:g} s of the cancel, lane released')
-                    lane.counters.forced_releases += 1
-                    self._record_end(lane, holder.goal, 'aborted', reason, now)
-                    lane.holder = None
-                    effects.append(EndWithoutDriver(holder.goal.goal_id, 'aborted', reason))
-                    effects.extend(self._start_next(lane, now))
-            elif (lane.config.max_hold_s is not None
-                  and now - holder.since >= lane.config.max_hold_s):
+            if (lane.config.max_hold_s is not None
+                    and now - holder.since >= lane.config.max_hold_s):
                 lane.counters.hold_timeouts += 1
                 reason = (f'held lane {lane.name!r} longer than '
                           f'max_hold_s={lane.config.max_hold_s:g}')
@@ -264,7 +309,7 @@ class Arbiter:
             assert len(lane.queue) <= lane.config.max_queue, f'lane {lane.name} over max_queue'
             if lane.config.policy == 'reject':
                 assert not lane.queue, f'reject lane {lane.name} has a queue'
-            if lane.holder is None:
+            if lane.holder is None and not lane.occupants:
                 assert not lane.queue, f'lane {lane.name} is free but has a queue'
             priorities = [g.priority for g in lane.queue]
             assert priorities == sorted(priorities, reverse=True), 'queue not in priority order'
@@ -279,7 +324,7 @@ class Arbiter:
         return (StartGoal(goal.goal_id),)
 
     def _start_next(self, lane: Lane, now: float) -> list[Effect]:
-        if not lane.queue:
+        if not lane.queue or lane.holder is not None or lane.occupants:
             return []
         goal = lane.queue.pop(0)
         return list(self._start(lane, goal, now))
@@ -288,7 +333,6 @@ class Arbiter:
                       reason: str) -> CancelAtDriver:
         holder.state = HolderState.CANCELLING
         holder.cancel_reason = reason
-        holder.cancel_deadline = now + lane.config.cancel_grace_s
         return CancelAtDriver(holder.goal.goal_id, reason)
 
     def _refuse(self, lane: Lane, goal: GoalRequest, now: float, reason: str) -> Decision:
@@ -300,6 +344,7 @@ class Arbiter:
             'retry_after_ms': retry, 'at': now,
             'holder': ({'skill': holder.goal.skill, 'goal_id': holder.goal.goal_id}
                        if holder else None),
+            'held_because': self.held_because(lane),
         })
         return Decision(False, reason=reason, retry_after_ms=retry)
 
@@ -312,12 +357,13 @@ class Arbiter:
         return None
 
     def _record_end(self, lane: Lane, goal: GoalRequest, outcome: str,
-                    reason: Optional[str], now: float) -> None:
+                    reason: Optional[str], now: float, driver_result: bool = False) -> None:
         self._lane_of_goal.pop(goal.goal_id, None)
         if outcome in ('succeeded', 'aborted', 'canceled'):
             setattr(lane.counters, outcome, getattr(lane.counters, outcome) + 1)
         lane.endings.append({'goal_id': goal.goal_id, 'skill': goal.skill,
-                             'outcome': outcome, 'reason': reason, 'at': now})
+                             'outcome': outcome, 'reason': reason,
+                             'driver_result': driver_result, 'at': now})
 
     def _holder_of(self, goal_id: str) -> Optional[Holder]:
         lane_name = self._lane_of_goal.get(goal_id)
@@ -327,14 +373,24 @@ class Arbiter:
         return holder if holder is not None and holder.goal.goal_id == goal_id else None
 
     @staticmethod
-    def _held_text(lane: Lane) -> str:
-        holder = lane.holder
-        assert holder is not None
-        return (f'lane {lane.name!r} is held by skill {holder.goal.skill!r} '
-                f'goal {holder.goal.goal_id}')
+    def held_because(lane: Lane) -> Optional[str]:
+        """Why the lane is held besides its holder (None: only by its holder, or free)."""
+        if not lane.occupants:
+            return None
+        return '; '.join(o.why for o in lane.occupants.values())
 
-    @staticmethod
-    def _lane_snapshot(lane: Lane, now: float, wall_offset: float) -> dict:
+    @classmethod
+    def _held_text(cls, lane: Lane) -> str:
+        holder = lane.holder
+        if holder is not None:
+            text = (f'lane {lane.name!r} is held by skill {holder.goal.skill!r} '
+                    f'goal {holder.goal.goal_id}')
+            because = cls.held_because(lane)
+            return f'{text} (and: {because})' if because else text
+        return f'lane {lane.name!r} is held: {cls.held_because(lane)}'
+
+    @classmethod
+    def _lane_snapshot(cls, lane: Lane, now: float, wall_offset: float) -> dict:
         holder = lane.holder
 
         def stamped(record: dict) -> dict:
@@ -342,13 +398,19 @@ class Arbiter:
 
         return {
             'policy': lane.config.policy,
-            'holder': None if holder is None else {
+            'holder': {
                 'goal_id': holder.goal.goal_id, 'skill': holder.goal.skill,
                 'priority': holder.goal.priority, 'state': holder.state.value,
                 'since': round(holder.since + wall_offset, 3),
                 'held_s': round(now - holder.since, 3),
-                'cancel_reason': holder.cancel_reason,
-            },
+                'cancel_reason': holder.cancel_reason, 'origin': 'lane_manager',
+                'driver': holder.driver, 'driver_goal_id': holder.driver_goal_id,
+            } if holder is not None else cls._occupant_as_holder(lane, now, wall_offset),
+            'held_because': cls.held_because(lane),
+            'occupants': [{'origin': o.origin, 'why': o.why, 'driver': o.driver,
+                           'driver_goal_id': o.driver_goal_id, 'skill': o.skill,
+                           'since': round(o.since + wall_offset, 3)}
+                          for o in lane.occupants.values()],
             'queue': [{'goal_id': g.goal_id, 'skill': g.skill, 'priority': g.priority,
                        'since': round(g.submitted_at + wall_offset, 3)} for g in lane.queue],
             'last_refusals': [stamped(r) for r in lane.refusals],
@@ -358,3 +420,19 @@ class Arbiter:
             'max_queue': lane.config.max_queue,
             'max_hold_s': lane.config.max_hold_s,
         }
+
+    @staticmethod
+    def _occupant_as_holder(lane: Lane, now: float, wall_offset: float) -> Optional[dict]:
+        """A lane held only by a goal the drivers report (adopted/external) shows it as its
+        holder, so a reader of `holder` alone never takes such a lane for free."""
+        for occupant in lane.occupants.values():
+            if occupant.driver_goal_id is None:
+                continue
+            return {'goal_id': occupant.driver_goal_id, 'skill': occupant.skill,
+                    'priority': None, 'state': 'active' if occupant.origin != 'lane_manager'
+                    else 'ended_unconfirmed',
+                    'since': round(occupant.since + wall_offset, 3),
+                    'held_s': round(now - occupant.since, 3), 'cancel_reason': None,
+                    'origin': occupant.origin, 'driver': occupant.driver,
+                    'driver_goal_id': occupant.driver_goal_id}
+        return None

@@ -47,7 +47,11 @@ class LaneConfig(_Strict):
     retry_after_ms: int = Field(
         1000, ge=0, description='hint given to a refused caller')
     cancel_grace_s: float = Field(
-        5.0, gt=0, description='after a cancel the driver ignores, the lane frees after this')
+        5.0, gt=0, description='a cancel the driver has not honoured after this is an ERROR '
+        'in /diagnostics (the lane stays held and the cancel is repeated: never a release)')
+    external_goals: Literal['hold', 'cancel'] = Field(
+        'hold', description='goals sent to a driver of this lane around the lane manager: '
+        'hold the lane while they run, or cancel them at once')
 
 
 class ToolHints(_Strict):
@@ -97,8 +101,12 @@ class SimSkillConfig(_Strict):
     """How the simulated driver behaves for one skill."""
 
     duration_s: float = Field(1.0, ge=0)
+    duration_max_s: Optional[float] = Field(
+        None, ge=0, description='if set, each goal runs a random time in [duration_s, this]')
     feedback_hz: float = Field(5.0, ge=0)
-    outcome: Literal['succeed', 'abort', 'reject', 'hang', 'ignore_cancel', 'absent'] = 'succeed'
+    outcome: Literal['succeed', 'abort', 'reject', 'hang', 'ignore_cancel', 'absent',
+                     'accept_cancel_but_run'] = 'succeed'
+    answer_delay_s: float = Field(0.0, ge=0, description='answer goal requests this late')
 
 
 class SimConfig(_Strict):
@@ -120,7 +128,11 @@ class LaneManagerConfig(_Strict):
     driver_response_s: float = Field(
         10.0, gt=0, description='a driver that does not answer a goal in this time is faulty')
     driver_lost_s: float = Field(
-        3.0, gt=0, description='a driver gone from the graph this long mid-goal aborts the goal')
+        3.0, gt=0, description='a driver silent (or off the graph) this long mid-goal: its '
+        "caller's goal aborts; the lane stays held until the driver confirms or leaves")
+    on_start: Literal['cancel', 'wait'] = Field(
+        'cancel', description='goals found running at the drivers when the lane manager '
+        'starts hold their lanes; cancel them (no caller sees them any more) or wait')
     watchdog_hz: float = Field(10.0, gt=0)
     state_period_s: float = Field(1.0, gt=0, description='diagnostics and state re-publish period')
 

@@ -6,15 +6,15 @@ Whether a goal is accepted, queued, refused or preempts the current holder is de
 pure-Python `Arbiter` at goal acceptance (drivers such as Nav2 or ros2_control accept a new
 goal and abort the running one, so the decision must come before the goal reaches them).
 
-This node only translates: ROS events in, arbiter effects out. Faults it turns into events:
-- the driver's action server is absent: the goal waits `driver_wait_s`, then aborts;
-- the driver does not answer a goal request within `driver_response_s`: aborted;
-- the driver vanishes mid-goal (off the graph, or no answer to a liveness probe for
-  `driver_lost_s`): aborted, lane freed;
-- held past the lane's `max_hold_s`, or preempted: cancelled at the driver.
+This node only translates: ROS events in, `LaneKeeper` actions out (lane_manager/keeper.py
+holds every decision). It follows each driver's own `_action/status`: a lane is free only
+when the drivers say its goals have ended (see README "What frees a lane"). Events it feeds:
+callers' goals and cancels; drivers' answers, results, status lists; a driver silent for
+`driver_lost_s` (liveness probe) or off the graph that long; time.
 
-Topics (see README): `<namespace>/lane_state` (std_msgs/String, JSON, transient local,
-published on every change) and `/diagnostics` (one DiagnosticStatus per lane).
+Topics and services (see README): `<namespace>/lane_state` (std_msgs/String, JSON, transient
+local, published on every change), `/diagnostics` (one DiagnosticStatus per lane), and per
+lane `<namespace>/lanes/<lane>/release` and `.../stop` (std_srvs/Trigger).
 """
 from __future__ import annotations
 
@@ -22,27 +22,39 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, Optional, Sequence
 
-from action_msgs.msg import GoalStatus
+from action_msgs.msg import GoalStatus, GoalStatusArray
+from action_msgs.srv import CancelGoal
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action import CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.qos import qos_profile_action_status_default
 from rclpy.task import Future
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from unique_identifier_msgs.msg import UUID
 
 from lane_manager.action_link import ActionServerLink
-from lane_manager.arbiter import Arbiter, CancelAtDriver, Effect, EndWithoutDriver, StartGoal
+from lane_manager.caller_side import CallerGoal, Outcome, GoalIdActionServer, goal_id_text
 from lane_manager.config import Config, import_action_type
-from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, lane_state_topic,
-                                     skill_server_name)
-from lane_manager.runtime import config_argument_parser, parse_args, resolve_config, run_node
+from lane_manager.diagnostics import lane_diagnostics
+from lane_manager.driver_status import Presence
+from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
+from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, lane_service_name,
+                                     lane_state_topic, skill_server_name)
+from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
+from lane_manager.runtime import (BackgroundExecutor, config_argument_parser, parse_args,
+                                  resolve_config, run_node)
+from lane_manager.status_wire import decode_status_array
 
 SHUTDOWN_CANCEL_WAIT_S = 2.0
+RESULT_ASK_S = 3.0  # a goal a driver once ran is re-asked for its result this often
+# A driver not seen on the graph this long after start is gone (discovery can take 2.6 s).
+STARTUP_DISCOVERY_S = 4.0
 CANCELING_WAIT_STEPS = 100  # x 10 ms
 
 STATUS_TO_OUTCOME = {
@@ -50,67 +62,6 @@ STATUS_TO_OUTCOME = {
     GoalStatus.STATUS_CANCELED: 'canceled',
     GoalStatus.STATUS_ABORTED: 'aborted',
 }
-
-
-def goal_id_text(uuid_msg: Any) -> str:
-    """The goal id as the canonical UUID string, the same in every process."""
-    return str(uuid.UUID(bytes=bytes(uuid_msg.uuid)))
-
-
-@dataclass
-class Outcome:
-    """How a goal ended towards its caller."""
-
-    status: str                      # 'succeeded' | 'aborted' | 'canceled'
-    result: Any = None               # the driver's Result message, if any
-    reason: Optional[str] = None
-
-
-class Ticket:
-    """One accepted goal, from acceptance until its caller has the result."""
-
-    def __init__(self, goal_id: str, skill: str, goal: Any) -> None:
-        self.goal_id = goal_id
-        self.skill = skill
-        self.goal = goal
-        self.goal_handle: Optional[ServerGoalHandle] = None
-        self.finished: Future = Future()
-        self.executing = False           # goal_handle.execute() called (or due once it exists)
-        self.caller_canceled = False     # its caller asked to cancel it
-        self.forwarding_since: Optional[float] = None
-        self.driver_handle: Any = None
-        self.cancel_pending: Optional[str] = None  # cancel asked before the driver accepted
-        self.waiting_for_driver_since: Optional[float] = None
-        self.off_graph_since: Optional[float] = None
-
-    @property
-    def done(self) -> bool:
-        return self.finished.done()
-
-
-class _GoalIdActionServer(ActionServer):
-    """An ActionServer whose goal callback can learn the goal id.
-
-    rclpy hands the goal callback only the goal message, but a refusal must be published
-    keyed by goal id (a rejection carries no reason in ROS). `execute` is the Waitable entry
-    point that sees the whole request, so it records which id each goal message belongs to.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.goal_ids: dict[int, str] = {}
-        super().__init__(*args, **kwargs)
-
-    async def execute(self, taken_data) -> None:
-        request = taken_data.get('goal')
-        if request is not None:
-            goal_request = request[1]
-            self.goal_ids[id(goal_request.goal)] = goal_id_text(goal_request.goal_id)
-            try:
-                await super().execute(taken_data)
-            finally:
-                self.goal_ids.pop(id(goal_request.goal), None)
-        else:
-            await super().execute(taken_data)
 
 
 class LaneManager(Node):
@@ -124,29 +75,60 @@ class LaneManager(Node):
         self._settings = settings
         self._lock = threading.RLock()
         self._group = ReentrantCallbackGroup()
-        self._arbiter = Arbiter(self.config.lanes)
-        self._tickets: dict[str, Ticket] = {}
+        routes = {name: SkillRoute(s.lane, s.driver, s.priority)
+                  for name, s in self.config.skills.items()}
+        self._keeper = LaneKeeper(self.config.lanes, routes, settings)
+        self._goals: dict[str, CallerGoal] = {}
         self._state_seq = 0
         self._state_dirty = False
         self._closing = False
         namespace = self.resolve_topic_name(settings.namespace, only_expand=True)
-        self._drivers: dict[str, ActionServerLink] = {}
-        self._servers: dict[str, _GoalIdActionServer] = {}
+        # The drivers' status lists (three messages per goal, at the moments a goal is
+        # answered and ends) are followed by a node of their own with its own executor
+        # thread, so they never queue in front of the goal relay on the main executor.
+        # Its own name and namespace, not the process's remaps: a launch file's `name=` remaps
+        # every node of the process, and two nodes must not share one name.
+        self._status_node = Node(f'{self.get_name()}_status', namespace=self.get_namespace(),
+                                 context=self.context, use_global_arguments=False)
+        self._status_spin: Optional[BackgroundExecutor] = None
+        self._result_clients: dict[str, Any] = {}              # per driver
+        self._links: dict[str, ActionServerLink] = {}         # per skill
+        self._driver_links: dict[str, ActionServerLink] = {}  # per driver (its first skill)
+        self._servers: dict[str, GoalIdActionServer] = {}
         self._action_types: dict[str, Any] = {}
         self._driver_available: dict[str, bool] = {}
+        self._off_graph_since: dict[str, float] = {}
+        self._started_at = time.monotonic()
         self.server_names = {name: skill_server_name(namespace, name)
                              for name in self.config.skills}
         for name, skill in self.config.skills.items():
             action_type = import_action_type(skill.action_type)
             self._action_types[name] = action_type
-            self._drivers[name] = ActionServerLink(self, action_type, skill.driver, self._group)
-            self._servers[name] = _GoalIdActionServer(
+            link = ActionServerLink(self, action_type, skill.driver, self._group)
+            self._links[name] = link
+            if skill.driver not in self._driver_links:
+                self._driver_links[skill.driver] = link
+                self._result_clients[skill.driver] = self.create_client(
+                    action_type.Impl.GetResultService, f'{skill.driver}/_action/get_result',
+                    callback_group=self._group)
+                # Never seen yet: gone only once discovery has had its time too.
+                self._off_graph_since[skill.driver] = self._started_at + max(
+                    0.0, STARTUP_DISCOVERY_S - settings.driver_lost_s)
+                self._status_node.create_subscription(
+                    GoalStatusArray, f'{skill.driver}/_action/status',
+                    partial(self._on_driver_status, skill.driver),
+                    qos_profile_action_status_default, raw=True)
+            self._servers[name] = GoalIdActionServer(
                 self, action_type, self.server_names[name],
                 execute_callback=partial(self._execute, name),
                 goal_callback=partial(self._on_goal_request, name),
                 handle_accepted_callback=self._on_accepted,
                 cancel_callback=self._on_cancel_request,
                 callback_group=self._group)
+        for lane in self.config.lanes:
+            for verb, handler in (('release', self._on_release), ('stop', self._on_stop)):
+                self.create_service(Trigger, lane_service_name(namespace, lane, verb),
+                                    partial(handler, lane), callback_group=self._group)
         self._state_pub = self.create_publisher(String, lane_state_topic(namespace),
                                                 LANE_STATE_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
@@ -156,66 +138,65 @@ class LaneManager(Node):
         self._state_guard = self.create_guard_condition(self._flush_state_if_dirty,
                                                         callback_group=self._group)
         self._periodic_state()
+        self._status_spin = BackgroundExecutor(self._status_node, num_threads=1)
+
+    def destroy_node(self) -> None:
+        if self._status_spin is not None:
+            self._status_spin.shutdown()
+            self._status_spin = None
+        self._status_node.destroy_node()
+        super().destroy_node()
 
     # ------------------------------------------------------------ action server side
     def _on_goal_request(self, skill_name: str, goal: Any) -> GoalResponse:
         server = self._servers[skill_name]
         goal_id = server.goal_ids.get(id(goal)) or str(uuid.uuid4())
-        skill = self.config.skills[skill_name]
         with self._lock:
-            if self._closing:
+            if self._closing or goal_id in self._goals:
                 return GoalResponse.REJECT
-            ticket = Ticket(goal_id, skill_name, goal)
-            if skill.lane is None:
-                self._tickets[goal_id] = ticket
-                self._apply([StartGoal(goal_id)])
-                return GoalResponse.ACCEPT
-            decision = self._arbiter.submit(goal_id, skill_name, skill.lane, skill.priority,
-                                            time.monotonic())
+            self._goals[goal_id] = CallerGoal(goal_id, skill_name, goal)
+            decision, actions = self._keeper.submit(goal_id, skill_name, time.monotonic())
             if not decision.accepted:
+                del self._goals[goal_id]
                 self.get_logger().info(f'refused {skill_name} goal {goal_id}: {decision.reason}')
                 self._publish_state()
                 return GoalResponse.REJECT
-            self._tickets[goal_id] = ticket
-            self._apply(decision.effects)
+            self._apply(actions)
             self._publish_state()
         return GoalResponse.ACCEPT
 
     def _on_accepted(self, goal_handle: ServerGoalHandle) -> None:
         """Queued goals stay ACCEPTED (not EXECUTING) until their lane is theirs."""
         with self._lock:
-            ticket = self._tickets.get(goal_id_text(goal_handle.goal_id))
-            if ticket is None:
+            caller = self._goals.get(goal_id_text(goal_handle.goal_id))
+            if caller is None:
                 goal_handle.execute()
                 return
-            ticket.goal_handle = goal_handle
-            if ticket.executing:
+            caller.goal_handle = goal_handle
+            if caller.executing:
                 goal_handle.execute()
 
     def _on_cancel_request(self, goal_handle: ServerGoalHandle) -> CancelResponse:
         goal_id = goal_id_text(goal_handle.goal_id)
         with self._lock:
-            ticket = self._tickets.get(goal_id)
-            if ticket is None or ticket.done:
+            caller = self._goals.get(goal_id)
+            if caller is None or caller.done:
                 return CancelResponse.REJECT
-            ticket.caller_canceled = True
-            if self.config.skills[ticket.skill].lane is None:
-                self._cancel_at_driver(ticket, 'canceled by its caller')
-            else:
-                self._apply(self._arbiter.cancel(goal_id, time.monotonic()))
+            caller.caller_canceled = True
+            self._apply(self._keeper.cancel(goal_id, time.monotonic()))
             self._publish_state()
         return CancelResponse.ACCEPT
 
     async def _execute(self, skill_name: str, goal_handle: ServerGoalHandle) -> Any:
         goal_id = goal_id_text(goal_handle.goal_id)
         with self._lock:
-            ticket = self._tickets.get(goal_id)
+            caller = self._goals.get(goal_id)
         action_type = self._action_types[skill_name]
-        if ticket is None:
+        if caller is None:
             goal_handle.abort()
             return action_type.Result()
-        outcome: Outcome = await ticket.finished
-        if outcome.status == 'canceled' and ticket.caller_canceled:
+        outcome: Outcome = await caller.finished
+        if outcome.status == 'canceled' and caller.caller_canceled:
             # rclpy moves the goal to CANCELING only after our cancel callback returns, and a
             # queued goal ends inside that callback: wait for the move so it ends CANCELED.
             for _ in range(CANCELING_WAIT_STEPS):
@@ -223,13 +204,15 @@ class LaneManager(Node):
                     break
                 await self._sleep(0.01)
         with self._lock:
-            self._tickets.pop(goal_id, None)
+            self._goals.pop(goal_id, None)
             if outcome.status == 'succeeded':
                 goal_handle.succeed()
             elif outcome.status == 'canceled' and goal_handle.is_cancel_requested:
                 goal_handle.canceled()
             else:
                 goal_handle.abort()
+        # No driver result: an empty Result is unavoidable on the wire; the status and the
+        # lane state's ending (driver_result: false) say there was none.
         return outcome.result if outcome.result is not None else action_type.Result()
 
     def _sleep(self, seconds: float) -> Future:
@@ -244,151 +227,184 @@ class LaneManager(Node):
         timer = self.create_timer(seconds, fire, callback_group=self._group)
         return done
 
-    # ------------------------------------------------------------ effects
-    def _apply(self, effects: Sequence[Effect]) -> None:
-        """Carry out arbiter effects. Called with the lock held."""
-        for effect in effects:
-            ticket = self._tickets.get(effect.goal_id)
-            if ticket is None:
-                continue
-            if isinstance(effect, StartGoal):
-                self._start(ticket)
-            elif isinstance(effect, CancelAtDriver):
-                self._cancel_at_driver(ticket, effect.reason)
-            elif isinstance(effect, EndWithoutDriver):
-                self._finish(ticket, Outcome(effect.outcome, reason=effect.reason),
-                             tell_arbiter=False)
+    # ------------------------------------------------------------ operator services
+    def _on_release(self, lane: str, _request: Any, response: Any) -> Any:
+        with self._lock:
+            ok, message, actions = self._keeper.release(lane, time.monotonic())
+            self._apply(actions)
+            self._publish_state()
+        self.get_logger().warning(f'operator release of lane {lane}: {message}')
+        response.success, response.message = ok, message
+        return response
+
+    def _on_stop(self, lane: str, _request: Any, response: Any) -> Any:
+        with self._lock:
+            ok, message, actions = self._keeper.stop(lane, time.monotonic())
+            self._apply(actions)
+            self._publish_state()
+        self.get_logger().info(f'lane_stop {lane}: {message}')
+        response.success, response.message = ok, message
+        return response
+
+    # ------------------------------------------------------------ keeper actions
+    def _apply(self, actions: Sequence[Any]) -> None:
+        """Carry out the keeper's actions. Called with the lock held."""
+        for action in actions:
+            if isinstance(action, SendToDriver):
+                self._send(action)
+            elif isinstance(action, CancelGoalAtDriver):
+                self._cancel_at_driver(action)
+            elif isinstance(action, EndCaller):
+                self._finish(action)
+            elif isinstance(action, Started):
+                caller = self._goals.get(action.caller_goal_id)
+                if caller is not None:
+                    self._ensure_executing(caller)
+            elif isinstance(action, Notice):
+                self._log_notice(action)
+
+    def _log_notice(self, notice: Notice) -> None:
+        # rclpy wants one severity per call site: one call per level.
+        if notice.level == 'error':
+            self.get_logger().error(notice.text)
+        elif notice.level == 'warn':
+            self.get_logger().warning(notice.text)
+        else:
+            self.get_logger().info(notice.text)
 
     @staticmethod
-    def _ensure_executing(ticket: Ticket) -> None:
+    def _ensure_executing(caller: CallerGoal) -> None:
         """Move the caller's goal to EXECUTING (now, or as soon as its handle exists)."""
-        if ticket.executing:
+        if caller.executing:
             return
-        ticket.executing = True
-        if ticket.goal_handle is not None:
-            ticket.goal_handle.execute()
+        caller.executing = True
+        if caller.goal_handle is not None:
+            caller.goal_handle.execute()
 
-    def _start(self, ticket: Ticket) -> None:
-        ticket.waiting_for_driver_since = time.monotonic()
-        self._forward_if_driver_ready(ticket)  # first: the lane hand-off is the hot path
-        self._ensure_executing(ticket)
+    def _send(self, action: SendToDriver) -> None:
+        caller = self._goals.get(action.caller_goal_id)
+        if caller is None:
+            return
+        link = self._links[caller.skill]
+        link.reset_probe()
+        send = link.client.send_goal_async(
+            caller.goal, feedback_callback=partial(self._on_driver_feedback, caller),
+            goal_uuid=UUID(uuid=list(uuid.UUID(action.driver_goal_id).bytes)))
+        send.add_done_callback(partial(self._on_driver_response, action.driver_goal_id))
 
-    def _forward_if_driver_ready(self, ticket: Ticket) -> None:
-        driver = self._drivers[ticket.skill]
-        # The graph query is the slow part of forwarding: trust the periodic refresh when it
-        # says the driver is there (a driver gone since is caught by the liveness probe).
-        if not self._driver_available.get(ticket.skill) and not driver.is_on_graph():
-            return  # the watchdog retries until driver_wait_s has passed
-        if not driver.ready_for_goals(time.monotonic()):
-            return  # first goal since the driver appeared: its probe answer comes first
-        ticket.waiting_for_driver_since = None
-        ticket.forwarding_since = time.monotonic()
-        driver.reset_probe()
-        send = driver.client.send_goal_async(
-            ticket.goal, feedback_callback=partial(self._on_driver_feedback, ticket))
-        send.add_done_callback(partial(self._on_driver_response, ticket))
-
-    def _on_driver_feedback(self, ticket: Ticket, feedback_msg: Any) -> None:
-        handle = ticket.goal_handle
-        if not ticket.done and handle is not None and handle.is_active:
+    def _on_driver_feedback(self, caller: CallerGoal, feedback_msg: Any) -> None:
+        handle = caller.goal_handle
+        if not caller.done and handle is not None and handle.is_active:
             handle.publish_feedback(feedback_msg.feedback)
 
-    def _on_driver_response(self, ticket: Ticket, future: Future) -> None:
+    def _on_driver_response(self, driver_goal_id: str, future: Future) -> None:
+        if future.exception() is not None:
+            return  # no answer: the keeper gives the caller up after driver_response_s
+        handle = future.result()
         with self._lock:
-            driver_handle = None if future.exception() else future.result()
-            if ticket.done:
-                if driver_handle is not None and driver_handle.accepted:
-                    driver_handle.cancel_goal_async()  # too late: we already gave up on it
-                return
-            if driver_handle is None or not driver_handle.accepted:
-                why = future.exception() or 'the driver rejected the goal'
-                self._finish(ticket, Outcome('aborted', reason=f'{why}'))
-                return
-            ticket.driver_handle = driver_handle
-            ticket.forwarding_since = None
-            self._arbiter.driver_accepted(ticket.goal_id)
-            driver_handle.get_result_async().add_done_callback(
-                partial(self._on_driver_result, ticket))
-            if ticket.cancel_pending is not None:
-                driver_handle.cancel_goal_async()
+            self._apply(self._keeper.driver_answer(driver_goal_id, handle.accepted,
+                                                   time.monotonic()))
+            self._publish_state()
+        if handle.accepted:
+            handle.get_result_async().add_done_callback(
+                partial(self._on_driver_result, driver_goal_id))
+
+    def _on_driver_result(self, driver_goal_id: str, future: Future) -> None:
+        if future.exception() is not None:
+            return  # the driver's status still tells when the goal ends
+        response = future.result()
+        outcome = STATUS_TO_OUTCOME.get(response.status)
+        if outcome is None:
+            return  # STATUS_UNKNOWN: not a result
+        with self._lock:
+            self._apply(self._keeper.driver_result(driver_goal_id, outcome, response.result,
+                                                   time.monotonic()))
             self._publish_state()
 
-    def _on_driver_result(self, ticket: Ticket, future: Future) -> None:
+    def _on_driver_status(self, driver: str, data: bytes) -> None:
+        """A driver's own status list (raw CDR: see lane_manager/status_wire.py)."""
         with self._lock:
-            if ticket.done:
-                return
-            if future.exception() is not None:
-                self._finish(ticket, Outcome('aborted', reason=f'{future.exception()}'))
-                return
-            response = future.result()
-            status = STATUS_TO_OUTCOME.get(response.status, 'aborted')
-            reason = ticket.cancel_pending if status != 'succeeded' else None
-            if status == 'aborted' and reason is None:
-                reason = 'the driver aborted the goal'
-            self._finish(ticket, Outcome(status, response.result, reason))
+            wanted = {uuid.UUID(g.driver_goal_id).bytes for g in self._keeper.goals.values()
+                      if g.driver == driver}
+        statuses = decode_status_array(data, wanted)
+        with self._lock:
+            actions = self._keeper.driver_status(driver, statuses, time.monotonic())
+            self._apply(actions)
+            if actions:  # a status that changes nothing waits for the periodic state
+                self._publish_state()
 
-    def _cancel_at_driver(self, ticket: Ticket, reason: str) -> None:
-        ticket.cancel_pending = reason
-        if ticket.driver_handle is not None:
-            ticket.driver_handle.cancel_goal_async()
-        elif ticket.forwarding_since is None:
-            # Not yet sent to the driver (waiting for it to appear): end it here.
-            self._finish(ticket, Outcome('canceled', reason=reason))
+    def _cancel_at_driver(self, action: CancelGoalAtDriver) -> None:
+        self.get_logger().info(
+            f'cancelling goal {action.driver_goal_id} at {action.driver}: {action.reason}')
+        request = CancelGoal.Request()
+        request.goal_info.goal_id.uuid = list(uuid.UUID(action.driver_goal_id).bytes)
+        future = self._driver_links[action.driver].cancel_service.call_async(request)
+        future.add_done_callback(partial(self._on_cancel_answer, action.driver_goal_id))
 
-    def _finish(self, ticket: Ticket, outcome: Outcome, tell_arbiter: bool = True) -> None:
-        """End a goal towards its caller; free its lane unless the arbiter already did."""
-        if ticket.done:
+    def _on_cancel_answer(self, driver_goal_id: str, future: Future) -> None:
+        if future.exception() is not None or future.result() is None:
             return
-        ticket.finished.set_result(outcome)
+        with self._lock:
+            actions = self._keeper.driver_cancel_answer(
+                driver_goal_id, future.result().return_code, time.monotonic())
+            self._apply(actions)
+            self._publish_state()
+
+    def _finish(self, action: EndCaller) -> None:
+        """End a goal towards its caller."""
+        caller = self._goals.get(action.caller_goal_id)
+        if caller is None or caller.done:
+            return
+        result = action.result if action.driver_result else None
+        caller.finished.set_result(Outcome(action.outcome, result, action.reason))
         if self.executor is not None:
             # A coroutine awaiting an rclpy Future resumes only when the executor next wakes;
             # without this the caller's result waits for the next watchdog tick.
             self.executor.wake()
-        self._ensure_executing(ticket)  # a queued goal's result comes from _execute too
-        if outcome.status != 'succeeded':
+        self._ensure_executing(caller)  # a queued goal's result comes from _execute too
+        if action.outcome != 'succeeded':
             self.get_logger().info(
-                f'{ticket.skill} goal {ticket.goal_id} {outcome.status}: {outcome.reason}')
-        if tell_arbiter and self.config.skills[ticket.skill].lane is not None:
-            self._apply(self._arbiter.goal_ended(
-                ticket.goal_id, outcome.status, time.monotonic(), outcome.reason))
+                f'{caller.skill} goal {caller.goal_id} {action.outcome}: {action.reason}')
         self._publish_state()
 
     # ------------------------------------------------------------ watchdog
     def _watchdog(self) -> None:
         now = time.monotonic()
-        settings = self._settings
+        lost_s = self._settings.driver_lost_s
         with self._lock:
-            self._apply(self._arbiter.tick(now))
-            for ticket in list(self._tickets.values()):
-                if ticket.done:
-                    continue
-                driver = self._drivers[ticket.skill]
-                if ticket.waiting_for_driver_since is not None:
-                    self._forward_if_driver_ready(ticket)
-                    if (ticket.waiting_for_driver_since is not None
-                            and now - ticket.waiting_for_driver_since >= settings.driver_wait_s):
-                        self._finish(ticket, Outcome('aborted', reason=(
-                            f'driver {driver.name} unavailable: no action server after '
-                            f'{settings.driver_wait_s:g} s')))
-                elif ticket.forwarding_since is not None:
-                    if now - ticket.forwarding_since >= settings.driver_response_s:
-                        self._finish(ticket, Outcome('aborted', reason=(
-                            f'driver {driver.name} did not answer the goal request within '
-                            f'{settings.driver_response_s:g} s')))
-                elif ticket.driver_handle is not None:
-                    self._check_driver_alive(ticket, driver, now)
+            busy = self._keeper.drivers_with_goals()
+            for driver, link in self._driver_links.items():
+                if self._driver_available.get(driver):
+                    self._apply(self._keeper.driver_ready(
+                        driver, link.ready_for_goals(now), now))
+                    if driver in busy and not link.probe(now, lost_s):
+                        self._apply(self._keeper.driver_lost(driver, now))
+                        # That probe went to a process that may be gone for good: probe
+                        # afresh, so a driver restarted under the same name is heard again.
+                        link.reset_probe()
+                elif now - self._off_graph_since.get(driver, now) >= lost_s:
+                    self._apply(self._keeper.driver_gone(driver, now))
+            self._apply(self._keeper.tick(now))
+            for goal in self._keeper.goals_to_ask(now, RESULT_ASK_S):
+                self._ask_result(goal.driver, goal.driver_goal_id)
 
-    def _check_driver_alive(self, ticket: Ticket, driver: ActionServerLink, now: float) -> None:
-        lost_after = self._settings.driver_lost_s
-        if driver.is_on_graph():
-            ticket.off_graph_since = None
-        elif ticket.off_graph_since is None:
-            ticket.off_graph_since = now
-        off_graph = (ticket.off_graph_since is not None
-                     and now - ticket.off_graph_since >= lost_after)
-        if off_graph or not driver.probe(now, lost_after):
-            self._finish(ticket, Outcome('aborted', reason=(
-                f'driver {driver.name} lost mid-goal (no answer for {lost_after:g} s)')))
+    def _ask_result(self, driver: str, driver_goal_id: str) -> None:
+        """Ask a driver again for a goal's result: a driver restarted under the same name
+        answers at once that it knows no such goal (its status would never say so)."""
+        client = self._result_clients[driver]
+        request = client.srv_type.Request()
+        request.goal_id.uuid = list(uuid.UUID(driver_goal_id).bytes)
+        client.call_async(request).add_done_callback(
+            partial(self._on_result_answer, driver_goal_id))
+
+    def _on_result_answer(self, driver_goal_id: str, future: Future) -> None:
+        if future.exception() is not None or future.result() is None:
+            return
+        response = future.result()
+        with self._lock:
+            self._apply(self._keeper.driver_result_answer(
+                driver_goal_id, response.status, response.result, time.monotonic()))
+            self._publish_state()
 
     # ------------------------------------------------------------ state
     def lane_state(self) -> dict:
@@ -396,10 +412,12 @@ class LaneManager(Node):
         now = time.monotonic()
         wall_offset = time.time() - now
         with self._lock:
-            lanes = self._arbiter.snapshot(now, wall_offset)
+            lanes = self._keeper.snapshot(now, wall_offset)
             skills = {}
             for name, skill in self.config.skills.items():
-                available = self._driver_available.get(name, False)
+                # Available = on the graph with its goal status known: it can take a goal.
+                available = (self._driver_available.get(skill.driver, False)
+                             and self._keeper.views[skill.driver].presence is Presence.KNOWN)
                 skills[name] = {
                     'lane': skill.lane, 'action_type': skill.action_type,
                     'driver': skill.driver, 'server': self.server_names[name],
@@ -434,38 +452,25 @@ class LaneManager(Node):
             self._flush_state()
 
     def _periodic_state(self) -> None:
-        """Refresh driver availability (a graph query each), re-publish, diagnostics."""
-        available = {name: link.is_on_graph() for name, link in self._drivers.items()}
-        for name, link in self._drivers.items():
-            if not available[name]:
-                link.forget()
+        """Refresh driver presence (a graph query each), re-publish, diagnostics."""
+        now = time.monotonic()
+        available = {driver: link.is_on_graph() for driver, link in self._driver_links.items()}
         with self._lock:
+            for driver, on_graph in available.items():
+                if on_graph:
+                    self._off_graph_since.pop(driver, None)
+                else:
+                    self._off_graph_since.setdefault(driver, now)
+                    self._driver_links[driver].forget()
             self._driver_available = available
         self._publish_diagnostics(self._flush_state())
 
     def _publish_diagnostics(self, state: dict) -> None:
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
-        for name, lane in state['lanes'].items():
-            status = DiagnosticStatus(name=f'skill_lanes: lane {name}',
-                                      hardware_id=state['node'])
-            holder = lane['holder']
-            missing = [state['skills'][s]['driver'] for s in lane.get('skills', [])
-                       if not state['skills'][s]['driver_available']]
-            if missing:
-                status.level = DiagnosticStatus.ERROR
-                status.message = 'driver unavailable: ' + ', '.join(missing)
-            elif holder is not None:
-                status.level = DiagnosticStatus.WARN
-                status.message = (f"busy: {holder['skill']} goal {holder['goal_id']} "
-                                  f"({len(lane['queue'])} queued)")
-            else:
-                status.level = DiagnosticStatus.OK
-                status.message = 'idle'
-            values = {'policy': lane['policy'], 'queue_length': len(lane['queue']),
-                      'holder_skill': holder['skill'] if holder else '',
-                      'holder_goal': holder['goal_id'] if holder else '',
-                      **{f'count_{k}': v for k, v in lane['counters'].items()}}
+        for name, level, message, values in lane_diagnostics(state):
+            status = DiagnosticStatus(name=name, hardware_id=state['node'], level=bytes([level]),
+                                      message=message)
             status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
             array.status.append(status)
         self._diag_pub.publish(array)
@@ -473,16 +478,22 @@ class LaneManager(Node):
     # ------------------------------------------------------------ shutdown
     def cancel_everything(self, reason: str = 'lane manager shutting down') -> None:
         """Cancel what was forwarded and end every goal, so no caller and no driver hangs."""
+        cancels = []
         with self._lock:
             self._closing = True
-            cancels = [t.driver_handle.cancel_goal_async() for t in self._tickets.values()
-                       if t.driver_handle is not None and not t.done]
+            for goal in self._keeper.goals.values():
+                if goal.may_run and goal.caller_goal_id is not None:
+                    request = CancelGoal.Request()
+                    request.goal_info.goal_id.uuid = list(
+                        uuid.UUID(goal.driver_goal_id).bytes)
+                    cancels.append(self._driver_links[goal.driver].cancel_service.call_async(
+                        request))
         deadline = time.monotonic() + SHUTDOWN_CANCEL_WAIT_S
         while cancels and time.monotonic() < deadline and not all(f.done() for f in cancels):
             time.sleep(0.02)
         with self._lock:
-            for ticket in list(self._tickets.values()):
-                self._finish(ticket, Outcome('aborted', reason=reason), tell_arbiter=False)
+            for caller in list(self._goals.values()):
+                self._finish(EndCaller(caller.goal_id, 'aborted', reason))
         time.sleep(0.2)  # let the results go out before the executor stops
 
 

@@ -3,7 +3,9 @@
 So the whole stack runs with no hardware. Each skill's driver runs for `duration_s`,
 publishes default-constructed feedback at `feedback_hz`, and ends with a default Result as
 its `outcome` says (succeed, abort, reject the goal, hang forever, ignore cancels, or be
-absent: never served, a driver that does not come up). Like
+absent: never served, a driver that does not come up; accept_cancel_but_run: accept a
+cancel and run the full duration all the same), answering goal requests `answer_delay_s`
+late. Like
 many real drivers it accepts every goal it gets; it COUNTS goals that overlap on one driver,
 which is how the tests prove the lane manager never lets two through.
 
@@ -15,6 +17,7 @@ after every change and once a second: per driver (keyed by its first skill) and 
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from typing import Any, Optional, Sequence
@@ -51,6 +54,8 @@ class SimulatedDriver:
             callback_group=node.group)
 
     def _on_goal(self, goal: Any) -> GoalResponse:
+        if self.behaviour.answer_delay_s > 0:
+            time.sleep(self.behaviour.answer_delay_s)  # a slow driver (a reentrant thread)
         if self.behaviour.outcome == 'reject':
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT
@@ -71,10 +76,13 @@ class SimulatedDriver:
     def _run(self, goal_handle: ServerGoalHandle) -> Any:
         behaviour = self.behaviour
         period = 1.0 / behaviour.feedback_hz if behaviour.feedback_hz > 0 else None
-        end = time.monotonic() + behaviour.duration_s
+        duration = behaviour.duration_s
+        if behaviour.duration_max_s is not None and behaviour.duration_max_s > duration:
+            duration = random.uniform(duration, behaviour.duration_max_s)
+        end = time.monotonic() + duration
         next_feedback = time.monotonic()
         while behaviour.outcome in ('hang', 'ignore_cancel') or time.monotonic() < end:
-            if goal_handle.is_cancel_requested:
+            if goal_handle.is_cancel_requested and behaviour.outcome != 'accept_cancel_but_run':
                 goal_handle.canceled()
                 return self.action_type.Result()
             if not self.node.running:

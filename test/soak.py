@@ -3,18 +3,28 @@
     python test/soak.py --seconds 600 --agents 8        # the long run (README)
 
 Starts sim_driver, lane_manager and a gateway per group of agents (stdio and HTTP), runs
-agents that call random skills on random lanes and cancel some calls, while it kills and
-restarts the sim driver, a gateway and the lane manager at random moments. Bounded in time
-and count, loopback only, stops by itself. A monitor process (`--monitor`) watches the lane
-state and the simulated drivers' counters the whole time. Invariants, reported as counts:
+agents that call random skills on random lanes and cancel some calls, while it kills
+(SIGKILL) and restarts the sim driver, a gateway and the lane manager (mid long goal: a fresh
+lane manager adopts what the drivers run) and stalls the sim driver (SIGSTOP, SIGCONT after
+2-4 s: longer than driver_lost_s) at random moments. Goals of `navigate` run 5-30 s; the
+`arm_home` driver accepts cancels but runs on (so every preemption by `arm_stop` meets an
+ignored cancel); the monitor also sends goals straight to the `survey` driver around the
+lane manager (a bypass client) whenever that lane is free. Bounded in time and count,
+loopback only, stops by itself. A monitor process (`--monitor`) watches the lane state and
+the simulated drivers' counters the whole time. Invariants, reported as counts:
 
-- overlaps: two goals of one lane active at a driver at once (must be 0);
+- overlaps: two goals of one lane active at a driver at once, counted by the drivers
+  themselves (must be 0);
 - lost calls: a call that ended with neither a result, a structured error nor a
   cancellation, or took longer than its bound (must be 0);
 - stuck holds: a lane held longer than its max_hold_s + cancel grace + slack (must be 0);
-- orphan goals: a driver still running a goal of a lane the lane manager calls free, for
-  longer than ORPHAN_BOUND_S (a goal whose caller cancelled or vanished; must be 0);
+- orphan goals: a driver still running a goal of a lane the lane manager calls free (no
+  holder, nothing else holding it), for longer than ORPHAN_BOUND_S (must be 0);
 - stuck lanes at the end, after the drain (must be 0);
+- operator releases: the monitor plays an operator who frees (the release service) a lane
+  held OPERATOR_AFTER_S only by a goal request a killed driver never answered (its drivers
+  answer again): nobody can confirm such a goal ended, so by design only an operator frees
+  its lane (counted);
 - RSS of the lane manager at start and end (of its last life, if it was restarted).
 """
 from __future__ import annotations
@@ -36,9 +46,10 @@ import anyio
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = textwrap.dedent("""
     lanes:
-      motion:       {policy: queue, max_queue: 4, max_hold_s: 20}
+      motion:       {policy: queue, max_queue: 2, max_hold_s: 40}
       manipulation: {policy: reject, retry_after_ms: 200, max_hold_s: 20}
-      arm:          {policy: preempt, max_hold_s: 20}
+      arm:          {policy: preempt, max_hold_s: 20, cancel_grace_s: 2}
+      survey:       {policy: queue, max_queue: 2, max_hold_s: 20}
     skills:
       navigate: {lane: motion, action_type: test_msgs/action/Fibonacci, driver: /soak/navigate}
       dock:     {lane: motion, action_type: test_msgs/action/Fibonacci, driver: /soak/dock}
@@ -46,15 +57,25 @@ CONFIG = textwrap.dedent("""
       arm_home: {lane: arm, action_type: test_msgs/action/Fibonacci, driver: /soak/arm_home}
       arm_stop: {lane: arm, action_type: test_msgs/action/Fibonacci, driver: /soak/arm_stop,
                  priority: 5}
+      survey:   {lane: survey, action_type: test_msgs/action/Fibonacci, driver: /soak/survey}
     lane_manager: {driver_wait_s: 1.0, driver_lost_s: 1.5}
     gateway: {lane_manager_wait_s: 5.0, refusal_wait_s: 1.0, progress_interval_s: 1.0}
     sim:
       default: {duration_s: 0.4, feedback_hz: 10}
+      skills:
+        navigate: {duration_s: 5, duration_max_s: 30, feedback_hz: 2}
+        arm_home: {duration_s: 1.5, outcome: accept_cancel_but_run}
+        survey: {duration_s: 2}
 """)
-SKILLS = ['navigate', 'dock', 'grasp', 'arm_home', 'arm_stop']
-CALL_BOUND_S = 60.0
-ORPHAN_BOUND_S = 10.0  # cancel grace (5 s) + driver_lost_s (3 s) + slack
-HOLD_SLACK_S = 5.0
+SKILLS = ['navigate', 'dock', 'grasp', 'arm_home', 'arm_stop', 'survey']
+CALL_BOUND_S = 150.0   # two 30 s goals ahead in the queue, a restart, a stall
+ORPHAN_BOUND_S = 10.0  # status settle + driver_lost_s + slack
+HOLD_SLACK_S = 40.0    # a 30 s goal whose cancel is ignored, a stall, a restart
+BYPASS_EVERY_S = 6.0
+OPERATOR_AFTER_S = 15.0  # the monitor plays an operator who releases a lane held this long
+#                          only by a goal whose driver never confirmed it (all its drivers
+#                          answer again, so nothing will ever confirm it)
+DRAIN_S = 45.0         # a 30 s goal adopted at the end, its cancel, status settle
 STRUCTURED_ERRORS = {'operation_busy', 'lane_manager_unavailable', 'goal_aborted',
                      'goal_canceled', 'goal_rejected'}
 
@@ -105,12 +126,13 @@ class Soak:
         self.manager = Proc('lane_manager', ['-m', 'lane_manager.node', *cfg], self.env, self.dir)
         self.monitor_out = self.dir / 'monitor.json'
         self.monitor = Proc('monitor', [str(Path(__file__).resolve()), '--monitor',
-                                        str(self.monitor_out), *cfg], self.env, self.dir)
+                                        str(self.monitor_out), '--seconds',
+                                        str(seconds + 3.0), *cfg], self.env, self.dir)
         self.http_port = http_port
         self.http = Proc('gateway_http', ['-m', 'mcp_gateway', *cfg, '--transport', 'http',
                                           '--port', str(http_port)], self.env, self.dir)
         self.counts = {'calls': 0, 'succeeded': 0, 'busy': 0, 'errors': 0, 'cancelled': 0,
-                       'lost': 0, 'faults_injected': 0}
+                       'lost': 0, 'faults_injected': 0, 'stalls': 0}
         self.lost_examples: list[str] = []
 
     # -------------------------------------------------------------- agents
@@ -173,8 +195,15 @@ class Soak:
             if time.monotonic() >= deadline - 10:
                 break
             victim = self.rng.choice(victims)
-            victim.kill()
             self.counts['faults_injected'] += 1
+            if victim is self.sim and self.rng.random() < 0.5:
+                # A stalled driver (hung executor, saturated host), longer than driver_lost_s.
+                self.counts['stalls'] += 1
+                victim.popen.send_signal(signal.SIGSTOP)
+                await anyio.sleep(self.rng.uniform(2.0, 4.0))
+                victim.popen.send_signal(signal.SIGCONT)
+                continue
+            victim.kill()
             await anyio.sleep(self.rng.uniform(0.5, 2.0))
             victim.start()
 
@@ -208,7 +237,7 @@ class Soak:
         for proc in (self.sim, self.manager, self.http):
             if proc.popen.poll() is not None:
                 proc.start()
-        await anyio.sleep(8.0)
+        await anyio.sleep(DRAIN_S)
         rss_end = self.rss_mb()
         seen = await anyio.to_thread.run_sync(self.final_state)
         for proc in (self.http, self.manager, self.sim):
@@ -219,7 +248,7 @@ class Soak:
                 'lost_examples': self.lost_examples[:5], 'logs': str(self.dir)}
 
 
-def monitor(out_path: str, config_path: str) -> int:
+def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
     """Watch lane state and sim stats until SIGINT; write the invariant counts as JSON."""
     import rclpy
     from rclpy.signals import SignalHandlerOptions
@@ -236,7 +265,20 @@ def monitor(out_path: str, config_path: str) -> int:
     seen = {'state': None, 'state_at': 0.0, 'stats': None, 'stats_at': 0.0}
     last_lane_stats: dict[str, dict] = {}
     banked_overlaps = 0
-    found = {'overlaps': 0, 'stuck_holds': 0, 'orphan_goals': 0}
+    found = {'overlaps': 0, 'stuck_holds': 0, 'orphan_goals': 0, 'bypass_goals_sent': 0,
+             'operator_releases': 0}
+    from std_srvs.srv import Trigger
+
+    from lane_manager.interfaces import lane_service_name
+    release = {lane: node.create_client(Trigger, lane_service_name('/lane_manager', lane,
+                                                                   'release'))
+               for lane in config.lanes}
+    unanswered_since: dict[str, float] = {}
+    from rclpy.action import ActionClient
+    from test_msgs.action import Fibonacci
+    bypass = ActionClient(node, Fibonacci, '/soak/survey')
+    next_bypass = time.monotonic() + BYPASS_EVERY_S
+    bypass_until = time.monotonic() + bypass_for_s - 10.0  # none during the drain
     orphan_since: dict[str, float] = {}
     flagged: set = set()
 
@@ -262,10 +304,29 @@ def monitor(out_path: str, config_path: str) -> int:
         if state is None or now - seen['state_at'] > 2.5 or now - seen['stats_at'] > 2.5:
             orphan_since.clear()  # a process is down: nothing fresh to compare
             continue
+        survey = state['lanes'].get('survey', {})
+        if bypass_until > now >= next_bypass and survey.get('holder') is None and not survey.get('queue') \
+                and not survey.get('occupants') and bypass.server_is_ready():
+            # A client that sends straight to a driver, around the lane manager.
+            bypass.send_goal_async(Fibonacci.Goal())
+            found['bypass_goals_sent'] += 1
+            next_bypass = now + BYPASS_EVERY_S
         for lane, info in state['lanes'].items():
+            # The operator: a goal request lost with a killed driver is never confirmed by
+            # anyone; only an operator may free its lane (never automatic).
+            because = info.get('held_because') or ''
+            reachable = all(d.get('reachable') for d in (info.get('drivers') or {}).values())
+            if reachable and ('did not answer the request' in because
+                              or 'stopped answering' in because):
+                if now - unanswered_since.setdefault(lane, now) > OPERATOR_AFTER_S:
+                    release[lane].call_async(Trigger.Request())
+                    found['operator_releases'] += 1
+                    unanswered_since.pop(lane, None)
+            else:
+                unanswered_since.pop(lane, None)
             holder = info.get('holder')
             active = last_lane_stats.get(lane, {}).get('active', 0)
-            if holder is None and active > 0:
+            if holder is None and not info.get('occupants') and active > 0:
                 since = orphan_since.setdefault(lane, now)
                 if now - since > ORPHAN_BOUND_S and ('orphan', lane, since) not in flagged:
                     flagged.add(('orphan', lane, since))
@@ -281,6 +342,14 @@ def monitor(out_path: str, config_path: str) -> int:
     found['overlaps'] = banked_overlaps + sum(c['overlaps'] for c in last_lane_stats.values())
     found['stuck_lanes'] = sorted(name for name, lane in state.get('lanes', {}).items()
                                   if lane.get('holder') is not None)
+    found['stuck_lane_details'] = {
+        name: {'holder': lane.get('holder'), 'held_because': lane.get('held_because'),
+               'drivers': lane.get('drivers')}
+        for name, lane in state.get('lanes', {}).items() if name in found['stuck_lanes']}
+    found['external_goals_seen'] = sum(
+        lane.get('counters', {}).get('external', 0) for lane in state.get('lanes', {}).values())
+    found['adopted_goals_seen'] = sum(
+        lane.get('counters', {}).get('adopted', 0) for lane in state.get('lanes', {}).values())
     found['lane_state_seen'] = seen['state'] is not None
     found['sim_stats_seen'] = seen['stats'] is not None
     Path(out_path).write_text(json.dumps(found))
@@ -302,7 +371,7 @@ def main(argv=None) -> int:
     parser.add_argument('--config', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.monitor:
-        return monitor(args.monitor, args.config)
+        return monitor(args.monitor, args.config, args.seconds)
     victims = tuple(name for name in args.kill.split(',') if name)
     from lane_manager.shm_guard import ShmGuard
     shm = ShmGuard()

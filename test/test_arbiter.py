@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from lane_manager.arbiter import Arbiter, CancelAtDriver, EndWithoutDriver, StartGoal
+from lane_manager.arbiter import Arbiter, CancelAtDriver, EndWithoutDriver, Occupant, StartGoal
 from lane_manager.config import LaneConfig
 
 
@@ -98,17 +98,33 @@ def test_cancel_queued_goal_never_touches_driver():
     assert arb.goal_ended('a', 'succeeded', 0.2) == []
 
 
-def test_cancel_holder_goes_to_driver_and_grace_frees_an_ignoring_driver():
+def test_cancel_holder_goes_to_driver_and_an_ignored_cancel_never_frees_the_lane():
     arb = make('queue', cancel_grace_s=2.0)
     arb.submit('a', 's', 'lane', 0, 0.0)
     arb.submit('b', 's', 'lane', 0, 0.0)
     assert arb.cancel('a', 1.0) == [CancelAtDriver('a', 'canceled by its caller')]
     assert arb.cancel('a', 1.1) == []                 # a second cancel is not re-sent
-    assert arb.tick(2.9) == []
-    effects = arb.tick(3.0)
-    assert isinstance(effects[0], EndWithoutDriver) and effects[0].outcome == 'aborted'
-    assert effects[1:] == [StartGoal('b')]
-    assert arb.snapshot(3.0)['lane']['counters']['forced_releases'] == 1
+    assert arb.tick(3.0) == [] and arb.tick(1000.0) == []
+    assert arb.is_holder('a')                         # only the driver's end frees it
+    assert arb.goal_ended('a', 'canceled', 1001.0) == [StartGoal('b')]
+
+
+def test_occupants_keep_a_lane_held_after_its_holder_ended():
+    arb = make('queue')
+    arb.submit('a', 's', 'lane', 0, 0.0)
+    arb.submit('b', 's', 'lane', 0, 0.0)
+    arb.occupy('lane', 'drv-a', Occupant('lane_manager', 'driver /d stopped answering', 1.0,
+                                         '/d', 'drv-a'))
+    assert arb.goal_ended('a', 'aborted', 1.0) == []  # caller told; driver never confirmed
+    snap = arb.snapshot(1.0)['lane']
+    assert snap['holder']['driver_goal_id'] == 'drv-a'
+    assert 'stopped answering' in snap['held_because']
+    refused = make('reject')
+    refused.occupy('lane', 'x', Occupant('external', 'external goal x at driver /d', 0.0,
+                                         '/d', 'x'))
+    decision = refused.submit('c', 's', 'lane', 0, 0.0)
+    assert not decision.accepted and 'external goal x' in decision.reason
+    assert arb.vacate('lane', 'drv-a', 2.0) == [StartGoal('b')]
 
 
 def test_max_hold_cancels_at_driver():

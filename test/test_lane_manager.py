@@ -6,10 +6,14 @@ import json
 import os
 import sys
 import textwrap
+import time
 
 import pytest
 from action_msgs.msg import GoalStatus
 
+from diagnostic_msgs.msg import DiagnosticStatus
+
+from driver_truth_support import DiagnosticsWatch, call_lane_service
 from ros_client import RosTestClient
 from support import ProcessGroup, wait_until
 
@@ -67,6 +71,7 @@ def stack(config_file, rclpy_context):
         client.wait_for_skills('navigate', 'dock', 'grasp', 'arm_home', 'arm_retract', 'hang')
         client.wait_state(lambda s: s['skills']['navigate']['driver_available'],
                           what='the lane manager to see the drivers')
+        wait_lanes_settled(client)
         yield client, manager, sim
     finally:
         if os.environ.get('SKILL_LANES_DEBUG'):
@@ -76,6 +81,13 @@ def stack(config_file, rclpy_context):
         if client is not None:
             client.close()
         group.stop_all()
+
+
+def wait_lanes_settled(client: RosTestClient) -> None:
+    """Every driver's status known (an absent one: gone after driver_lost_s): lanes free."""
+    client.wait_state(lambda s: all(not lane.get('occupants') and lane['holder'] is None
+                                    for lane in s['lanes'].values()), 20,
+                      what='every lane free (all drivers known)')
 
 
 def lane_stats(client: RosTestClient, lane: str) -> dict:
@@ -183,14 +195,53 @@ def test_max_hold_cancels_a_hung_goal_and_frees_the_lane(stack):
     assert follow_up.result(timeout=20)[0] == ABORTED
 
 
-def test_driver_ignoring_cancel_is_released_after_grace(stack):
+def test_driver_ignoring_cancel_keeps_the_lane_held_until_an_operator_releases_it(stack):
     client, _, _ = stack
     wait_lane_idle(client, 'stuck')
-    call = client.send('deaf')
+    call = client.send('deaf')   # refuses every cancel; max_hold_s=1 and cancel_grace_s=1
     assert call.accepted()
+    state = client.wait_state(
+        lambda s: 'has not ended goal' in (s['lanes']['stuck']['held_because'] or ''),
+        what='the unhonoured cancel named in the lane state')
+    holder = state['lanes']['stuck']['holder']
+    assert holder['goal_id'] == call.id and holder['driver'] == '/sim/deaf'
+    assert holder['driver_goal_id'] in state['lanes']['stuck']['held_because']
+    watch = DiagnosticsWatch(client.node)
+    try:
+        status = watch.wait_for('stuck', lambda st: st.level == DiagnosticStatus.ERROR,
+                                what='an ERROR naming the driver')
+        assert '/sim/deaf' in status.message and holder['driver_goal_id'] in status.message
+    finally:
+        watch.close()
+    waiting = client.send('hang')
+    assert waiting.accepted()   # queued: the lane stays held, never freed by a timeout
+    time.sleep(2.0)
+    assert client.lane_state['lanes']['stuck']['holder']['goal_id'] == call.id
+    assert lane_stats(client, 'stuck')['active'] == 1
+    response = call_lane_service(client.node, 'stuck', 'release')
+    assert response.success and holder['driver_goal_id'] in response.message
     assert call.result(timeout=20)[0] == ABORTED
-    assert 'lane released' in client.ending('stuck', call.id)['reason']
-    wait_lane_idle(client, 'stuck')
+    ending = client.ending('stuck', call.id)
+    assert ending['reason'] == 'released by an operator' and ending['driver_result'] is False
+    assert waiting.result(timeout=20)[0] == ABORTED  # hang: max_hold_s cancels it
+    assert not call_lane_service(client.node, 'stuck', 'release').success
+
+
+def test_lane_stop_cancels_holder_and_empties_queue(stack):
+    client, _, _ = stack
+    wait_lane_idle(client, 'arm')
+    running = client.send('arm_home')
+    assert running.accepted()
+    client.wait_stats(lambda s: s['lanes']['arm']['active'] == 1, what='arm_home running')
+    queued = client.send('arm_home')
+    assert queued.accepted()
+    response = call_lane_service(client.node, 'arm', 'stop')
+    assert response.success
+    assert running.result()[0] in (ABORTED, CANCELED)
+    assert queued.result()[0] in (ABORTED, CANCELED)
+    for call in (running, queued):
+        assert 'lane_stop' in client.ending('arm', call.id)['reason']
+    wait_lane_idle(client, 'arm')
 
 
 def test_driver_that_never_comes_up_aborts_with_reason(stack):

@@ -1,0 +1,70 @@
+"""The caller side of the lane manager: its goals' ROS handles, and the action server that
+lets the goal callback learn a goal's id.
+
+Split from node.py so the node stays a translator; no decisions live here.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from rclpy.action import ActionServer
+from rclpy.action.server import ServerGoalHandle
+from rclpy.task import Future
+
+
+def goal_id_text(uuid_msg: Any) -> str:
+    """The goal id as the canonical UUID string, the same in every process."""
+    return str(uuid.UUID(bytes=bytes(uuid_msg.uuid)))
+
+
+@dataclass
+class Outcome:
+    """How a goal ended towards its caller."""
+
+    status: str                      # 'succeeded' | 'aborted' | 'canceled'
+    result: Any = None               # the driver's Result message, or None: it gave none
+    reason: Optional[str] = None
+
+
+class CallerGoal:
+    """The ROS handles of one caller's goal. Its lifecycle lives in the keeper."""
+
+    def __init__(self, goal_id: str, skill: str, goal: Any) -> None:
+        self.goal_id = goal_id
+        self.skill = skill
+        self.goal = goal
+        self.goal_handle: Optional[ServerGoalHandle] = None
+        self.finished: Future = Future()
+        self.executing = False           # goal_handle.execute() called (or due once it exists)
+        self.caller_canceled = False
+
+    @property
+    def done(self) -> bool:
+        return self.finished.done()
+
+
+class GoalIdActionServer(ActionServer):
+    """An ActionServer whose goal callback can learn the goal id.
+
+    rclpy hands the goal callback only the goal message, but a refusal must be published
+    keyed by goal id (a rejection carries no reason in ROS). `execute` is the Waitable entry
+    point that sees the whole request, so it records which id each goal message belongs to.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.goal_ids: dict[int, str] = {}
+        super().__init__(*args, **kwargs)
+
+    async def execute(self, taken_data) -> None:
+        request = taken_data.get('goal')
+        if request is not None:
+            goal_request = request[1]
+            self.goal_ids[id(goal_request.goal)] = goal_id_text(goal_request.goal_id)
+            try:
+                await super().execute(taken_data)
+            finally:
+                self.goal_ids.pop(id(goal_request.goal), None)
+        else:
+            await super().execute(taken_data)

@@ -1,0 +1,305 @@
+"""One goal at one driver, from the lane manager's choice to forward it until the DRIVER says
+it has ended: an explicit state machine in plain Python (no ROS import).
+
+Why a state machine of its own: the caller's end and the driver's end are two different
+facts. A caller may be told ABORTED (the driver stopped answering, or never answered the goal
+request) while the goal may still run at the driver; its lane must then stay held until the
+driver itself reports the end (its `_action/status`, or a result) or the driver is gone.
+Goals the lane manager never sent (found running at start: adopted; sent around it:
+external) are tracked the same way, so every goal that can move a robot is accounted for.
+
+Phases:
+    waiting_for_driver  admitted, not sent (driver absent, or its status not known yet)
+    sent                goal request out, no answer yet
+    running             the driver accepted it
+    cancelling          a cancel was sent; repeated until the driver ends the goal
+    ended_unconfirmed   its caller has an end, but the driver has not confirmed one
+    adopted / external  running at a driver, not sent by this lane manager
+    ended               the driver confirmed the end (or never had the goal, or is gone)
+
+Every event returns the actions the node must carry out (send, cancel, end the caller).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+ACTIVE_STATUSES = frozenset({1, 2, 3})      # action_msgs GoalStatus ACCEPTED/EXECUTING/CANCELING
+TERMINAL_STATUSES = frozenset({4, 5, 6})    # SUCCEEDED/CANCELED/ABORTED
+CANCEL_REPEAT_S = 1.0                       # an unhonoured cancel is re-sent this often
+RESULT_WAIT_S = 2.0                         # a result this late after the driver's terminal
+TERMINAL_OUTCOMES = {4: 'succeeded', 5: 'canceled', 6: 'aborted'}  # status: end without it
+CANCEL_UNKNOWN_GOAL = 2  # action_msgs/CancelGoal ERROR_UNKNOWN_GOAL_ID
+
+
+class Phase(str, enum.Enum):
+    WAITING = 'waiting_for_driver'
+    SENT = 'sent'
+    RUNNING = 'running'
+    CANCELLING = 'cancelling'
+    UNCONFIRMED = 'ended_unconfirmed'
+    ADOPTED = 'adopted'
+    EXTERNAL = 'external'
+    ENDED = 'ended'
+
+
+@dataclass(frozen=True)
+class SendToDriver:
+    """Send the caller's goal to its driver under `driver_goal_id` (chosen here, kept)."""
+
+    caller_goal_id: str
+    driver_goal_id: str
+
+
+@dataclass(frozen=True)
+class CancelGoalAtDriver:
+    """Ask the driver (its cancel service) to cancel this goal id."""
+
+    driver: str
+    driver_goal_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class EndCaller:
+    """End the caller's goal. `result` is the driver's Result, or None: the driver gave none
+    (the caller must not be told an invented default one)."""
+
+    caller_goal_id: str
+    outcome: str  # 'succeeded' | 'aborted' | 'canceled'
+    reason: Optional[str]
+    result: Any = None
+    driver_result: bool = False
+
+
+Action = Union[SendToDriver, CancelGoalAtDriver, EndCaller]
+
+
+class DriverGoal:
+    """The lifecycle of one goal at one driver."""
+
+    def __init__(self, driver: str, driver_goal_id: str, lane: Optional[str], now: float,
+                 caller_goal_id: Optional[str] = None, phase: Phase = Phase.WAITING,
+                 cancel_grace_s: float = 5.0) -> None:
+        self.driver = driver
+        self.driver_goal_id = driver_goal_id
+        self.lane = lane
+        self.caller_goal_id = caller_goal_id
+        self.phase = phase
+        self.since = now
+        self.sent_at: Optional[float] = None
+        self.cancel_reason: Optional[str] = None
+        self.first_cancel_at: Optional[float] = None
+        self.last_cancel_at: Optional[float] = None
+        self.cancel_grace_s = cancel_grace_s
+        self.caller_ended = caller_goal_id is None
+        self.seen_active = phase in (Phase.ADOPTED, Phase.EXTERNAL)
+        self.why: Optional[str] = None   # why it still holds its lane (operator text)
+        self.status_end: Optional[tuple[str, float]] = None  # (outcome, when) per its status
+        self.asked_at = now  # when its driver was last asked for its result (node)
+
+    # ------------------------------------------------------------ queries
+    @property
+    def origin(self) -> str:
+        if self.phase in (Phase.ADOPTED, Phase.EXTERNAL):
+            return self.phase.value
+        return 'lane_manager'
+
+    @property
+    def ended(self) -> bool:
+        return self.phase is Phase.ENDED
+
+    @property
+    def lingering(self) -> bool:
+        """Holds its lane without a caller: the lane stays held on the driver's word alone."""
+        return not self.ended and self.caller_ended
+
+    @property
+    def may_run(self) -> bool:
+        """The driver may be running it (sent and not confirmed ended)."""
+        return self.phase not in (Phase.WAITING, Phase.ENDED)
+
+    # ------------------------------------------------------------ events
+    def send(self, now: float) -> list[Action]:
+        if self.phase is not Phase.WAITING:
+            return []
+        self._move(Phase.SENT, now)
+        self.sent_at = now
+        assert self.caller_goal_id is not None
+        return [SendToDriver(self.caller_goal_id, self.driver_goal_id)]
+
+    def give_up_waiting(self, reason: str, now: float) -> list[Action]:
+        """Never sent: safe to end at once."""
+        if self.phase is not Phase.WAITING:
+            return []
+        self._move(Phase.ENDED, now)
+        return self._end_caller('aborted', reason)
+
+    def answered(self, accepted: bool, now: float) -> list[Action]:
+        if self.phase is Phase.SENT:
+            if not accepted:
+                self._move(Phase.ENDED, now)
+                return self._end_caller('aborted', f'driver {self.driver} rejected the goal')
+            self.seen_active = True
+            self._move(Phase.RUNNING, now)
+            if self.cancel_reason is not None:
+                return self._cancel(now, Phase.CANCELLING)
+            return []
+        if self.phase is Phase.UNCONFIRMED:
+            if not accepted:
+                if not self.seen_active:
+                    self._move(Phase.ENDED, now)
+                return []
+            self.seen_active = True
+            self.why = (f'driver {self.driver} accepted goal {self.driver_goal_id} after it was '
+                        'given up; cancelling it, lane held until the driver ends it')
+            return self._cancel(now, Phase.UNCONFIRMED)
+        return []
+
+    def result(self, outcome: str, result: Any, now: float) -> list[Action]:
+        """The driver's result: it says the goal is over."""
+        if self.ended:
+            return []
+        self._move(Phase.ENDED, now)
+        if self.caller_ended:
+            return []
+        reason = None
+        if outcome != 'succeeded':
+            reason = self.cancel_reason or f'the driver {outcome} the goal'
+        return self._end_caller(outcome, reason, result, driver_result=True)
+
+    def status(self, code: Optional[int], now: float) -> list[Action]:
+        """The driver's status report for this goal id (None: not listed)."""
+        if self.ended:
+            return []
+        if code in ACTIVE_STATUSES:
+            self.seen_active = True
+            if self.phase is Phase.UNCONFIRMED or (
+                    self.phase in (Phase.ADOPTED, Phase.EXTERNAL)
+                    and self.cancel_reason is not None):
+                return self._cancel(now, self.phase, repeat_only=True)
+            return []
+        confirmed_gone = code in TERMINAL_STATUSES or (code is None and self.seen_active)
+        if confirmed_gone and self.caller_ended:
+            self._move(Phase.ENDED, now)
+        elif confirmed_gone and self.status_end is None:
+            # A caller still waiting gets its end from the result, which carries the Result;
+            # if that never comes, from this status (tick, after RESULT_WAIT_S).
+            self.status_end = (TERMINAL_OUTCOMES.get(code, 'aborted'), now)
+        return []
+
+    def cancel_answer(self, return_code: int, now: float) -> list[Action]:
+        """The driver's answer to our cancel. Only ERROR_UNKNOWN_GOAL_ID (2) is its word that
+        the goal does not run (a driver restarted under the same name never lists the old
+        goal, so its status alone would never say so). ERROR_GOAL_TERMINATED (3) is not: rcl
+        answers it for a goal already CANCELING that still runs. Not trusted for a goal the
+        driver never reported either: its request may still be queued there (a late answer).
+        """
+        if self.ended or return_code != CANCEL_UNKNOWN_GOAL or not self.seen_active:
+            return []
+        if self.caller_ended:
+            self._move(Phase.ENDED, now)
+        elif self.status_end is None:
+            self.status_end = ('aborted', now)
+        return []
+
+    def cancel(self, reason: str, now: float) -> list[Action]:
+        if self.phase is Phase.WAITING:
+            self.cancel_reason = reason
+            self._move(Phase.ENDED, now)
+            return self._end_caller('canceled', reason)
+        if self.phase is Phase.SENT:
+            self.cancel_reason = self.cancel_reason or reason  # sent once it is accepted
+            return []
+        if self.phase is Phase.RUNNING:
+            self.cancel_reason = reason
+            return self._cancel(now, Phase.CANCELLING)
+        if self.phase in (Phase.ADOPTED, Phase.EXTERNAL, Phase.UNCONFIRMED):
+            if self.cancel_reason is None:
+                self.cancel_reason = reason
+                return self._cancel(now, self.phase)
+        return []
+
+    def tick(self, now: float, response_s: float) -> list[Action]:
+        if self.status_end is not None and not self.ended \
+                and now - self.status_end[1] >= RESULT_WAIT_S:
+            outcome = self.status_end[0]
+            self._move(Phase.ENDED, now)
+            return self._end_caller(outcome, (
+                f'driver {self.driver} says goal {self.driver_goal_id} is over ({outcome}) '
+                'but sent no result'))
+        if self.phase is Phase.SENT and self.sent_at is not None \
+                and now - self.sent_at >= response_s:
+            self._move(Phase.UNCONFIRMED, now)
+            self.why = (f'driver {self.driver} did not answer the request for goal '
+                        f'{self.driver_goal_id}; lane held until it reports that goal ended')
+            return self._end_caller('aborted', (
+                f'driver {self.driver} did not answer the goal request within '
+                f'{response_s:g} s'))
+        if self.cancel_reason is None or self.first_cancel_at is None or self.ended:
+            return []
+        if self.phase in (Phase.SENT, Phase.WAITING) or (
+                self.phase is Phase.UNCONFIRMED and not self.seen_active):
+            return []
+        if now - self.first_cancel_at >= self.cancel_grace_s:
+            self.why = (f'driver {self.driver} has not ended goal {self.driver_goal_id} '
+                        f'{now - self.first_cancel_at:.0f} s after a cancel '
+                        f'({self.cancel_reason}); cancel repeated, lane held')
+        return self._cancel(now, self.phase, repeat_only=True)
+
+    def driver_lost(self, lost_s: float, now: float) -> list[Action]:
+        """The driver stopped answering (its liveness probe): the caller may end, the lane
+        may not (a stalled driver runs on when it resumes)."""
+        if self.phase not in (Phase.SENT, Phase.RUNNING, Phase.CANCELLING):
+            return []
+        self._move(Phase.UNCONFIRMED, now)
+        self.why = (f'driver {self.driver} stopped answering; its goal {self.driver_goal_id} '
+                    'may still run: lane held until it reports the end or leaves the graph')
+        actions = self._end_caller('aborted', (
+            f'driver {self.driver} lost mid-goal (no answer for {lost_s:g} s)'))
+        if self.seen_active:
+            # Queued at the driver: it cancels the goal the moment it runs again.
+            self.cancel_reason = self.cancel_reason or 'its caller was told the driver was lost'
+            actions += self._cancel(now, Phase.UNCONFIRMED)
+        return actions
+
+    def driver_gone(self, now: float) -> list[Action]:
+        """The driver left the graph: nothing of it runs any more."""
+        if self.ended:
+            return []
+        self._move(Phase.ENDED, now)
+        return self._end_caller('aborted', f'driver {self.driver} left the graph mid-goal')
+
+    def operator_release(self, now: float) -> list[Action]:
+        if self.ended:
+            return []
+        self._move(Phase.ENDED, now)
+        return self._end_caller('aborted', 'released by an operator')
+
+    # ------------------------------------------------------------ helpers
+    def _move(self, phase: Phase, now: float) -> None:
+        if phase is not self.phase:
+            self.phase = phase
+            self.since = now
+        if phase is Phase.ENDED:
+            self.why = None
+
+    def _cancel(self, now: float, phase: Phase, repeat_only: bool = False) -> list[Action]:
+        if repeat_only and self.last_cancel_at is not None \
+                and now - self.last_cancel_at < CANCEL_REPEAT_S:
+            return []
+        self._move(phase, now)
+        if self.first_cancel_at is None:
+            self.first_cancel_at = now
+        self.last_cancel_at = now
+        reason = self.cancel_reason or 'no caller any more'
+        return [CancelGoalAtDriver(self.driver, self.driver_goal_id, reason)]
+
+    def _end_caller(self, outcome: str, reason: Optional[str], result: Any = None,
+                    driver_result: bool = False) -> list[Action]:
+        if self.caller_ended:
+            return []
+        self.caller_ended = True
+        assert self.caller_goal_id is not None
+        return [EndCaller(self.caller_goal_id, outcome, reason, result, driver_result)]

@@ -1,0 +1,423 @@
+"""The lane keeper: the arbiter's decisions carried out on the drivers' own word.
+
+Plain Python (no ROS import). The node feeds in every ROS event (a caller's goal or cancel,
+a driver's answer, result, status list, silence, departure, time) and carries out the
+actions that come back (`SendToDriver`, `CancelGoalAtDriver`, `EndCaller`, `Notice`).
+
+It joins three things:
+- the `Arbiter` (who holds each lane, queues, refusals, preemption, max_hold_s);
+- one `DriverGoal` lifecycle per goal at a driver (lane_manager/goal_lifecycle.py);
+- one `DriverView` per driver: what the driver itself reports running.
+
+The rule it keeps: a lane is free only when its holder has ended AND no driver of the lane
+reports an active goal (unless the driver is gone), and every driver's status is known. A
+goal whose end the driver has not confirmed, a goal found running at start (adopted) and a
+goal sent around the lane manager (external) occupy their lane in the arbiter until the
+driver reports them ended. Nothing here frees a lane by a timeout; only an operator can
+(`release`).
+"""
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
+
+from lane_manager.arbiter import (Arbiter, CancelAtDriver, Decision, EndWithoutDriver,
+                                  Occupant, StartGoal)
+from lane_manager.config import LaneConfig, LaneManagerConfig
+from lane_manager.driver_status import DriverView, Presence
+from lane_manager.goal_lifecycle import (Action, CancelGoalAtDriver, DriverGoal, EndCaller,
+                                         Phase, SendToDriver)
+
+FINISHED_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class SkillRoute:
+    lane: Optional[str]
+    driver: str
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class Started:
+    """The caller's goal now holds its lane (or, unlaned, runs): it is EXECUTING."""
+
+    caller_goal_id: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something an operator should read in the log (level: 'info' | 'warn' | 'error')."""
+
+    level: str
+    text: str
+
+
+class LaneKeeper:
+    """All lanes and drivers of one lane manager. Not thread-safe: the node serializes."""
+
+    def __init__(self, lanes: dict[str, LaneConfig], skills: dict[str, SkillRoute],
+                 settings: LaneManagerConfig,
+                 new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
+        self.arbiter = Arbiter(lanes)
+        self.lane_configs = lanes
+        self.skills = skills
+        self.settings = settings
+        self._new_id = new_id
+        self.views: dict[str, DriverView] = {}
+        self.driver_lane: dict[str, Optional[str]] = {}
+        for route in skills.values():
+            self.views.setdefault(route.driver, DriverView(route.driver))
+            self.driver_lane.setdefault(route.driver, route.lane)
+        self.ready: dict[str, bool] = {d: False for d in self.views}
+        self.goals: dict[str, DriverGoal] = {}        # driver goal id -> lifecycle
+        self.by_caller: dict[str, str] = {}           # caller goal id -> driver goal id
+        self.caller_skill: dict[str, str] = {}
+        self.finished: OrderedDict[str, str] = OrderedDict()  # driver goal id -> how
+        self._actions: list = []
+
+    # ------------------------------------------------------------ callers
+    def submit(self, caller_goal_id: str, skill: str, now: float) -> tuple[Decision, list]:
+        route = self.skills[skill]
+        if route.lane is None:
+            self.caller_skill[caller_goal_id] = skill
+            self._start_goal(caller_goal_id, now)
+            return Decision(True), self._take()
+        decision = self.arbiter.submit(caller_goal_id, skill, route.lane, route.priority, now)
+        if decision.accepted:
+            self.caller_skill[caller_goal_id] = skill
+            self._effects(decision.effects, now)
+        return decision, self._take()
+
+    def cancel(self, caller_goal_id: str, now: float,
+               reason: str = 'canceled by its caller') -> list:
+        skill = self.caller_skill.get(caller_goal_id)
+        if skill is None:
+            return []
+        if self.skills[skill].lane is None:
+            goal = self._goal_of_caller(caller_goal_id)
+            if goal is not None:
+                self._run(goal, goal.cancel(reason, now), now)
+        else:
+            self._effects(self.arbiter.cancel(caller_goal_id, now, reason), now)
+        return self._take()
+
+    # ------------------------------------------------------------ drivers
+    def driver_ready(self, driver: str, ready: bool, now: float) -> list:
+        """The driver is on the graph and has answered us (or not)."""
+        self.ready[driver] = ready
+        if ready and self.views[driver].answering(now):
+            self._sync_driver(driver, now)
+        return self._take()
+
+    def driver_answer(self, driver_goal_id: str, accepted: bool, now: float) -> list:
+        goal = self.goals.get(driver_goal_id)
+        if goal is not None:
+            if accepted and goal.caller_goal_id is not None and goal.phase is Phase.SENT:
+                self.arbiter.driver_accepted(goal.caller_goal_id)
+            self._run(goal, goal.answered(accepted, now), now)
+        return self._take()
+
+    def driver_result(self, driver_goal_id: str, outcome: str, result: object,
+                      now: float) -> list:
+        goal = self.goals.get(driver_goal_id)
+        if goal is not None:
+            self._run(goal, goal.result(outcome, result, now), now, how='result')
+        return self._take()
+
+    def driver_cancel_answer(self, driver_goal_id: str, return_code: int, now: float) -> list:
+        """The driver's answer to a cancel we sent (its word on whether the goal runs)."""
+        goal = self.goals.get(driver_goal_id)
+        if goal is not None:
+            self._run(goal, goal.cancel_answer(return_code, now), now, how='gone')
+        return self._take()
+
+    def driver_result_answer(self, driver_goal_id: str, status: int, result: object,
+                             now: float) -> list:
+        """The driver's answer to a result request we (re)sent for a goal it once ran:
+        0 = it knows no such goal (it restarted under the same name), 4-6 = its end."""
+        goal = self.goals.get(driver_goal_id)
+        if goal is None:
+            return []
+        if status == 0:
+            return self.driver_cancel_answer(driver_goal_id, 2, now)
+        outcome = {4: 'succeeded', 5: 'canceled', 6: 'aborted'}.get(status)
+        if outcome is not None:
+            self._run(goal, goal.result(outcome, result, now), now, how='result')
+        return self._take()
+
+    def goals_to_ask(self, now: float, every_s: float) -> list[DriverGoal]:
+        """Goals a driver once reported running, not heard of for `every_s`: ask it again
+        (its result service answers at once for a goal it does not know)."""
+        due = []
+        for goal in self.goals.values():
+            if goal.seen_active and not goal.ended and now - goal.asked_at >= every_s:
+                goal.asked_at = now
+                due.append(goal)
+        return due
+
+    def driver_status(self, driver: str, statuses: dict[str, int], now: float) -> list:
+        """The driver's own status list (every goal it knows, by goal id)."""
+        view = self.views.get(driver)
+        if view is None:
+            return []
+        first = view.report(statuses)
+        for gid in view.active:
+            if gid not in self.goals:
+                self._untracked_active(driver, gid, first, now)
+        for goal in [g for g in self.goals.values() if g.driver == driver]:
+            self._run(goal, goal.status(statuses.get(goal.driver_goal_id), now), now,
+                      how='result')
+        self._sync_driver(driver, now)
+        return self._take()
+
+    def driver_lost(self, driver: str, now: float) -> list:
+        """The driver has not answered the liveness probe for driver_lost_s."""
+        self.views[driver].reachable = False
+        for goal in [g for g in self.goals.values() if g.driver == driver]:
+            self._run(goal, goal.driver_lost(self.settings.driver_lost_s, now), now)
+        self._sync_driver(driver, now)
+        return self._take()
+
+    def driver_gone(self, driver: str, now: float) -> list:
+        """The driver left the graph (or never came up): nothing of it runs."""
+        self.ready[driver] = False
+        if self.views[driver].gone():
+            for goal in [g for g in self.goals.values() if g.driver == driver]:
+                if goal.phase is not Phase.WAITING:
+                    self._run(goal, goal.driver_gone(now), now, how='gone')
+        self._sync_driver(driver, now)
+        return self._take()
+
+    def tick(self, now: float) -> list:
+        self._effects(self.arbiter.tick(now), now)
+        for goal in list(self.goals.values()):
+            if goal.phase is Phase.WAITING:
+                self._try_send(goal, now)
+            else:
+                self._run(goal, goal.tick(now, self.settings.driver_response_s), now)
+        for lane in self.arbiter.lanes:
+            self._sync_lane(lane, now)
+        return self._take()
+
+    # ------------------------------------------------------------ operator
+    def release(self, lane: str, now: float) -> tuple[bool, str, list]:
+        """Free a lane held only because a driver never confirmed an end. Never automatic."""
+        freed = []
+        for goal in [g for g in self.goals.values() if g.lane == lane and not g.ended]:
+            if goal.lingering or goal.phase is Phase.CANCELLING:
+                freed.append(goal.driver_goal_id)
+                self._run(goal, goal.operator_release(now), now, how='released')
+                self.arbiter.record_operator_release(lane, goal.driver_goal_id, now)
+        self._sync_lane(lane, now)
+        actions = self._take()
+        if not freed:
+            return False, (f'lane {lane!r} has no goal with an unconfirmed end to release '
+                           '(use stop to cancel its holder)'), actions
+        return True, (f'released lane {lane!r} from {len(freed)} goal(s) the drivers never '
+                      f'confirmed ended: {", ".join(freed)}'), actions
+
+    def stop(self, lane: str, now: float, reason: str = 'stopped by lane_stop') -> tuple[
+            bool, str, list]:
+        """Cancel the lane's holder (and what its drivers run) and empty its queue."""
+        queued = self.arbiter.queued(lane)
+        for caller_goal_id in queued:
+            self._effects(self.arbiter.cancel(caller_goal_id, now, reason), now)
+        holder = self.arbiter.lanes[lane].holder
+        if holder is not None:
+            self._effects(self.arbiter.cancel(holder.goal.goal_id, now, reason), now)
+        others = [g for g in self.goals.values() if g.lane == lane and g.lingering]
+        for goal in others:
+            self._run(goal, goal.cancel(reason, now), now)
+        self._sync_lane(lane, now)
+        what = (f'holder {holder.goal.goal_id}' if holder else 'no holder')
+        return True, (f'lane {lane!r}: cancelling {what}, {len(others)} other running goal(s); '
+                      f'{len(queued)} queued goal(s) ended'), self._take()
+
+    # ------------------------------------------------------------ queries
+    def lane_of_caller(self, caller_goal_id: str) -> Optional[str]:
+        skill = self.caller_skill.get(caller_goal_id)
+        return None if skill is None else self.skills[skill].lane
+
+    def goal_of_caller(self, caller_goal_id: str) -> Optional[DriverGoal]:
+        return self._goal_of_caller(caller_goal_id)
+
+    def drivers_with_goals(self) -> set[str]:
+        """Drivers that may run a goal of ours: their liveness is worth probing."""
+        return {g.driver for g in self.goals.values() if g.may_run}
+
+    def snapshot(self, now: float, wall_offset: float = 0.0) -> dict:
+        lanes = self.arbiter.snapshot(now, wall_offset)
+        for lane in lanes.values():
+            lane['unhonoured'] = []
+        for goal in self.goals.values():
+            if goal.lane is not None and not goal.caller_ended and goal.why:
+                lane = lanes[goal.lane]
+                lane['unhonoured'].append(goal.why)
+                lane['held_because'] = '; '.join(
+                    t for t in (lane['held_because'], goal.why) if t)
+        for driver, lane in self.driver_lane.items():
+            if lane is not None:
+                lanes[lane].setdefault('drivers', {})[driver] = self.views[driver].snapshot()
+        return lanes
+
+    def check_invariants(self) -> None:
+        self.arbiter.check_invariants()
+        for lane_name, lane in self.arbiter.lanes.items():
+            running = [g for g in self.goals.values() if g.lane == lane_name and g.may_run]
+            keys = set(lane.occupants)
+            for goal in running:
+                if goal.lingering:
+                    assert goal.driver_goal_id in keys, ('lingering goal not occupying',
+                                                         goal.driver_goal_id)
+            if lane.holder is None and not lane.occupants:
+                assert not running, f'lane {lane_name} free while a goal may run'
+
+    # ------------------------------------------------------------ internals
+    def _take(self) -> list:
+        actions, self._actions = self._actions, []
+        return actions
+
+    def _goal_of_caller(self, caller_goal_id: str) -> Optional[DriverGoal]:
+        driver_goal_id = self.by_caller.get(caller_goal_id)
+        return None if driver_goal_id is None else self.goals.get(driver_goal_id)
+
+    def _effects(self, effects: Iterable, now: float) -> None:
+        """Carry out arbiter effects."""
+        for effect in effects:
+            if isinstance(effect, StartGoal):
+                self._start_goal(effect.goal_id, now)
+            elif isinstance(effect, CancelAtDriver):
+                goal = self._goal_of_caller(effect.goal_id)
+                if goal is not None:
+                    self._run(goal, goal.cancel(effect.reason, now), now)
+            elif isinstance(effect, EndWithoutDriver):
+                self.caller_skill.pop(effect.goal_id, None)
+                self._actions.append(EndCaller(effect.goal_id, effect.outcome, effect.reason))
+
+    def _start_goal(self, caller_goal_id: str, now: float) -> None:
+        route = self.skills[self.caller_skill[caller_goal_id]]
+        driver_goal_id = self._new_id()
+        lane_cfg = self.lane_configs.get(route.lane) if route.lane else None
+        goal = DriverGoal(route.driver, driver_goal_id, route.lane, now, caller_goal_id,
+                          cancel_grace_s=lane_cfg.cancel_grace_s if lane_cfg else 5.0)
+        self.goals[driver_goal_id] = goal
+        self.by_caller[caller_goal_id] = driver_goal_id
+        if route.lane is not None:
+            self.arbiter.set_driver(caller_goal_id, route.driver, driver_goal_id)
+        self._actions.append(Started(caller_goal_id))
+        self._try_send(goal, now)
+
+    def _try_send(self, goal: DriverGoal, now: float) -> None:
+        view = self.views[goal.driver]
+        lane = self.arbiter.lanes[goal.lane] if goal.lane else None
+        if self.ready[goal.driver] and view.presence is Presence.KNOWN and not (
+                lane is not None and lane.occupants):
+            self._run(goal, goal.send(now), now)
+        elif now - goal.since >= self.settings.driver_wait_s and not (
+                lane is not None and lane.occupants and self.ready[goal.driver]):
+            self._run(goal, goal.give_up_waiting(
+                f'driver {goal.driver} unavailable: no action server after '
+                f'{self.settings.driver_wait_s:g} s', now), now, how='never_sent')
+
+    def _untracked_active(self, driver: str, gid: str, first: bool, now: float) -> None:
+        """A driver runs a goal this lane manager does not track."""
+        lane = self.driver_lane.get(driver)
+        how = self.finished.get(gid)
+        if how in ('result', 'released') or lane is None:
+            return  # it said (or an operator said) it ended: a stale report
+        if how == 'gone':
+            goal = DriverGoal(driver, gid, lane, now, None, Phase.UNCONFIRMED)
+            goal.seen_active = True
+            goal.why = (f'driver {driver} came back still running goal {gid} it had when it '
+                        'left; cancelling it, lane held until it ends')
+            self._add(goal)
+            self._run(goal, goal.cancel('its caller was told it was lost', now), now)
+            self._actions.append(Notice('error', goal.why))
+            return
+        phase = Phase.ADOPTED if first else Phase.EXTERNAL
+        goal = DriverGoal(driver, gid, lane, now, None, phase,
+                          cancel_grace_s=self.lane_configs[lane].cancel_grace_s)
+        self._add(goal)
+        if phase is Phase.ADOPTED:
+            goal.why = f'adopted goal {gid} found running at driver {driver} at start'
+            cancel = self.settings.on_start == 'cancel'
+            reason = 'adopted at lane manager start (lane_manager.on_start: cancel)'
+        else:
+            goal.why = f'external goal {gid} at driver {driver}, sent around the lane manager'
+            cancel = self.lane_configs[lane].external_goals == 'cancel'
+            reason = 'external goal fenced off (external_goals: cancel)'
+        self._actions.append(Notice('warn', f'lane {lane!r}: {goal.why}'
+                                    + ('; cancelling it' if cancel else '; holding the lane')))
+        if cancel:
+            self._run(goal, goal.cancel(reason, now), now)
+
+    def _add(self, goal: DriverGoal) -> None:
+        self.goals[goal.driver_goal_id] = goal
+        self.finished.pop(goal.driver_goal_id, None)
+
+    def _run(self, goal: DriverGoal, actions: list[Action], now: float,
+             how: str = 'result') -> None:
+        """Carry out a lifecycle's actions; keep the lane's occupants in step."""
+        for action in actions:
+            if isinstance(action, EndCaller):
+                self._end_caller(goal, action, now)
+            else:
+                self._actions.append(action)
+        if goal.ended and self.goals.get(goal.driver_goal_id) is goal:
+            del self.goals[goal.driver_goal_id]
+            if goal.caller_goal_id is not None:
+                self.by_caller.pop(goal.caller_goal_id, None)
+            if goal.seen_active or goal.sent_at is not None or how != 'result':
+                self.finished[goal.driver_goal_id] = how
+                while len(self.finished) > FINISHED_LIMIT:
+                    self.finished.popitem(last=False)
+            if goal.lane is not None:
+                self._sync_lane(goal.lane, now)
+        elif goal.lane is not None and goal.lingering:
+            self._sync_lane(goal.lane, now)
+
+    def _end_caller(self, goal: DriverGoal, action: EndCaller, now: float) -> None:
+        lane = goal.lane
+        if lane is not None:
+            self._sync_lane(lane, now, start=False)  # a lingering goal occupies it first
+            self._effects(self.arbiter.goal_ended(action.caller_goal_id, action.outcome, now,
+                                                  action.reason, action.driver_result), now)
+        self.caller_skill.pop(action.caller_goal_id, None)
+        self._actions.append(action)
+
+    def _sync_driver(self, driver: str, now: float) -> None:
+        lane = self.driver_lane.get(driver)
+        if lane is not None:
+            self._sync_lane(lane, now)
+
+    def _sync_lane(self, lane_name: str, now: float, start: bool = True) -> None:
+        """Make the arbiter's occupants of a lane what the drivers and lifecycles say."""
+        lane = self.arbiter.lanes[lane_name]
+        wanted: dict[str, Occupant] = {}
+        for driver, driver_lane in self.driver_lane.items():
+            if driver_lane == lane_name and self.views[driver].presence is Presence.UNKNOWN:
+                wanted[f'status:{driver}'] = Occupant(
+                    'unknown', f'the goal status of driver {driver} is not known yet', now,
+                    driver)
+        for goal in self.goals.values():
+            if goal.lane == lane_name and goal.lingering:
+                skill = next((s for s, r in self.skills.items() if r.driver == goal.driver),
+                             None)
+                why = goal.why or f'goal {goal.driver_goal_id} at driver {goal.driver}'
+                old = lane.occupants.get(goal.driver_goal_id)
+                wanted[goal.driver_goal_id] = Occupant(
+                    goal.origin if goal.caller_goal_id is None or goal.origin != 'lane_manager'
+                    else 'lane_manager', why, old.since if old else now, goal.driver,
+                    goal.driver_goal_id, skill)
+        for key, occupant in wanted.items():
+            self.arbiter.occupy(lane_name, key, occupant)
+        for key in [k for k in lane.occupants if k not in wanted]:
+            if start:
+                self._effects(self.arbiter.vacate(lane_name, key, now), now)
+            else:
+                lane.occupants.pop(key, None)
+        if start and lane.holder is None and not lane.occupants:
+            self._effects(self.arbiter.start_if_free(lane_name, now), now)

@@ -1,0 +1,238 @@
+"""The five ways issue #9 broke "one goal per lane", each tried as an adversary would, with a
+RECORDING DRIVER of the tests' own (test/recording_driver.py, separate processes) as the
+judge: per lane, at most one goal ever ran at the drivers at once, and every caller got an
+end. The lane manager's own state is never the judge."""
+from __future__ import annotations
+
+import signal
+import sys
+import textwrap
+
+import pytest
+from action_msgs.msg import GoalStatus
+from diagnostic_msgs.msg import DiagnosticStatus
+
+from driver_truth_support import DiagnosticsWatch
+from recording_driver import max_overlap, read_records
+from ros_client import GoalCall, RosTestClient
+from support import wait_until
+
+SUCCEEDED, CANCELED, ABORTED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED,
+                                GoalStatus.STATUS_ABORTED)
+FIB = 'test_msgs/action/Fibonacci'
+
+
+def write_config(path, lanes: dict, skills: dict, manager: str = '') -> str:
+    lines = ['lanes:'] + [f'  {name}: {spec}' for name, spec in lanes.items()]
+    lines += ['skills:'] + [f'  {name}: {{lane: {lane}, action_type: {FIB}, driver: {driver}'
+                            f'{extra}}}' for name, (lane, driver, extra) in skills.items()]
+    lines += [f'lane_manager: {{driver_lost_s: 3.0, driver_response_s: 1.0{manager}}}']
+    path.write_text('\n'.join(lines) + '\n')
+    return str(path)
+
+
+class Stack:
+    """Recording drivers + a lane manager + a test client; the records judge."""
+
+    def __init__(self, tmp_path, processes, config: str) -> None:
+        self.tmp_path = tmp_path
+        self.processes = processes
+        self.config = config
+        self.records: list[str] = []
+        self.drivers: dict[str, object] = {}
+        self.manager = None
+        self.client: RosTestClient = None  # type: ignore[assignment]
+
+    def driver(self, name: str, *specs: str):
+        record = str(self.tmp_path / f'{name}.jsonl')
+        self.records.append(record)
+        args = [sys.executable, 'test/recording_driver.py', '--record', record]
+        for spec in specs:
+            args += ['--driver', spec]
+        proc = self.processes.start(args, name=name)
+        proc.wait_for_output('recording_driver ready')
+        self.drivers[name] = proc
+        return proc
+
+    def start_manager(self, *skills: str):
+        self.manager = self.processes.python('lane_manager.node', '--config', self.config,
+                                             name='lane_manager')
+        self.manager.wait_for_output('lane_manager ready')
+        if self.client is None:
+            self.client = RosTestClient()
+        self.client.lane_state = None
+        self.client.wait_for_skills(*skills)
+        return self.manager
+
+    def settled(self, lane: str) -> None:
+        self.client.wait_state(lambda s: all(
+            d['status_known'] for d in s['lanes'][lane]['drivers'].values()), 20,
+            what=f'drivers of {lane} known')
+
+    def peak(self) -> dict[str, int]:
+        return max_overlap(read_records(self.records))
+
+    def goals_ran(self, lane: str) -> list[dict]:
+        return [r for r in read_records(self.records) if r['lane'] == lane]
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+def _direct(client: RosTestClient, driver: str) -> GoalCall:
+    from lane_manager.action_link import RaceFreeActionClient
+    from test_msgs.action import Fibonacci
+    action_client = RaceFreeActionClient(client.node, Fibonacci, driver)
+    wait_until(action_client.server_is_ready, 20, what=f'driver {driver}')
+    return GoalCall(action_client, Fibonacci.Goal())
+
+
+@pytest.fixture
+def make_stack(tmp_path, processes, rclpy_context):
+    stacks = []
+
+    def build(lanes: dict, skills: dict, manager: str = '') -> Stack:
+        config = write_config(tmp_path / 'robot.yaml', lanes, skills, manager)
+        stack = Stack(tmp_path, processes, config)
+        stacks.append(stack)
+        return stack
+    yield build
+    for stack in stacks:
+        stack.close()
+
+
+def ended(stack: Stack, lane: str, count: int) -> None:
+    wait_until(lambda: sum(r['event'] == 'end' for r in stack.goals_ran(lane)) >= count, 40,
+               what=f'{count} goals of lane {lane} to end at the drivers')
+
+
+def test_ignored_cancel_keeps_the_lane_held_until_the_driver_ends(make_stack):
+    stack = make_stack({'arm': '{policy: preempt, cancel_grace_s: 1.0}'},
+                       {'low': ('arm', '/rec/low', ''), 'high': ('arm', '/rec/high',
+                                                                 ', priority: 10')})
+    stack.driver('rec', '/rec/low:arm:duration=5,cancel=run', '/rec/high:arm:duration=1')
+    stack.start_manager('low', 'high')
+    stack.settled('arm')
+    low = stack.client.send('low')
+    assert low.accepted()
+    wait_until(lambda: stack.goals_ran('arm'), 10, what='low running at its driver')
+    high = stack.client.send('high')
+    assert high.accepted()   # preempts: a cancel the driver accepts but does not honour
+    watch = DiagnosticsWatch(stack.client.node)
+    try:
+        status = watch.wait_for('arm', lambda st: st.level == DiagnosticStatus.ERROR, 15,
+                                what='ERROR naming the driver that ignores the cancel')
+        assert '/rec/low' in status.message and 'after a cancel' in status.message
+    finally:
+        watch.close()
+    status, _ = low.result(30)
+    # What the driver really did, told when it did.
+    assert status == SUCCEEDED, stack.client.ending('arm', low.id)
+    assert high.result(30)[0] == SUCCEEDED
+    ended(stack, 'arm', 2)
+    assert stack.peak()['arm'] == 1
+
+
+def test_stalled_driver_keeps_the_lane_held_and_is_cancelled_when_it_resumes(make_stack):
+    stack = make_stack({'motion': '{policy: queue}'},
+                       {'slow': ('motion', '/rec/slow', ''), 'dock': ('motion', '/rec/dock', '')})
+    stalled = stack.driver('rec_slow', '/rec/slow:motion:duration=15')
+    stack.driver('rec_dock', '/rec/dock:motion:duration=1')
+    stack.start_manager('slow', 'dock')
+    stack.settled('motion')
+    slow = stack.client.send('slow')
+    assert slow.accepted()
+    wait_until(lambda: stack.goals_ran('motion'), 10, what='slow running at its driver')
+    stalled.signal(signal.SIGSTOP)
+    try:
+        assert slow.result(20)[0] == ABORTED   # the caller may learn the driver is lost
+        assert 'lost' in stack.client.ending('motion', slow.id)['reason']
+        dock = stack.client.send('dock')
+        assert dock.accepted()
+        stack.client.wait_state(
+            lambda s: 'stopped answering' in (s['lanes']['motion']['held_because'] or '')
+            and [q['goal_id'] for q in s['lanes']['motion']['queue']] == [dock.id],
+            what='the lane held, naming the silent driver, dock queued')
+    finally:
+        stalled.signal(signal.SIGCONT)
+    assert dock.result(30)[0] == SUCCEEDED
+    ended(stack, 'motion', 2)
+    runs = stack.goals_ran('motion')
+    assert [r['how'] for r in runs if r['event'] == 'end'][0] == 'canceled'
+    assert stack.peak()['motion'] == 1
+
+
+def test_late_answer_is_cancelled_and_holds_the_lane_until_it_ends(make_stack):
+    stack = make_stack({'motion': '{policy: queue}'},
+                       {'late': ('motion', '/rec/late', ''), 'dock': ('motion', '/rec/dock', '')})
+    stack.driver('rec', '/rec/late:motion:duration=3,answer_delay=2.5,delayed=1',
+                 '/rec/dock:motion:duration=1')
+    stack.start_manager('late', 'dock')
+    stack.settled('motion')
+    late = stack.client.send('late')
+    dock = stack.client.send('dock')
+    assert late.accepted() and dock.accepted()
+    status, result = late.result(20)
+    assert status == ABORTED and list(result.sequence) == []
+    ending = stack.client.ending('motion', late.id)
+    assert 'did not answer' in ending['reason'] and ending['driver_result'] is False
+    assert dock.result(30)[0] == SUCCEEDED
+    ended(stack, 'motion', 2)
+    assert [r['how'] for r in stack.goals_ran('motion') if r['event'] == 'end'][0] == 'canceled'
+    assert stack.peak()['motion'] == 1
+
+
+@pytest.mark.parametrize('on_start', ['cancel', 'wait'])
+def test_restarted_lane_manager_adopts_what_the_drivers_run(make_stack, on_start):
+    stack = make_stack({'motion': '{policy: queue}'},
+                       {'long': ('motion', '/rec/long', ''), 'dock': ('motion', '/rec/dock', '')},
+                       manager=f', on_start: {on_start}')
+    stack.driver('rec', '/rec/long:motion:duration=6', '/rec/dock:motion:duration=1')
+    first = stack.start_manager('long', 'dock')
+    stack.settled('motion')
+    orphan = stack.client.send('long')
+    assert orphan.accepted()
+    wait_until(lambda: stack.goals_ran('motion'), 10, what='long running at its driver')
+    first.kill()
+    stack.start_manager('long', 'dock')
+    stack.client.wait_state(lambda s: s['lanes']['motion']['counters']['adopted'] == 1, 15,
+                            what='the running goal adopted by the fresh lane manager')
+    if on_start == 'wait':
+        holder = stack.client.lane_state['lanes']['motion']['holder']
+        assert holder['origin'] == 'adopted' and holder['driver'] == '/rec/long'
+    dock = stack.client.send('dock')
+    assert dock.accepted()
+    assert dock.result(30)[0] == SUCCEEDED
+    ended(stack, 'motion', 2)
+    first_end = [r for r in stack.goals_ran('motion') if r['event'] == 'end'][0]
+    assert first_end['how'] == ('canceled' if on_start == 'cancel' else 'succeeded')
+    assert stack.peak()['motion'] == 1
+
+
+@pytest.mark.parametrize('policy', ['hold', 'cancel'])
+def test_external_goal_holds_its_lane_and_warns(make_stack, policy):
+    stack = make_stack({'motion': f'{{policy: queue, external_goals: {policy}}}'},
+                       {'nav': ('motion', '/rec/nav', ''), 'dock': ('motion', '/rec/dock', '')})
+    stack.driver('rec', '/rec/nav:motion:duration=3', '/rec/dock:motion:duration=1')
+    stack.start_manager('nav', 'dock')
+    stack.settled('motion')
+    bypass = _direct(stack.client, '/rec/nav')
+    assert bypass.accepted()
+    stack.client.wait_state(lambda s: s['lanes']['motion']['counters']['external'] == 1, 10,
+                            what='the bypass goal seen as external')
+    if policy == 'hold':
+        holder = stack.client.lane_state['lanes']['motion']['holder']
+        assert holder['origin'] == 'external' and holder['driver_goal_id'] == bypass.id
+        watch = DiagnosticsWatch(stack.client.node)
+        try:
+            status = watch.wait_for('motion', lambda st: st.level == DiagnosticStatus.WARN, 10)
+            assert 'external goal' in status.message and '/rec/nav' in status.message
+        finally:
+            watch.close()
+    dock = stack.client.send('dock')
+    assert dock.accepted()
+    assert bypass.result(30)[0] == (SUCCEEDED if policy == 'hold' else CANCELED)
+    assert dock.result(30)[0] == SUCCEEDED
+    ended(stack, 'motion', 2)
+    assert stack.peak()['motion'] == 1
