@@ -67,6 +67,9 @@ class SkillConfig(_Strict):
     """One robot skill: an action type, the real driver's action server, and its lane."""
 
     lane: Optional[str] = Field(None, description='no lane = never arbitrated')
+    lanes: Optional[list[str]] = Field(
+        None, min_length=1, description='a skill needing several lanes at once (whole-body '
+        'skills): all of them or none, acquired when its goal starts; give lane or lanes')
     action_type: str = Field(pattern=ACTION_TYPE_RE)
     driver: str = Field(pattern=ROS_NAME_RE, description="the real driver's action server")
     description: str = ''
@@ -81,6 +84,27 @@ class SkillConfig(_Strict):
         [], description='goal fields a call must give (e.g. [pose])')
     allow_non_finite: bool = Field(
         False, description='accept "NaN"/"Infinity"/"-Infinity" for float goal fields')
+
+    @model_validator(mode='after')
+    def _one_lane_key(self) -> 'SkillConfig':
+        if self.lane is not None and self.lanes is not None:
+            raise ValueError('give either lane (one lane) or lanes (several), not both')
+        if self.lanes is not None and len(set(self.lanes)) != len(self.lanes):
+            raise ValueError(f'lanes {self.lanes} names a lane twice')
+        return self
+
+    @property
+    def all_lanes(self) -> tuple[str, ...]:
+        """Every lane the skill holds while it runs (empty: never arbitrated)."""
+        if self.lanes is not None:
+            return tuple(self.lanes)
+        return (self.lane,) if self.lane is not None else ()
+
+    @property
+    def primary_lane(self) -> Optional[str]:
+        """The first of its lanes (its only one for a single-lane skill)."""
+        lanes = self.all_lanes
+        return lanes[0] if lanes else None
 
     @field_validator('fields', 'required')
     @classmethod
@@ -192,17 +216,19 @@ class Config(_Strict):
     @model_validator(mode='after')
     def _cross_references(self) -> 'Config':
         for name, skill in self.skills.items():
-            if skill.lane is not None and skill.lane not in self.lanes:
-                known = ', '.join(sorted(self.lanes)) or 'none'
-                raise _KeyedError(('skills', name, 'lane'),
-                                  f'unknown lane {skill.lane!r} (known: {known})')
+            for lane in skill.all_lanes:
+                if lane not in self.lanes:
+                    known = ', '.join(sorted(self.lanes)) or 'none'
+                    key = 'lane' if skill.lanes is None else 'lanes'
+                    raise _KeyedError(('skills', name, key),
+                                      f'unknown lane {lane!r} (known: {known})')
         for name in self.sim.skills:
             if name not in self.skills:
                 raise _KeyedError(('sim', 'skills', name), f'unknown skill {name!r}')
         return self
 
     def lane_of(self, skill: str) -> Optional[str]:
-        return self.skills[skill].lane
+        return self.skills[skill].primary_lane
 
 
 class _KeyedError(ValueError):

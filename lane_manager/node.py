@@ -75,7 +75,7 @@ class LaneManager(Node):
         self._settings = settings
         self._lock = threading.RLock()
         self._group = ReentrantCallbackGroup()
-        routes = {name: SkillRoute(s.lane, s.driver, s.priority)
+        routes = {name: SkillRoute(s.primary_lane, s.driver, s.priority, tuple(s.lanes or ()))
                   for name, s in self.config.skills.items()}
         self._keeper = LaneKeeper(self.config.lanes, routes, settings)
         self._goals: dict[str, CallerGoal] = {}
@@ -419,12 +419,13 @@ class LaneManager(Node):
                 available = (self._driver_available.get(skill.driver, False)
                              and self._keeper.views[skill.driver].presence is Presence.KNOWN)
                 skills[name] = {
-                    'lane': skill.lane, 'action_type': skill.action_type,
+                    'lane': skill.primary_lane, 'lanes': list(skill.all_lanes),
+                    'action_type': skill.action_type,
                     'driver': skill.driver, 'server': self.server_names[name],
                     'priority': skill.priority, 'driver_available': available,
                 }
-                if skill.lane is not None:
-                    lane = lanes[skill.lane]
+                for lane_name in skill.all_lanes:
+                    lane = lanes[lane_name]
                     lane.setdefault('skills', []).append(name)
                     lane['drivers_available'] = lane.get('drivers_available', True) and available
             self._state_seq += 1

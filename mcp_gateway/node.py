@@ -167,7 +167,7 @@ class GatewayNode(Node):
         loop = asyncio.get_running_loop()
         goal_uuid = goal_id or uuid.uuid4()
         gid = str(goal_uuid)
-        lane = self.config.skills[skill].lane
+        lane = self.config.skills[skill].primary_lane
         await self._wait_server(skill, settings.lane_manager_wait_s)
 
         def feedback(msg: Any) -> None:

@@ -134,7 +134,7 @@ class SkillTools:
         self._running: dict[str, str] = {}       # goal id -> lane, for calls in flight here
         self._stopped: set[str] = set()          # goal ids this gateway stopped by lane_stop
         self._tools = [
-            skill_tool(name, skill, config.lanes.get(skill.lane) if skill.lane else None,
+            skill_tool(name, skill, [config.lanes[n] for n in skill.all_lanes],
                        self._arguments[name].schema, ros.action_types[name].Result)
             for name, skill in config.skills.items()]
         self._tools += builtin_tools(sorted(config.skills), sorted(config.lanes))
@@ -149,8 +149,10 @@ class SkillTools:
 
     def tool_lanes(self) -> list[dict]:
         """Tool -> lane metadata for the /skill_lanes/tool_lanes topic."""
-        return [{'tool': name, 'skill': name, 'lane': skill.lane,
-                 'policy': self.config.lanes[skill.lane].policy if skill.lane else None,
+        return [{'tool': name, 'skill': name, 'lane': skill.primary_lane,
+                 'lanes': list(skill.all_lanes),
+                 'policy': (self.config.lanes[skill.primary_lane].policy
+                            if skill.primary_lane else None),
                  'action_type': skill.action_type}
                 for name, skill in self.config.skills.items()]
 
@@ -186,7 +188,7 @@ class SkillTools:
     async def run_skill(self, skill: str, arguments: Any, report_progress: ReportProgress,
                         job: Optional[Job] = None) -> types.CallToolResult:
         """One goal through the lane manager; progress while it runs."""
-        lane = self.config.skills[skill].lane
+        lane = self.config.skills[skill].primary_lane
         try:
             goal = await self.make_goal_off_loop(skill, arguments)
         except ArgumentError as exc:
@@ -260,7 +262,7 @@ class SkillTools:
         cancelled = 0
         try:
             for skill, cfg in self.config.skills.items():
-                if cfg.lane == lane:
+                if lane in cfg.all_lanes:
                     cancelled += await self.ros.cancel_all(skill)
         except (LaneManagerUnavailable, TimeoutError) as exc:
             return error_result('lane_manager_unavailable', str(exc) or 'timed out',
@@ -324,7 +326,7 @@ class SkillTools:
 
     def _job_body(self, job: Job) -> dict:
         return {'goal_id': job.goal_id, 'skill': job.skill, 'state': job.state,
-                'lane': self.config.skills[job.skill].lane,
+                'lane': self.config.skills[job.skill].primary_lane,
                 'feedback': job.feedback, 'feedback_count': job.feedback_count,
                 'result': job.result, 'started_at': round(job.started_at, 3)}
 
