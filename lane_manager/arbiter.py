@@ -57,6 +57,9 @@ class Arbiter:
             lane.counters.submitted += 1
         if goal_id in self._lane_of_goal:
             return self._refuse(mine[0], goal, now, f'goal id {goal_id} is already known')
+        for lane in mine:
+            if lane.blocked:
+                return self._refuse(lane, goal, now, '; '.join(lane.blocked.values()))
         if all(self._free(lane) for lane in mine):
             return Decision(True, self._start(goal, now))
         busy = [lane for lane in mine if not self._free(lane)]
@@ -152,6 +155,14 @@ class Arbiter:
         lane.endings.append({'goal_id': what, 'skill': None, 'outcome': 'released',
                              'reason': 'released by an operator', 'driver_result': False,
                              'at': now})
+
+    def block(self, lane_name: str, key: str, reason: str) -> None:
+        """Refuse every new goal of the lane with this reason (emergency stop, operator)."""
+        self.lanes[lane_name].blocked[key] = reason
+
+    def unblock(self, lane_name: str, key: str, now: float) -> list[Effect]:
+        self.lanes[lane_name].blocked.pop(key, None)
+        return self._start_ready(now)
 
     def queued(self, lane_name: str) -> list[str]:
         return [g.goal_id for g in self.lanes[lane_name].queue]
@@ -254,7 +265,7 @@ class Arbiter:
         for name in goal.all_lanes:
             lane = self.lanes[name]
             if (lane.holder is not None or lane.occupants or not lane.queue
-                    or lane.queue[0] is not goal):
+                    or lane.queue[0] is not goal or lane.blocked):
                 return False
         return True
 
@@ -271,7 +282,7 @@ class Arbiter:
         """Start every queued goal whose lanes are all free and which heads all their queues."""
         effects: list[Effect] = []
         for lane in self.lanes.values():
-            if lane.holder is None and not lane.occupants and lane.queue:
+            if lane.holder is None and not lane.occupants and lane.queue and not lane.blocked:
                 goal = lane.queue[0]
                 if self._ready(goal):
                     for name in goal.all_lanes:

@@ -147,6 +147,11 @@ class LaneManagerConfig(_Strict):
     """Where the lane manager serves and how fast it notices faults."""
 
     namespace: str = Field('lane_manager', pattern=ROS_NAME_RE)  # relative: node's ns
+    emergency_stop_topic: Optional[str] = Field(
+        '/emergency_stop', pattern=ROS_NAME_RE, description='std_msgs/Bool followed (reliable, '
+        'transient local): true cancels every goal and refuses new ones until false; null: off')
+    emergency_stop_lanes: Optional[list[str]] = Field(
+        None, description='the lanes an emergency stop stops (default: every lane)')
     driver_wait_s: float = Field(
         5.0, ge=0, description='how long a goal waits for an absent driver before it aborts')
     driver_response_s: float = Field(
@@ -222,6 +227,10 @@ class Config(_Strict):
                     key = 'lane' if skill.lanes is None else 'lanes'
                     raise _KeyedError(('skills', name, key),
                                       f'unknown lane {lane!r} (known: {known})')
+        for lane in self.lane_manager.emergency_stop_lanes or []:
+            if lane not in self.lanes:
+                raise _KeyedError(('lane_manager', 'emergency_stop_lanes'),
+                                  f'unknown lane {lane!r}')
         for name in self.sim.skills:
             if name not in self.skills:
                 raise _KeyedError(('sim', 'skills', name), f'unknown skill {name!r}')

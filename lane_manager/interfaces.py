@@ -40,3 +40,11 @@ def lane_state_topic(namespace: str) -> str:
 def lane_service_name(namespace: str, lane: str, verb: str) -> str:
     """Per-lane operator services, e.g. `<namespace>/lanes/<lane>/release`."""
     return f'{normalize_namespace(namespace)}/lanes/{lane}/{verb}'
+
+
+# std_msgs/Bool the lane manager follows (config lane_manager.emergency_stop_topic): true
+# cancels every goal of the configured lanes and refuses new ones until it turns false.
+# Reliable + transient local: a stop published before the lane manager started still counts.
+EMERGENCY_STOP_TOPIC = '/emergency_stop'
+EMERGENCY_STOP_QOS = LANE_STATE_QOS
+EMERGENCY_STOP_REASON = 'emergency_stop'

@@ -247,6 +247,23 @@ class LaneKeeper:
         return True, (f'lane {lane!r}: cancelling {what}, {len(others)} other running goal(s); '
                       f'{len(queued)} queued goal(s) ended'), self._take()
 
+    def block(self, key: str, active: bool, lanes: Iterable[str], reason: str,
+              now: float) -> tuple[str, list]:
+        """Emergency stop / operator: cancel everything of the lanes and refuse new goals
+        with `reason` (active), or let goals in again (not active)."""
+        actions: list = []
+        stopped = []
+        for lane in lanes:
+            if active:
+                self.arbiter.block(lane, key, reason)
+                _, message, taken = self.stop(lane, now, reason=reason)
+                actions += taken
+                stopped.append(message)
+            else:
+                self._effects(self.arbiter.unblock(lane, key, now), now)
+                actions += self._take()
+        return ('; '.join(stopped) if active else 'goals accepted again'), actions
+
     # ------------------------------------------------------------ queries
     def lane_of_caller(self, caller_goal_id: str) -> Optional[str]:
         skill = self.caller_skill.get(caller_goal_id)

@@ -121,6 +121,8 @@ class Lane:
     counters: LaneCounters = field(default_factory=LaneCounters)
     refusals: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
     endings: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
+    # Why the lane refuses every goal ('emergency_stop' | 'operator' -> text); empty: open.
+    blocked: dict[str, str] = field(default_factory=dict)
 
     def enqueue(self, goal: GoalRequest) -> int:
         """Insert by priority (higher first), FIFO within a priority. Returns the position."""

@@ -53,6 +53,8 @@ def lane_snapshot(lane: 'Lane', now: float, wall_offset: float) -> dict:
             'lanes': list(holder.goal.all_lanes),
         } if holder is not None else _occupant_as_holder(lane, now, wall_offset),
         'held_because': held_because(lane),
+        'blocked_by': sorted(lane.blocked),
+        'blocked_because': '; '.join(lane.blocked.values()) or None,
         'occupants': [{'origin': o.origin, 'why': o.why, 'driver': o.driver,
                        'driver_goal_id': o.driver_goal_id, 'skill': o.skill,
                        'since': round(o.since + wall_offset, 3)}

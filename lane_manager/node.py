@@ -43,6 +43,7 @@ from lane_manager.caller_side import CallerGoal, Outcome, GoalIdActionServer, go
 from lane_manager.config import Config, import_action_type
 from lane_manager.diagnostics import lane_diagnostics
 from lane_manager.driver_status import Presence
+from lane_manager.emergency_stop import EmergencyStop
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
 from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, lane_service_name,
                                      lane_state_topic, skill_server_name)
@@ -129,6 +130,8 @@ class LaneManager(Node):
             for verb, handler in (('release', self._on_release), ('stop', self._on_stop)):
                 self.create_service(Trigger, lane_service_name(namespace, lane, verb),
                                     partial(handler, lane), callback_group=self._group)
+        self._estop = EmergencyStop(self, settings.emergency_stop_topic,
+                                    settings.emergency_stop_lanes or list(self.config.lanes))
         self._state_pub = self.create_publisher(String, lane_state_topic(namespace),
                                                 LANE_STATE_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
@@ -430,7 +433,8 @@ class LaneManager(Node):
                     lane['drivers_available'] = lane.get('drivers_available', True) and available
             self._state_seq += 1
             return {'node': self.get_fully_qualified_name(), 'seq': self._state_seq,
-                    'stamp': round(time.time(), 3), 'lanes': lanes, 'skills': skills}
+                    'stamp': round(time.time(), 3), 'lanes': lanes, 'skills': skills,
+                    'emergency_stop': self._estop.snapshot()}
 
     def _publish_state(self) -> None:
         """The lane state changed: it goes out from the executor right after this event.

@@ -240,3 +240,17 @@ MultiLaneMachine.TestCase.settings = settings(
     max_examples=300, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 test_multi_lane_state_machine = MultiLaneMachine.TestCase
+
+
+def test_blocked_lane_refuses_every_goal_with_its_reason_until_unblocked():
+    arb = make(base='queue', arm='queue')
+    arb.block('arm', 'emergency_stop', 'emergency_stop: the emergency stop is on')
+    for lanes in (['arm'], ['base', 'arm']):
+        decision = arb.submit(f'g{len(lanes)}', 's', lanes[0], 9, 0.0, lanes=lanes)
+        assert not decision.accepted and decision.reason.startswith('emergency_stop')
+    assert started(arb.submit('b', 's', 'base', 0, 0.0).effects) == ['b']
+    snap = arb.snapshot(0.0)
+    assert snap['arm']['blocked_by'] == ['emergency_stop'] and snap['base']['blocked_by'] == []
+    arb.unblock('arm', 'emergency_stop', 1.0)
+    assert started(arb.submit('a', 's', 'arm', 0, 1.0).effects) == ['a']
+    arb.check_invariants()
