@@ -2,8 +2,9 @@
 
 Plain Python (no ROS import) so the wording is tested without a graph. Levels:
 - ERROR: the lane is blocked (emergency stop, operator), a driver is unavailable, or a goal
-  may still run that its driver has not confirmed ended (a cancel it does not honour, a driver that stopped answering, a goal request it never
-  answered): the lane stays held until the driver confirms or an operator releases it.
+  may still run that its driver has not confirmed ended (a cancel it does not honour, a
+  driver that stopped answering, a goal request it never answered): the lane stays held
+  until the driver confirms or an operator releases it.
 - WARN: the lane is busy, or held by a goal sent around the lane manager (external) or found
   running at start (adopted), or a driver's status is not known yet.
 - OK: idle.

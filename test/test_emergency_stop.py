@@ -1,9 +1,9 @@
-"""Emergency stop end to end: the lane manager and simulated drivers as OS processes; a
-std_msgs/Bool publisher in this process plays the robot's stop button.
+"""Emergency stop end to end, the lane manager and simulated drivers as OS processes.
 
-True cancels every goal of the configured lanes at the drivers (their own counters say so),
-empties the queues, refuses new goals with reason `emergency_stop` (lane state,
-/diagnostics) and leaves other lanes alone; false lets goals in again.
+A std_msgs/Bool publisher in this process plays the robot's stop button. True cancels every
+goal of the configured lanes at the drivers (their own counters say so), empties the queues,
+refuses new goals with reason `emergency_stop` (lane state, /diagnostics) and leaves other
+lanes alone; false lets goals in again.
 """
 from __future__ import annotations
 
