@@ -52,6 +52,10 @@ class LaneConfig(_Strict):
     external_goals: Literal['hold', 'cancel'] = Field(
         'hold', description='goals sent to a driver of this lane around the lane manager: '
         'hold the lane while they run, or cancel them at once')
+    on_take: Literal['cancel', 'wait'] = Field(
+        'cancel', description='an operator taking the lane (<ns>/lanes/<lane>/take) cancels '
+        'its running goal, or lets it finish; either way the queue is emptied and agents '
+        'are refused with reason operator until it is given back')
 
 
 class ToolHints(_Strict):

@@ -48,3 +48,9 @@ def lane_service_name(namespace: str, lane: str, verb: str) -> str:
 EMERGENCY_STOP_TOPIC = '/emergency_stop'
 EMERGENCY_STOP_QOS = LANE_STATE_QOS
 EMERGENCY_STOP_REASON = 'emergency_stop'
+
+# Per-lane operator take-over (std_srvs/Trigger at lane_service_name(ns, lane, verb)):
+# take -> every agent is refused with reason `operator` until give_back.
+TAKE_VERB = 'take'
+GIVE_BACK_VERB = 'give_back'
+OPERATOR_REASON = 'operator'

@@ -248,15 +248,24 @@ class LaneKeeper:
                       f'{len(queued)} queued goal(s) ended'), self._take()
 
     def block(self, key: str, active: bool, lanes: Iterable[str], reason: str,
-              now: float) -> tuple[str, list]:
-        """Emergency stop / operator: cancel everything of the lanes and refuse new goals
-        with `reason` (active), or let goals in again (not active)."""
+              now: float, cancel_running: bool = True) -> tuple[str, list]:
+        """Emergency stop / operator: cancel everything of the lanes (or only their queues:
+        not cancel_running) and refuse new goals with `reason` (active), or let goals in
+        again (not active)."""
         actions: list = []
         stopped = []
         for lane in lanes:
             if active:
                 self.arbiter.block(lane, key, reason)
-                _, message, taken = self.stop(lane, now, reason=reason)
+                if cancel_running:
+                    _, message, taken = self.stop(lane, now, reason=reason)
+                else:
+                    queued = self.arbiter.queued(lane)
+                    for caller_goal_id in queued:
+                        self._effects(self.arbiter.cancel(caller_goal_id, now, reason), now)
+                    taken = self._take()
+                    message = (f'lane {lane!r}: its running goal may finish; {len(queued)} '
+                               'queued goal(s) ended')
                 actions += taken
                 stopped.append(message)
             else:

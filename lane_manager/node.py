@@ -48,6 +48,7 @@ from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDri
 from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, lane_service_name,
                                      lane_state_topic, skill_server_name)
 from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
+from lane_manager.operator_take import OperatorTake
 from lane_manager.runtime import (BackgroundExecutor, config_argument_parser, parse_args,
                                   resolve_config, run_node)
 from lane_manager.status_wire import decode_status_array
@@ -130,6 +131,7 @@ class LaneManager(Node):
             for verb, handler in (('release', self._on_release), ('stop', self._on_stop)):
                 self.create_service(Trigger, lane_service_name(namespace, lane, verb),
                                     partial(handler, lane), callback_group=self._group)
+        self._operator_take = OperatorTake(self, namespace)
         self._estop = EmergencyStop(self, settings.emergency_stop_topic,
                                     settings.emergency_stop_lanes or list(self.config.lanes))
         self._state_pub = self.create_publisher(String, lane_state_topic(namespace),
@@ -434,7 +436,8 @@ class LaneManager(Node):
             self._state_seq += 1
             return {'node': self.get_fully_qualified_name(), 'seq': self._state_seq,
                     'stamp': round(time.time(), 3), 'lanes': lanes, 'skills': skills,
-                    'emergency_stop': self._estop.snapshot()}
+                    'emergency_stop': self._estop.snapshot(),
+                    'taken': self._operator_take.snapshot()}
 
     def _publish_state(self) -> None:
         """The lane state changed: it goes out from the executor right after this event.
