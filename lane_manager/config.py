@@ -27,7 +27,7 @@ FIELD_PATH_RE = r'^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$'
 # Names the gateway uses for its own tools: a skill may not take them.
 RESERVED_TOOL_NAMES = frozenset({
     'lanes_status', 'lane_stop', 'lane_release', 'skill_start', 'skill_status', 'skill_cancel',
-    'unity_refresh', 'unity_run_tests', 'unity_instances',
+    'unity_refresh', 'unity_run_tests', 'unity_instances', 'lane_take', 'lane_give_back',
 })
 
 
@@ -178,6 +178,11 @@ class GatewayConfig(_Strict):
     host: str = '127.0.0.1'
     port: int = Field(8765, ge=0, le=65535)
     token_env: str = Field('SKILL_LANES_TOKEN', description='env var holding the bearer token')
+    operator_tools: bool = Field(
+        False, description='offer the MCP tools lane_take / lane_give_back (operator take-over)')
+    operator_token_env: str = Field(
+        'SKILL_LANES_OPERATOR_TOKEN', description='over HTTP, lane_take / lane_give_back need '
+        'header X-Skill-Lanes-Operator with the token in this env var (unset: refused)')
     lane_manager_wait_s: float = Field(
         10.0, gt=0, description='a call waits this long for the lane manager before failing')
     progress_interval_s: float = Field(

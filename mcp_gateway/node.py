@@ -119,7 +119,7 @@ class GatewayNode(Node):
         self._lane_services = {
             (lane, verb): self.create_client(Trigger, lane_service_name(namespace, lane, verb),
                                              callback_group=group)
-            for lane in config.lanes for verb in ('stop', 'release')}
+            for lane in config.lanes for verb in ('stop', 'release', 'take', 'give_back')}
         self._send_slots: Optional[asyncio.Semaphore] = None
 
     # ------------------------------------------------------------------ state

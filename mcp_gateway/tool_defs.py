@@ -81,6 +81,30 @@ def skill_tool(name: str, skill: SkillConfig,
     })
 
 
+def operator_tools(lane_names: list[str]) -> list[types.Tool]:
+    """lane_take / lane_give_back: offered only when gateway.operator_tools is true."""
+    lane_arg = {'type': 'string', 'enum': lane_names}
+    schema = output_schema({'lane': _STRING, 'taken': {'type': 'boolean'},
+                            'detail': _STRING}, ['lane', 'taken'])
+    hints = {'readOnlyHint': False, 'destructiveHint': True, 'idempotentHint': True,
+             'openWorldHint': True}
+    return [types.Tool.model_validate(tool) for tool in [
+        {'name': 'lane_take',
+         'description': 'Operator action: take a lane from the agents. Its running goal is '
+                        'cancelled (or allowed to finish, per lane config), its queue '
+                        'emptied, and every agent is refused with reason "operator" until '
+                        'lane_give_back.',
+         'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['lane'],
+                         'properties': {'lane': lane_arg}},
+         'outputSchema': schema, 'annotations': hints},
+        {'name': 'lane_give_back',
+         'description': 'Operator action: give a taken lane back to the agents.',
+         'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['lane'],
+                         'properties': {'lane': lane_arg}},
+         'outputSchema': schema, 'annotations': hints},
+    ]]
+
+
 def builtin_tools(skill_names: list[str], lane_names: list[str]) -> list[types.Tool]:
     """The gateway's own tools: lanes, operator actions and job handles."""
     lane_arg = {'type': 'string', 'enum': lane_names}
