@@ -54,3 +54,9 @@ EMERGENCY_STOP_REASON = 'emergency_stop'
 TAKE_VERB = 'take'
 GIVE_BACK_VERB = 'give_back'
 OPERATOR_REASON = 'operator'
+
+# Who asked for each goal (std_msgs/String JSON, LANE_STATE_QOS: latched per gateway).
+# Each gateway publishes {"gateway": <node>, "agents": {<goal id>: {"client", "version",
+# "session", "tool", "skill"}}} with its most recent goals; the lane manager joins it into
+# lane state (holder, queue, endings, refusals: `agent`, `asked_by`).
+GOAL_AGENTS_TOPIC = 'skill_lanes/goal_agents'

@@ -18,6 +18,7 @@ import mcp_types as types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
+from mcp_gateway.agents import CURRENT_AGENT, agent_of
 from mcp_gateway.results import error_result
 from mcp_gateway.skill_tools import ReportProgress
 
@@ -65,11 +66,14 @@ def build_server(name: str, version: str, providers: list[ToolProvider],
                          message: Optional[str]) -> None:
             await ctx.session.report_progress(progress, total, message)
 
+        token = CURRENT_AGENT.set(agent_of(ctx, params.name))
         try:
             return await provider.call(params.name, dict(params.arguments or {}), report)
         except Exception as exc:  # a bug must not reach the client as a traceback
             log.exception('tool %s failed', params.name)
             return error_result('internal_error', f'{type(exc).__name__}: {exc}')
+        finally:
+            CURRENT_AGENT.reset(token)
 
     async def list_resources(ctx: ServerRequestContext,
                              params: Any) -> types.ListResourcesResult:

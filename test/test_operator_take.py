@@ -45,8 +45,9 @@ def stack(tmp_path_factory, rclpy_context):
         manager.wait_for_output('lane_manager ready')
         client = RosTestClient()
         client.wait_for_skills('grasp', 'drive')
-        client.wait_state(lambda s: all(lane['holder'] is None and not lane.get('occupants')
-                                        for lane in s['lanes'].values()), 20,
+        client.wait_state(lambda s: all(v['driver_available'] for v in s['skills'].values())
+                          and all(lane['holder'] is None and not lane.get('occupants')
+                              for lane in s['lanes'].values()), 20,
                           what='every lane free (all drivers known)')
         yield client
     finally:
