@@ -53,7 +53,7 @@ function remember(laneName, lane) {
     goal.start = holder.since;
     goal.end = null;
     goal.outcome = holder.state === 'canceling' || holder.cancel_reason ? 'canceling' : 'running';
-    goal.agent = agentText(holder.agent);
+    goal.agent = agentText(holder.agent) || holder.asked_by || null;
     goals.set(holder.goal_id, goal);
   }
   for (const ending of lane.last_endings || []) {
@@ -178,7 +178,7 @@ function renderHolder(c, lane) {
     const rows = [['skill', `<b>${esc(h.skill)}</b>`],
       ['goal', `<span class="mono">${esc(short(h.goal_id))}…</span>`],
       ['state', esc(h.state)], ['held', `${Number(h.held_s || 0).toFixed(1)} s`]];
-    const agent = agentText(h.agent);
+    const agent = agentText(h.agent) || h.asked_by;
     if (agent) rows.push(['agent', esc(agent)]);
     if (h.origin) rows.push(['origin', esc(h.origin)]);
     if (h.driver) rows.push(['driver', `<span class="mono">${esc(h.driver)}</span>`]);
@@ -189,6 +189,7 @@ function renderHolder(c, lane) {
       rows.map(([k, v]) => `<span class="k">${k}</span><span>${v}</span>`).join('') + '</div>';
   }
   if (lane.held_because) html += `<div class="warn">⚠ held: ${esc(shortIds(lane.held_because))}</div>`;
+  if (lane.blocked_because) html += `<div class="warn">⛔ ${esc(lane.blocked_because)}</div>`;
   c.holder.innerHTML = html;
 }
 
