@@ -50,11 +50,13 @@ class AgentBook:
                     self._mark(record)
             for refusal in lane.get('last_refusals') or []:
                 self._mark(refusal)
-                if refusal.get('holder'):
-                    holder = refusal['holder'] = dict(refusal['holder'])
-                    self._mark(holder)
+                holder = refusal.get('holder')
+                if holder:  # the holder record itself keeps its keys (skill, goal_id)
+                    agent = self.get(holder.get('goal_id'))
+                    refusal['holder_agent'] = agent
+                    refusal['holder_asked_by'] = describe(agent)
                     refusal['reason'] = (f"{refusal.get('reason', '')} (held by "
-                                         f"{holder['asked_by']} running {holder.get('skill')})")
+                                         f'{describe(agent)} running {holder.get("skill")})')
         return lanes
 
     def _mark(self, record: dict) -> None:

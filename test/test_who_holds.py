@@ -86,7 +86,7 @@ def test_busy_answer_names_the_agent_holding_the_lane(stack):
                            what='the refusal in lane state')
     refusal = state['lanes']['arm']['last_refusals'][-1]
     assert refusal['agent']['client'] == 'cursor' and refusal['agent']['tool'] == 'grasp'
-    assert refusal['holder']['agent']['client'] == 'claude-code'
+    assert refusal['holder_agent']['client'] == 'claude-code'
     ros.wait_state(lambda s: s['lanes']['arm']['holder'] is None, 20, what='arm free')
 
 
