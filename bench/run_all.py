@@ -24,6 +24,7 @@ BENCHES = [
     ('bench_gateway.py', [], ['--rounds', '60', '--seconds', '4'], 150),
     ('bench_lifecycle.py', [], ['--rounds', '2'], 120),
     ('bench_schemas.py', [], ['--reps', '2'], 90),
+    ('bench_emergency_stop.py', [], ['--rounds', '3'], 60),
 ]
 
 

@@ -12,131 +12,27 @@ else occupies it: `occupants` are what the drivers themselves report (a goal who
 driver has not confirmed, a goal found running at start, a goal sent around the lane
 manager, a driver whose status is not known yet). The lane keeper (lane_manager/keeper.py)
 sets and clears them from the drivers' word; the arbiter never frees a lane by a timeout.
+
+A multi-lane goal (a skill with `lanes: [base, arm]`) holds all its lanes or none: it starts
+only when every one of them is free and it heads every one of their queues; until then it
+waits in each of those queues and holds nothing. Queues are ordered by one total order
+(priority, then arrival), so no two waiting goals block each other (no deadlock), and a free
+lane whose queue is headed by such a goal starts nothing else (no starvation: it is not
+overtaken forever by single-lane goals of equal priority).
 """
 from __future__ import annotations
 
-import enum
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Optional, Sequence
 
 from lane_manager.config import LaneConfig
+from lane_manager.lane_model import (RECENT_LIMIT, CancelAtDriver, Decision, Effect,
+                                     EndWithoutDriver, GoalRequest, Holder, HolderState, Lane,
+                                     LaneCounters, Occupant, StartGoal)
+from lane_manager.lane_snapshot import held_because, held_text, lane_snapshot
 
-RECENT_LIMIT = 16  # refusals / endings kept per lane for callers to look up by goal id
-
-
-class HolderState(str, enum.Enum):
-    STARTING = 'starting'      # forwarded, the driver has not accepted it yet
-    ACTIVE = 'active'          # the driver accepted it and is running it
-    CANCELLING = 'cancelling'  # a cancel was sent to the driver; waiting for it to end
-
-
-@dataclass(frozen=True)
-class GoalRequest:
-    goal_id: str
-    skill: str
-    lane: str
-    priority: int
-    submitted_at: float
-
-
-@dataclass
-class Holder:
-    goal: GoalRequest
-    since: float
-    state: HolderState = HolderState.STARTING
-    cancel_reason: Optional[str] = None
-    driver: Optional[str] = None
-    driver_goal_id: Optional[str] = None
-
-
-@dataclass
-class Occupant:
-    """Something besides the holder that keeps a lane held, on a driver's word (or lack)."""
-
-    origin: str                 # 'lane_manager' (end unconfirmed) | 'adopted' | 'external'
-    why: str                    # | 'unknown' (a driver's status is not known yet)
-    since: float
-    driver: Optional[str] = None
-    driver_goal_id: Optional[str] = None
-    skill: Optional[str] = None
-
-
-# Effects: what the node must do after an event.
-@dataclass(frozen=True)
-class StartGoal:
-    """Forward this goal to its driver: it now holds its lane."""
-
-    goal_id: str
-
-
-@dataclass(frozen=True)
-class CancelAtDriver:
-    """Ask the driver to cancel this goal (it still holds the lane until the driver ends it)."""
-
-    goal_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class EndWithoutDriver:
-    """End this goal towards its caller; the driver is not (or no longer) involved."""
-
-    goal_id: str
-    outcome: str  # 'canceled' or 'aborted'
-    reason: str
-
-
-Effect = Union[StartGoal, CancelAtDriver, EndWithoutDriver]
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The answer to a goal asking for its lane."""
-
-    accepted: bool
-    effects: tuple[Effect, ...] = ()
-    queued_position: Optional[int] = None  # 0 = next to start; None = starts now or refused
-    reason: Optional[str] = None           # why it was refused (or why it waits)
-    retry_after_ms: Optional[int] = None
-
-
-@dataclass
-class LaneCounters:
-    submitted: int = 0
-    started: int = 0
-    queued: int = 0
-    rejected: int = 0
-    preempted: int = 0
-    succeeded: int = 0
-    aborted: int = 0
-    canceled: int = 0
-    hold_timeouts: int = 0
-    operator_releases: int = 0
-    adopted: int = 0
-    external: int = 0
-
-
-@dataclass
-class Lane:
-    name: str
-    config: LaneConfig
-    holder: Optional[Holder] = None
-    queue: list[GoalRequest] = field(default_factory=list)
-    occupants: dict[str, Occupant] = field(default_factory=dict)
-    counters: LaneCounters = field(default_factory=LaneCounters)
-    refusals: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
-    endings: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
-
-    def enqueue(self, goal: GoalRequest) -> int:
-        """Insert by priority (higher first), FIFO within a priority. Returns the position."""
-        position = len(self.queue)
-        for index, waiting in enumerate(self.queue):
-            if goal.priority > waiting.priority:
-                position = index
-                break
-        self.queue.insert(position, goal)
-        return position
+__all__ = ['RECENT_LIMIT', 'Arbiter', 'CancelAtDriver', 'Decision', 'Effect', 'EndWithoutDriver',
+           'GoalRequest', 'Holder', 'HolderState', 'Lane', 'LaneCounters', 'Occupant',
+           'StartGoal']
 
 
 class Arbiter:
@@ -148,36 +44,56 @@ class Arbiter:
 
     # ----------------------------------------------------------------- events
     def submit(self, goal_id: str, skill: str, lane_name: str, priority: int,
-               now: float) -> Decision:
-        """A goal asks for its lane. Accept (start now or queue), or refuse with a reason."""
-        lane = self.lanes[lane_name]
-        lane.counters.submitted += 1
-        goal = GoalRequest(goal_id, skill, lane_name, priority, now)
+               now: float, lanes: Optional[Sequence[str]] = None) -> Decision:
+        """A goal asks for its lane(s). Accept (start now or queue), or refuse with a reason.
+
+        lanes: every lane of a multi-lane skill (lane_name is then ignored); all or none.
+        """
+        names = tuple(dict.fromkeys(lanes)) if lanes else (lane_name,)
+        goal = GoalRequest(goal_id, skill, names[0], priority, now,
+                           names if len(names) > 1 else ())
+        mine = [self.lanes[name] for name in names]
+        for lane in mine:
+            lane.counters.submitted += 1
         if goal_id in self._lane_of_goal:
-            return self._refuse(lane, goal, now, f'goal id {goal_id} is already known')
-        holder = lane.holder
-        if holder is None and not lane.occupants:
-            return Decision(True, self._start(lane, goal, now))
-        policy = lane.config.policy
-        if policy == 'reject':
-            return self._refuse(lane, goal, now, self._held_text(lane))
-        if len(lane.queue) >= lane.config.max_queue:
-            return self._refuse(
-                lane, goal, now,
-                f'{self._held_text(lane)} and its queue is full '
-                f'({lane.config.max_queue} waiting)')
-        position = lane.enqueue(goal)
-        self._lane_of_goal[goal_id] = lane_name
-        lane.counters.queued += 1
-        effects: tuple[Effect, ...] = ()
-        if (policy == 'preempt' and holder is not None and priority > holder.goal.priority
-                and holder.state is not HolderState.CANCELLING):
-            reason = (f'preempted by skill {skill!r} goal {goal_id} '
-                      f'(priority {priority} > {holder.goal.priority})')
-            lane.counters.preempted += 1
-            effects = (self._begin_cancel(lane, holder, now, reason),)
-        return Decision(True, effects, queued_position=position,
-                        reason=f'queued behind {self._held_text(lane)}')
+            return self._refuse(mine[0], goal, now, f'goal id {goal_id} is already known')
+        for lane in mine:
+            if lane.blocked:
+                return self._refuse(lane, goal, now, '; '.join(lane.blocked.values()))
+        if all(self._free(lane) for lane in mine):
+            return Decision(True, self._start(goal, now))
+        busy = [lane for lane in mine if not self._free(lane)]
+        for lane in mine:
+            if lane.config.policy == 'reject':
+                blocking = lane if lane in busy else busy[0]
+                return self._refuse(lane, goal, now, held_text(blocking))
+        for lane in mine:
+            if len(lane.queue) >= lane.config.max_queue:
+                return self._refuse(
+                    lane, goal, now,
+                    f'{held_text(lane)} and its queue is full '
+                    f'({lane.config.max_queue} waiting)')
+        positions = [lane.enqueue(goal) for lane in mine]
+        self._lane_of_goal[goal_id] = goal.lane
+        effects: list[Effect] = []
+        cancelled: set[str] = set()
+        for lane in mine:
+            lane.counters.queued += 1
+            holder = lane.holder
+            if (lane.config.policy == 'preempt' and holder is not None
+                    and priority > holder.goal.priority
+                    and holder.state is not HolderState.CANCELLING
+                    and holder.goal.goal_id not in cancelled):
+                reason = (f'preempted by skill {skill!r} goal {goal_id} '
+                          f'(priority {priority} > {holder.goal.priority})')
+                lane.counters.preempted += 1
+                cancelled.add(holder.goal.goal_id)
+                effects.append(self._begin_cancel(lane, holder, now, reason))
+        effects.extend(self._start_ready(now))
+        if any(isinstance(e, StartGoal) and e.goal_id == goal_id for e in effects):
+            return Decision(True, tuple(effects))
+        return Decision(True, tuple(effects), queued_position=max(positions),
+                        reason=f'queued behind {held_text(busy[0])}')
 
     def driver_accepted(self, goal_id: str) -> None:
         """The driver accepted the forwarded goal."""
@@ -189,26 +105,27 @@ class Arbiter:
                    reason: Optional[str] = None, driver_result: bool = False) -> list[Effect]:
         """The goal is over towards its caller (result, driver refusal, given up).
 
-        outcome: 'succeeded', 'aborted' or 'canceled'. Ends the holding; the next goal starts
-        only if nothing else occupies the lane (the keeper occupies it first when the driver
-        has not confirmed the end). A goal still queued just leaves the queue.
+        outcome: 'succeeded', 'aborted' or 'canceled'. Ends the holding of every lane of the
+        goal; the next goals start only where nothing else occupies the lanes (the keeper
+        occupies them first when the driver has not confirmed the end). A goal still queued
+        just leaves its queues.
         driver_result: the driver gave a result (else the caller gets none: `result: null`).
         """
-        lane_name = self._lane_of_goal.get(goal_id)
-        if lane_name is None:
-            return []
-        lane = self.lanes[lane_name]
-        holder = lane.holder
-        if holder is not None and holder.goal.goal_id == goal_id:
+        holder = self._holder_of(goal_id)
+        if holder is not None:
             if reason is None and holder.cancel_reason and outcome != 'succeeded':
                 reason = holder.cancel_reason
-            self._record_end(lane, holder.goal, outcome, reason, now, driver_result)
-            lane.holder = None
-            return self._start_next(lane, now)
-        goal = self._remove_queued(lane, goal_id)
-        if goal is not None:
-            self._record_end(lane, goal, outcome, reason, now, driver_result)
-        return []
+            for name in holder.goal.all_lanes:
+                lane = self.lanes[name]
+                self._record_end(lane, holder.goal, outcome, reason, now, driver_result)
+                lane.holder = None
+            return self._start_ready(now)
+        goal = self._remove_queued(goal_id)
+        if goal is None:
+            return []
+        for name in goal.all_lanes:
+            self._record_end(self.lanes[name], goal, outcome, reason, now, driver_result)
+        return self._start_ready(now)
 
     def set_driver(self, goal_id: str, driver: str, driver_goal_id: str) -> None:
         """Which driver and driver goal id the holder was forwarded as (for lane state)."""
@@ -225,13 +142,12 @@ class Arbiter:
         lane.occupants[key] = occupant
 
     def vacate(self, lane_name: str, key: str, now: float) -> list[Effect]:
-        """The driver confirmed it: that occupant is gone. Starts the next goal if free."""
+        """The driver confirmed it: that occupant is gone. Starts the next goals if free."""
         self.lanes[lane_name].occupants.pop(key, None)
-        return self.start_if_free(lane_name, now)
+        return self._start_ready(now)
 
     def start_if_free(self, lane_name: str, now: float) -> list[Effect]:
-        lane = self.lanes[lane_name]
-        return [] if lane.holder is not None else self._start_next(lane, now)
+        return self._start_ready(now)
 
     def record_operator_release(self, lane_name: str, what: str, now: float) -> None:
         lane = self.lanes[lane_name]
@@ -240,26 +156,31 @@ class Arbiter:
                              'reason': 'released by an operator', 'driver_result': False,
                              'at': now})
 
+    def block(self, lane_name: str, key: str, reason: str) -> None:
+        """Refuse every new goal of the lane with this reason (emergency stop, operator)."""
+        self.lanes[lane_name].blocked[key] = reason
+
+    def unblock(self, lane_name: str, key: str, now: float) -> list[Effect]:
+        self.lanes[lane_name].blocked.pop(key, None)
+        return self._start_ready(now)
+
     def queued(self, lane_name: str) -> list[str]:
         return [g.goal_id for g in self.lanes[lane_name].queue]
 
     def cancel(self, goal_id: str, now: float,
                reason: str = 'canceled by its caller') -> list[Effect]:
         """A caller cancels its goal. Queued: removed at once. Holding: cancelled at driver."""
-        lane_name = self._lane_of_goal.get(goal_id)
-        if lane_name is None:
-            return []
-        lane = self.lanes[lane_name]
-        holder = lane.holder
-        if holder is not None and holder.goal.goal_id == goal_id:
+        holder = self._holder_of(goal_id)
+        if holder is not None:
             if holder.state is HolderState.CANCELLING:
                 return []
-            return [self._begin_cancel(lane, holder, now, reason)]
-        goal = self._remove_queued(lane, goal_id)
+            return [self._begin_cancel(self.lanes[holder.goal.lane], holder, now, reason)]
+        goal = self._remove_queued(goal_id)
         if goal is None:
             return []
-        self._record_end(lane, goal, 'canceled', reason, now)
-        return [EndWithoutDriver(goal_id, 'canceled', reason)]
+        for name in goal.all_lanes:
+            self._record_end(self.lanes[name], goal, 'canceled', reason, now)
+        return [EndWithoutDriver(goal_id, 'canceled', reason), *self._start_ready(now)]
 
     def tick(self, now: float) -> list[Effect]:
         """Time passes: enforce max_hold_s (a cancel; the lane frees only when the driver ends
@@ -282,12 +203,24 @@ class Arbiter:
     def lane_of(self, goal_id: str) -> Optional[str]:
         return self._lane_of_goal.get(goal_id)
 
+    def lanes_of(self, goal_id: str) -> tuple[str, ...]:
+        """Every lane a known (holding or queued) goal asked for; () if unknown."""
+        holder = self._holder_of(goal_id)
+        if holder is not None:
+            return holder.goal.all_lanes
+        name = self._lane_of_goal.get(goal_id)
+        for goal in self.lanes[name].queue if name else ():
+            if goal.goal_id == goal_id:
+                return goal.all_lanes
+        return ()
+
     def is_holder(self, goal_id: str) -> bool:
         return self._holder_of(goal_id) is not None
 
     def active_goals(self) -> list[str]:
-        """Goals that hold a lane (forwarded to a driver, or about to be)."""
-        return [lane.holder.goal.goal_id for lane in self.lanes.values() if lane.holder]
+        """Goals that hold a lane (forwarded to a driver, or about to be); each once."""
+        ids = [lane.holder.goal.goal_id for lane in self.lanes.values() if lane.holder]
+        return list(dict.fromkeys(ids))
 
     def snapshot(self, now: float, wall_offset: float = 0.0) -> dict:
         """JSON-ready state of every lane (the lane state topic's `lanes` field).
@@ -295,7 +228,7 @@ class Arbiter:
         `now` is the arbiter's clock (the node uses a monotonic one, immune to clock jumps);
         wall_offset is added to every time stamp so other processes can read them.
         """
-        return {name: self._lane_snapshot(lane, now, wall_offset)
+        return {name: lane_snapshot(lane, now, wall_offset)
                 for name, lane in self.lanes.items()}
 
     def check_invariants(self) -> None:
@@ -305,30 +238,58 @@ class Arbiter:
             ids = [g.goal_id for g in lane.queue]
             if lane.holder is not None:
                 ids.append(lane.holder.goal.goal_id)
-                assert lane.holder.goal.lane == lane.name
+                assert lane.name in lane.holder.goal.all_lanes
+                for name in lane.holder.goal.all_lanes:
+                    assert self.lanes[name].holder is lane.holder, 'multi-lane hold not whole'
             assert len(ids) == len(set(ids)), f'duplicate goal in lane {lane.name}'
             assert len(lane.queue) <= lane.config.max_queue, f'lane {lane.name} over max_queue'
             if lane.config.policy == 'reject':
                 assert not lane.queue, f'reject lane {lane.name} has a queue'
-            if lane.holder is None and not lane.occupants:
-                assert not lane.queue, f'lane {lane.name} is free but has a queue'
+            if lane.holder is None and not lane.occupants and lane.queue:
+                assert not self._ready(lane.queue[0]), f'lane {lane.name} idles with a queue'
+            for goal in lane.queue:
+                for name in goal.all_lanes:
+                    assert goal in self.lanes[name].queue, 'multi-lane goal not in every queue'
             priorities = [g.priority for g in lane.queue]
             assert priorities == sorted(priorities, reverse=True), 'queue not in priority order'
             tracked.update(ids)
         assert tracked == set(self._lane_of_goal), 'goal index out of sync'
 
     # ---------------------------------------------------------------- helpers
-    def _start(self, lane: Lane, goal: GoalRequest, now: float) -> tuple[Effect, ...]:
-        lane.holder = Holder(goal, since=now)
-        lane.counters.started += 1
-        self._lane_of_goal[goal.goal_id] = lane.name
+    @staticmethod
+    def _free(lane: Lane) -> bool:
+        """Nothing holds, occupies or has reserved the lane (a queue head waits for it)."""
+        return lane.holder is None and not lane.occupants and not lane.queue
+
+    def _ready(self, goal: GoalRequest) -> bool:
+        """A queued goal may start: it heads the queue of each of its lanes, all free."""
+        for name in goal.all_lanes:
+            lane = self.lanes[name]
+            if (lane.holder is not None or lane.occupants or not lane.queue
+                    or lane.queue[0] is not goal or lane.blocked):
+                return False
+        return True
+
+    def _start(self, goal: GoalRequest, now: float) -> tuple[Effect, ...]:
+        holder = Holder(goal, since=now)
+        for name in goal.all_lanes:
+            lane = self.lanes[name]
+            lane.holder = holder
+            lane.counters.started += 1
+        self._lane_of_goal[goal.goal_id] = goal.lane
         return (StartGoal(goal.goal_id),)
 
-    def _start_next(self, lane: Lane, now: float) -> list[Effect]:
-        if not lane.queue or lane.holder is not None or lane.occupants:
-            return []
-        goal = lane.queue.pop(0)
-        return list(self._start(lane, goal, now))
+    def _start_ready(self, now: float) -> list[Effect]:
+        """Start every queued goal whose lanes are all free and which heads all their queues."""
+        effects: list[Effect] = []
+        for lane in self.lanes.values():
+            if lane.holder is None and not lane.occupants and lane.queue and not lane.blocked:
+                goal = lane.queue[0]
+                if self._ready(goal):
+                    for name in goal.all_lanes:
+                        self.lanes[name].queue.pop(0)
+                    effects.extend(self._start(goal, now))
+        return effects
 
     def _begin_cancel(self, lane: Lane, holder: Holder, now: float,
                       reason: str) -> CancelAtDriver:
@@ -345,17 +306,22 @@ class Arbiter:
             'retry_after_ms': retry, 'at': now,
             'holder': ({'skill': holder.goal.skill, 'goal_id': holder.goal.goal_id}
                        if holder else None),
-            'held_because': self.held_because(lane),
+            'held_because': held_because(lane),
         })
         return Decision(False, reason=reason, retry_after_ms=retry)
 
-    def _remove_queued(self, lane: Lane, goal_id: str) -> Optional[GoalRequest]:
-        for index, goal in enumerate(lane.queue):
-            if goal.goal_id == goal_id:
-                del lane.queue[index]
-                self._lane_of_goal.pop(goal_id, None)
-                return goal
-        return None
+    def _remove_queued(self, goal_id: str) -> Optional[GoalRequest]:
+        """Take a waiting goal out of every queue it waits in."""
+        found = None
+        for lane in self.lanes.values():
+            for index, goal in enumerate(lane.queue):
+                if goal.goal_id == goal_id:
+                    del lane.queue[index]
+                    found = goal
+                    break
+        if found is not None:
+            self._lane_of_goal.pop(goal_id, None)
+        return found
 
     def _record_end(self, lane: Lane, goal: GoalRequest, outcome: str,
                     reason: Optional[str], now: float, driver_result: bool = False) -> None:
@@ -372,69 +338,3 @@ class Arbiter:
             return None
         holder = self.lanes[lane_name].holder
         return holder if holder is not None and holder.goal.goal_id == goal_id else None
-
-    @staticmethod
-    def held_because(lane: Lane) -> Optional[str]:
-        """Why the lane is held besides its holder (None: only by its holder, or free)."""
-        if not lane.occupants:
-            return None
-        return '; '.join(o.why for o in lane.occupants.values())
-
-    @classmethod
-    def _held_text(cls, lane: Lane) -> str:
-        holder = lane.holder
-        if holder is not None:
-            text = (f'lane {lane.name!r} is held by skill {holder.goal.skill!r} '
-                    f'goal {holder.goal.goal_id}')
-            because = cls.held_because(lane)
-            return f'{text} (and: {because})' if because else text
-        return f'lane {lane.name!r} is held: {cls.held_because(lane)}'
-
-    @classmethod
-    def _lane_snapshot(cls, lane: Lane, now: float, wall_offset: float) -> dict:
-        holder = lane.holder
-
-        def stamped(record: dict) -> dict:
-            return {**record, 'at': round(record['at'] + wall_offset, 3)}
-
-        return {
-            'policy': lane.config.policy,
-            'holder': {
-                'goal_id': holder.goal.goal_id, 'skill': holder.goal.skill,
-                'priority': holder.goal.priority, 'state': holder.state.value,
-                'since': round(holder.since + wall_offset, 3),
-                'held_s': round(now - holder.since, 3),
-                'cancel_reason': holder.cancel_reason, 'origin': 'lane_manager',
-                'driver': holder.driver, 'driver_goal_id': holder.driver_goal_id,
-            } if holder is not None else cls._occupant_as_holder(lane, now, wall_offset),
-            'held_because': cls.held_because(lane),
-            'occupants': [{'origin': o.origin, 'why': o.why, 'driver': o.driver,
-                           'driver_goal_id': o.driver_goal_id, 'skill': o.skill,
-                           'since': round(o.since + wall_offset, 3)}
-                          for o in lane.occupants.values()],
-            'queue': [{'goal_id': g.goal_id, 'skill': g.skill, 'priority': g.priority,
-                       'since': round(g.submitted_at + wall_offset, 3)} for g in lane.queue],
-            'last_refusals': [stamped(r) for r in lane.refusals],
-            'last_endings': [stamped(e) for e in lane.endings],
-            'counters': vars(lane.counters).copy(),
-            'retry_after_ms': lane.config.retry_after_ms,
-            'max_queue': lane.config.max_queue,
-            'max_hold_s': lane.config.max_hold_s,
-        }
-
-    @staticmethod
-    def _occupant_as_holder(lane: Lane, now: float, wall_offset: float) -> Optional[dict]:
-        """A lane held only by a goal the drivers report (adopted/external) shows it as its
-        holder, so a reader of `holder` alone never takes such a lane for free.
-        """
-        for occupant in lane.occupants.values():
-            if occupant.driver_goal_id is None:
-                continue
-            return {'goal_id': occupant.driver_goal_id, 'skill': occupant.skill,
-                    'priority': None, 'state': 'active' if occupant.origin != 'lane_manager'
-                    else 'ended_unconfirmed',
-                    'since': round(occupant.since + wall_offset, 3),
-                    'held_s': round(now - occupant.since, 3), 'cancel_reason': None,
-                    'origin': occupant.origin, 'driver': occupant.driver,
-                    'driver_goal_id': occupant.driver_goal_id}
-        return None

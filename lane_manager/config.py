@@ -28,7 +28,7 @@ FIELD_PATH_RE = r'^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$'
 # Names the gateway uses for its own tools: a skill may not take them.
 RESERVED_TOOL_NAMES = frozenset({
     'lanes_status', 'lane_stop', 'lane_release', 'skill_start', 'skill_status', 'skill_cancel',
-    'unity_refresh', 'unity_run_tests', 'unity_instances',
+    'unity_refresh', 'unity_run_tests', 'unity_instances', 'lane_take', 'lane_give_back',
 })
 
 
@@ -53,6 +53,10 @@ class LaneConfig(_Strict):
     external_goals: Literal['hold', 'cancel'] = Field(
         'hold', description='goals sent to a driver of this lane around the lane manager: '
         'hold the lane while they run, or cancel them at once')
+    on_take: Literal['cancel', 'wait'] = Field(
+        'cancel', description='an operator taking the lane (<ns>/lanes/<lane>/take) cancels '
+        'its running goal, or lets it finish; either way the queue is emptied and agents '
+        'are refused with reason operator until it is given back')
 
 
 class ToolHints(_Strict):
@@ -68,6 +72,9 @@ class SkillConfig(_Strict):
     """One robot skill: an action type, the real driver's action server, and its lane."""
 
     lane: Optional[str] = Field(None, description='no lane = never arbitrated')
+    lanes: Optional[list[str]] = Field(
+        None, min_length=1, description='a skill needing several lanes at once (whole-body '
+        'skills): all of them or none, acquired when its goal starts; give lane or lanes')
     action_type: str = Field(pattern=ACTION_TYPE_RE)
     driver: str = Field(pattern=ROS_NAME_RE, description="the real driver's action server")
     description: str = ''
@@ -82,6 +89,27 @@ class SkillConfig(_Strict):
         [], description='goal fields a call must give (e.g. [pose])')
     allow_non_finite: bool = Field(
         False, description='accept "NaN"/"Infinity"/"-Infinity" for float goal fields')
+
+    @model_validator(mode='after')
+    def _one_lane_key(self) -> 'SkillConfig':
+        if self.lane is not None and self.lanes is not None:
+            raise ValueError('give either lane (one lane) or lanes (several), not both')
+        if self.lanes is not None and len(set(self.lanes)) != len(self.lanes):
+            raise ValueError(f'lanes {self.lanes} names a lane twice')
+        return self
+
+    @property
+    def all_lanes(self) -> tuple[str, ...]:
+        """Every lane the skill holds while it runs (empty: never arbitrated)."""
+        if self.lanes is not None:
+            return tuple(self.lanes)
+        return (self.lane,) if self.lane is not None else ()
+
+    @property
+    def primary_lane(self) -> Optional[str]:
+        """The first of its lanes (its only one for a single-lane skill)."""
+        lanes = self.all_lanes
+        return lanes[0] if lanes else None
 
     @field_validator('fields', 'required')
     @classmethod
@@ -124,6 +152,11 @@ class LaneManagerConfig(_Strict):
     """Where the lane manager serves and how fast it notices faults."""
 
     namespace: str = Field('lane_manager', pattern=ROS_NAME_RE)  # relative: node's ns
+    emergency_stop_topic: Optional[str] = Field(
+        '/emergency_stop', pattern=ROS_NAME_RE, description='std_msgs/Bool followed (reliable, '
+        'transient local): true cancels every goal and refuses new ones until false; null: off')
+    emergency_stop_lanes: Optional[list[str]] = Field(
+        None, description='the lanes an emergency stop stops (default: every lane)')
     driver_wait_s: float = Field(
         5.0, ge=0, description='how long a goal waits for an absent driver before it aborts')
     driver_response_s: float = Field(
@@ -146,6 +179,11 @@ class GatewayConfig(_Strict):
     host: str = '127.0.0.1'
     port: int = Field(8765, ge=0, le=65535)
     token_env: str = Field('SKILL_LANES_TOKEN', description='env var holding the bearer token')
+    operator_tools: bool = Field(
+        False, description='offer the MCP tools lane_take / lane_give_back (operator take-over)')
+    operator_token_env: str = Field(
+        'SKILL_LANES_OPERATOR_TOKEN', description='over HTTP, lane_take / lane_give_back need '
+        'header X-Skill-Lanes-Operator with the token in this env var (unset: refused)')
     lane_manager_wait_s: float = Field(
         10.0, gt=0, description='a call waits this long for the lane manager before failing')
     progress_interval_s: float = Field(
@@ -193,17 +231,23 @@ class Config(_Strict):
     @model_validator(mode='after')
     def _cross_references(self) -> 'Config':
         for name, skill in self.skills.items():
-            if skill.lane is not None and skill.lane not in self.lanes:
-                known = ', '.join(sorted(self.lanes)) or 'none'
-                raise _KeyedError(('skills', name, 'lane'),
-                                  f'unknown lane {skill.lane!r} (known: {known})')
+            for lane in skill.all_lanes:
+                if lane not in self.lanes:
+                    known = ', '.join(sorted(self.lanes)) or 'none'
+                    key = 'lane' if skill.lanes is None else 'lanes'
+                    raise _KeyedError(('skills', name, key),
+                                      f'unknown lane {lane!r} (known: {known})')
+        for lane in self.lane_manager.emergency_stop_lanes or []:
+            if lane not in self.lanes:
+                raise _KeyedError(('lane_manager', 'emergency_stop_lanes'),
+                                  f'unknown lane {lane!r}')
         for name in self.sim.skills:
             if name not in self.skills:
                 raise _KeyedError(('sim', 'skills', name), f'unknown skill {name!r}')
         return self
 
     def lane_of(self, skill: str) -> Optional[str]:
-        return self.skills[skill].lane
+        return self.skills[skill].primary_lane
 
 
 class _KeyedError(ValueError):

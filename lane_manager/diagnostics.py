@@ -1,9 +1,10 @@
 """What an operator reads in /diagnostics: one status per lane, built from the lane state.
 
 Plain Python (no ROS import) so the wording is tested without a graph. Levels:
-- ERROR: a driver is unavailable, or a goal may still run that its driver has not confirmed
-  ended (a cancel it does not honour, a driver that stopped answering, a goal request it never
-  answered): the lane stays held until the driver confirms or an operator releases it.
+- ERROR: the lane is blocked (emergency stop, operator), a driver is unavailable, or a goal
+  may still run that its driver has not confirmed ended (a cancel it does not honour, a
+  driver that stopped answering, a goal request it never answered): the lane stays held
+  until the driver confirms or an operator releases it.
 - WARN: the lane is busy, or held by a goal sent around the lane manager (external) or found
   running at start (adopted), or a driver's status is not known yet.
 - OK: idle.
@@ -25,7 +26,11 @@ def lane_diagnostics(state: dict) -> list[tuple[str, int, str, dict]]:
         unconfirmed += lane.get('unhonoured', [])
         foreign = [o['why'] for o in lane.get('occupants', [])
                    if o['origin'] in ('adopted', 'external', 'unknown')]
-        if unconfirmed:
+        if lane.get('blocked_because'):
+            level, message = ERROR, lane['blocked_because']
+            if unconfirmed:
+                message += '; ' + '; '.join(unconfirmed)
+        elif unconfirmed:
             level, message = ERROR, '; '.join(unconfirmed)
         elif missing:
             level, message = ERROR, 'driver unavailable: ' + ', '.join(missing)
@@ -43,6 +48,7 @@ def lane_diagnostics(state: dict) -> list[tuple[str, int, str, dict]]:
                   'holder_origin': (holder or {}).get('origin') or '',
                   'holder_driver': (holder or {}).get('driver') or '',
                   'held_because': lane.get('held_because') or '',
+                  'blocked_by': ','.join(lane.get('blocked_by') or []),
                   **{f'count_{k}': v for k, v in lane['counters'].items()}}
         out.append((f'skill_lanes: lane {name}', level, message, values))
     return out

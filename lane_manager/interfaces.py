@@ -40,3 +40,23 @@ def lane_state_topic(namespace: str) -> str:
 def lane_service_name(namespace: str, lane: str, verb: str) -> str:
     """Per-lane operator services, e.g. `<namespace>/lanes/<lane>/release`."""
     return f'{normalize_namespace(namespace)}/lanes/{lane}/{verb}'
+
+
+# std_msgs/Bool the lane manager follows (config lane_manager.emergency_stop_topic): true
+# cancels every goal of the configured lanes and refuses new ones until it turns false.
+# Reliable + transient local: a stop published before the lane manager started still counts.
+EMERGENCY_STOP_TOPIC = '/emergency_stop'
+EMERGENCY_STOP_QOS = LANE_STATE_QOS
+EMERGENCY_STOP_REASON = 'emergency_stop'
+
+# Per-lane operator take-over (std_srvs/Trigger at lane_service_name(ns, lane, verb)):
+# take -> every agent is refused with reason `operator` until give_back.
+TAKE_VERB = 'take'
+GIVE_BACK_VERB = 'give_back'
+OPERATOR_REASON = 'operator'
+
+# Who asked for each goal (std_msgs/String JSON, LANE_STATE_QOS: latched per gateway).
+# Each gateway publishes {"gateway": <node>, "agents": {<goal id>: {"client", "version",
+# "session", "tool", "skill"}}} with its most recent goals; the lane manager joins it into
+# lane state (holder, queue, endings, refusals: `agent`, `asked_by`).
+GOAL_AGENTS_TOPIC = 'skill_lanes/goal_agents'

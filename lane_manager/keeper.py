@@ -38,6 +38,11 @@ class SkillRoute:
     lane: Optional[str]
     driver: str
     priority: int = 0
+    lanes: tuple[str, ...] = ()  # a multi-lane skill: all its lanes (`lane` is the first)
+
+    @property
+    def all_lanes(self) -> tuple[str, ...]:
+        return self.lanes or ((self.lane,) if self.lane is not None else ())
 
 
 @dataclass(frozen=True)
@@ -68,9 +73,13 @@ class LaneKeeper:
         self._new_id = new_id
         self.views: dict[str, DriverView] = {}
         self.driver_lane: dict[str, Optional[str]] = {}
+        # Every lane a driver's goals may hold (a multi-lane skill's driver: all of them).
+        self.driver_lanes: dict[str, tuple[str, ...]] = {}
         for route in skills.values():
             self.views.setdefault(route.driver, DriverView(route.driver))
             self.driver_lane.setdefault(route.driver, route.lane)
+            known = self.driver_lanes.get(route.driver, ())
+            self.driver_lanes[route.driver] = tuple(dict.fromkeys(known + route.all_lanes))
         self.ready: dict[str, bool] = {d: False for d in self.views}
         self.goals: dict[str, DriverGoal] = {}        # driver goal id -> lifecycle
         self.by_caller: dict[str, str] = {}           # caller goal id -> driver goal id
@@ -85,7 +94,8 @@ class LaneKeeper:
             self.caller_skill[caller_goal_id] = skill
             self._start_goal(caller_goal_id, now)
             return Decision(True), self._take()
-        decision = self.arbiter.submit(caller_goal_id, skill, route.lane, route.priority, now)
+        decision = self.arbiter.submit(caller_goal_id, skill, route.lane, route.priority, now,
+                                       lanes=route.lanes or None)
         if decision.accepted:
             self.caller_skill[caller_goal_id] = skill
             self._effects(decision.effects, now)
@@ -208,7 +218,8 @@ class LaneKeeper:
     def release(self, lane: str, now: float) -> tuple[bool, str, list]:
         """Free a lane held only because a driver never confirmed an end. Never automatic."""
         freed = []
-        for goal in [g for g in self.goals.values() if g.lane == lane and not g.ended]:
+        for goal in [g for g in self.goals.values()
+                     if lane in self._lanes_of(g) and not g.ended]:
             if goal.lingering or goal.phase is Phase.CANCELLING:
                 freed.append(goal.driver_goal_id)
                 self._run(goal, goal.operator_release(now), now, how='released')
@@ -230,13 +241,40 @@ class LaneKeeper:
         holder = self.arbiter.lanes[lane].holder
         if holder is not None:
             self._effects(self.arbiter.cancel(holder.goal.goal_id, now, reason), now)
-        others = [g for g in self.goals.values() if g.lane == lane and g.lingering]
+        others = [g for g in self.goals.values() if lane in self._lanes_of(g) and g.lingering]
         for goal in others:
             self._run(goal, goal.cancel(reason, now), now)
         self._sync_lane(lane, now)
         what = (f'holder {holder.goal.goal_id}' if holder else 'no holder')
         return True, (f'lane {lane!r}: cancelling {what}, {len(others)} other running goal(s); '
                       f'{len(queued)} queued goal(s) ended'), self._take()
+
+    def block(self, key: str, active: bool, lanes: Iterable[str], reason: str,
+              now: float, cancel_running: bool = True) -> tuple[str, list]:
+        """Emergency stop / operator: cancel everything of the lanes (or only their queues:
+        not cancel_running) and refuse new goals with `reason` (active), or let goals in
+        again (not active).
+        """
+        actions: list = []
+        stopped = []
+        for lane in lanes:
+            if active:
+                self.arbiter.block(lane, key, reason)
+                if cancel_running:
+                    _, message, taken = self.stop(lane, now, reason=reason)
+                else:
+                    queued = self.arbiter.queued(lane)
+                    for caller_goal_id in queued:
+                        self._effects(self.arbiter.cancel(caller_goal_id, now, reason), now)
+                    taken = self._take()
+                    message = (f'lane {lane!r}: its running goal may finish; {len(queued)} '
+                               'queued goal(s) ended')
+                actions += taken
+                stopped.append(message)
+            else:
+                self._effects(self.arbiter.unblock(lane, key, now), now)
+                actions += self._take()
+        return ('; '.join(stopped) if active else 'goals accepted again'), actions
 
     # ------------------------------------------------------------ queries
     def lane_of_caller(self, caller_goal_id: str) -> Optional[str]:
@@ -255,20 +293,21 @@ class LaneKeeper:
         for lane in lanes.values():
             lane['unhonoured'] = []
         for goal in self.goals.values():
-            if goal.lane is not None and not goal.caller_ended and goal.why:
-                lane = lanes[goal.lane]
+            for name in self._lanes_of(goal) if not goal.caller_ended and goal.why else ():
+                lane = lanes[name]
                 lane['unhonoured'].append(goal.why)
                 lane['held_because'] = '; '.join(
                     t for t in (lane['held_because'], goal.why) if t)
-        for driver, lane in self.driver_lane.items():
-            if lane is not None:
-                lanes[lane].setdefault('drivers', {})[driver] = self.views[driver].snapshot()
+        for driver, driver_lanes in self.driver_lanes.items():
+            for name in driver_lanes:
+                lanes[name].setdefault('drivers', {})[driver] = self.views[driver].snapshot()
         return lanes
 
     def check_invariants(self) -> None:
         self.arbiter.check_invariants()
         for lane_name, lane in self.arbiter.lanes.items():
-            running = [g for g in self.goals.values() if g.lane == lane_name and g.may_run]
+            running = [g for g in self.goals.values()
+                       if lane_name in self._lanes_of(g) and g.may_run]
             keys = set(lane.occupants)
             for goal in running:
                 if goal.lingering:
@@ -281,6 +320,10 @@ class LaneKeeper:
     def _take(self) -> list:
         actions, self._actions = self._actions, []
         return actions
+
+    def _lanes_of(self, goal: DriverGoal) -> tuple[str, ...]:
+        """The lanes a goal at a driver may hold: every lane of its driver's skills."""
+        return self.driver_lanes.get(goal.driver, ()) if goal.lane is not None else ()
 
     def _goal_of_caller(self, caller_goal_id: str) -> Optional[DriverGoal]:
         driver_goal_id = self.by_caller.get(caller_goal_id)
@@ -314,12 +357,11 @@ class LaneKeeper:
 
     def _try_send(self, goal: DriverGoal, now: float) -> None:
         view = self.views[goal.driver]
-        lane = self.arbiter.lanes[goal.lane] if goal.lane else None
-        if self.ready[goal.driver] and view.presence is Presence.KNOWN and not (
-                lane is not None and lane.occupants):
+        occupied = any(self.arbiter.lanes[n].occupants for n in self._lanes_of(goal))
+        if self.ready[goal.driver] and view.presence is Presence.KNOWN and not occupied:
             self._run(goal, goal.send(now), now)
         elif now - goal.since >= self.settings.driver_wait_s and not (
-                lane is not None and lane.occupants and self.ready[goal.driver]):
+                occupied and self.ready[goal.driver]):
             self._run(goal, goal.give_up_waiting(
                 f'driver {goal.driver} unavailable: no action server after '
                 f'{self.settings.driver_wait_s:g} s', now), now, how='never_sent')
@@ -376,36 +418,36 @@ class LaneKeeper:
                 self.finished[goal.driver_goal_id] = how
                 while len(self.finished) > FINISHED_LIMIT:
                     self.finished.popitem(last=False)
-            if goal.lane is not None:
-                self._sync_lane(goal.lane, now)
-        elif goal.lane is not None and goal.lingering:
-            self._sync_lane(goal.lane, now)
+            for name in self._lanes_of(goal):
+                self._sync_lane(name, now)
+        elif goal.lingering:
+            for name in self._lanes_of(goal):
+                self._sync_lane(name, now)
 
     def _end_caller(self, goal: DriverGoal, action: EndCaller, now: float) -> None:
-        lane = goal.lane
-        if lane is not None:
-            self._sync_lane(lane, now, start=False)  # a lingering goal occupies it first
+        if goal.lane is not None:
+            for name in self._lanes_of(goal):  # a lingering goal occupies them first
+                self._sync_lane(name, now, start=False)
             self._effects(self.arbiter.goal_ended(action.caller_goal_id, action.outcome, now,
                                                   action.reason, action.driver_result), now)
         self.caller_skill.pop(action.caller_goal_id, None)
         self._actions.append(action)
 
     def _sync_driver(self, driver: str, now: float) -> None:
-        lane = self.driver_lane.get(driver)
-        if lane is not None:
+        for lane in self.driver_lanes.get(driver, ()):
             self._sync_lane(lane, now)
 
     def _sync_lane(self, lane_name: str, now: float, start: bool = True) -> None:
         """Make the arbiter's occupants of a lane what the drivers and lifecycles say."""
         lane = self.arbiter.lanes[lane_name]
         wanted: dict[str, Occupant] = {}
-        for driver, driver_lane in self.driver_lane.items():
-            if driver_lane == lane_name and self.views[driver].presence is Presence.UNKNOWN:
+        for driver, driver_lanes in self.driver_lanes.items():
+            if lane_name in driver_lanes and self.views[driver].presence is Presence.UNKNOWN:
                 wanted[f'status:{driver}'] = Occupant(
                     'unknown', f'the goal status of driver {driver} is not known yet', now,
                     driver)
         for goal in self.goals.values():
-            if goal.lane == lane_name and goal.lingering:
+            if lane_name in self._lanes_of(goal) and goal.lingering:
                 skill = next((s for s, r in self.skills.items() if r.driver == goal.driver),
                              None)
                 why = goal.why or f'goal {goal.driver_goal_id} at driver {goal.driver}'

@@ -39,14 +39,18 @@ from std_srvs.srv import Trigger
 from unique_identifier_msgs.msg import UUID
 
 from lane_manager.action_link import ActionServerLink
+from lane_manager.agents import AgentBook
 from lane_manager.caller_side import CallerGoal, Outcome, GoalIdActionServer, goal_id_text
 from lane_manager.config import Config, import_action_type
 from lane_manager.diagnostics import lane_diagnostics
 from lane_manager.driver_status import Presence
+from lane_manager.emergency_stop import EmergencyStop
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
-from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, lane_service_name,
+from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, GOAL_AGENTS_TOPIC, LANE_STATE_QOS,
+                                     lane_service_name,
                                      lane_state_topic, skill_server_name)
 from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
+from lane_manager.operator_take import OperatorTake
 from lane_manager.runtime import (BackgroundExecutor, config_argument_parser, parse_args,
                                   resolve_config, run_node)
 from lane_manager.status_wire import decode_status_array
@@ -75,7 +79,7 @@ class LaneManager(Node):
         self._settings = settings
         self._lock = threading.RLock()
         self._group = ReentrantCallbackGroup()
-        routes = {name: SkillRoute(s.lane, s.driver, s.priority)
+        routes = {name: SkillRoute(s.primary_lane, s.driver, s.priority, tuple(s.lanes or ()))
                   for name, s in self.config.skills.items()}
         self._keeper = LaneKeeper(self.config.lanes, routes, settings)
         self._goals: dict[str, CallerGoal] = {}
@@ -129,6 +133,12 @@ class LaneManager(Node):
             for verb, handler in (('release', self._on_release), ('stop', self._on_stop)):
                 self.create_service(Trigger, lane_service_name(namespace, lane, verb),
                                     partial(handler, lane), callback_group=self._group)
+        self._operator_take = OperatorTake(self, namespace)
+        self._agents = AgentBook()
+        self.create_subscription(String, GOAL_AGENTS_TOPIC, self._on_goal_agents,
+                                 LANE_STATE_QOS, callback_group=self._group)
+        self._estop = EmergencyStop(self, settings.emergency_stop_topic,
+                                    settings.emergency_stop_lanes or list(self.config.lanes))
         self._state_pub = self.create_publisher(String, lane_state_topic(namespace),
                                                 LANE_STATE_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
@@ -413,24 +423,38 @@ class LaneManager(Node):
         now = time.monotonic()
         wall_offset = time.time() - now
         with self._lock:
-            lanes = self._keeper.snapshot(now, wall_offset)
+            lanes = self._agents.join(self._keeper.snapshot(now, wall_offset))
             skills = {}
             for name, skill in self.config.skills.items():
                 # Available = on the graph with its goal status known: it can take a goal.
                 available = (self._driver_available.get(skill.driver, False)
                              and self._keeper.views[skill.driver].presence is Presence.KNOWN)
                 skills[name] = {
-                    'lane': skill.lane, 'action_type': skill.action_type,
+                    'lane': skill.primary_lane, 'lanes': list(skill.all_lanes),
+                    'action_type': skill.action_type,
                     'driver': skill.driver, 'server': self.server_names[name],
                     'priority': skill.priority, 'driver_available': available,
                 }
-                if skill.lane is not None:
-                    lane = lanes[skill.lane]
+                for lane_name in skill.all_lanes:
+                    lane = lanes[lane_name]
                     lane.setdefault('skills', []).append(name)
                     lane['drivers_available'] = lane.get('drivers_available', True) and available
             self._state_seq += 1
             return {'node': self.get_fully_qualified_name(), 'seq': self._state_seq,
-                    'stamp': round(time.time(), 3), 'lanes': lanes, 'skills': skills}
+                    'stamp': round(time.time(), 3), 'lanes': lanes, 'skills': skills,
+                    'emergency_stop': self._estop.snapshot(),
+                    'taken': self._operator_take.snapshot()}
+
+    def _on_goal_agents(self, msg: String) -> None:
+        """A gateway's goal id -> agent map (who asked): joined into lane state."""
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            return
+        if isinstance(body, dict):
+            with self._lock:
+                self._agents.update(body)
+            self._publish_state()
 
     def _publish_state(self) -> None:
         """The lane state changed: it goes out from the executor right after this event.

@@ -127,8 +127,8 @@ class SimDriver(Node):
                 continue  # two skills may share one driver; 'absent' is never served
             served.add(skill.driver)
             self._stats[name] = _counters()
-            if skill.lane is not None:
-                self._lane_stats.setdefault(skill.lane, _counters())
+            for lane in skill.all_lanes:
+                self._lane_stats.setdefault(lane, _counters())
             self.drivers.append(SimulatedDriver(
                 self, name, import_action_type(skill.action_type), skill.driver,
                 self.config.sim.for_skill(name)))
@@ -137,8 +137,8 @@ class SimDriver(Node):
         self.create_timer(1.0, self._publish_stats, callback_group=self.group)
 
     def _counters_of(self, driver: SimulatedDriver) -> list[dict[str, int]]:
-        lane = self.config.skills[driver.skill].lane
-        return [self._stats[driver.skill]] + ([self._lane_stats[lane]] if lane else [])
+        lanes = self.config.skills[driver.skill].all_lanes
+        return [self._stats[driver.skill]] + [self._lane_stats[lane] for lane in lanes]
 
     def goal_started(self, driver: SimulatedDriver) -> None:
         with self._lock:

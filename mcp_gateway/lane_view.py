@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import time
+from functools import partial
 from importlib import resources
 from typing import Any, Awaitable, Callable, Optional
 
@@ -106,7 +107,11 @@ class LaneView:
     """
 
     def __init__(self, state: StateSource, lanes: list[str], stop: Optional[StopLane],
-                 token: str, security: TransportSecuritySettings) -> None:
+                 token: str, security: TransportSecuritySettings,
+                 operator: Optional[Callable[[str, str], Awaitable[dict]]] = None,
+                 operator_token_env: Optional[str] = None) -> None:
+        self._operator = operator  # (verb 'take'|'give_back', lane) -> {ok, message}
+        self._operator_token_env = operator_token_env
         self._state = state
         self._lanes = sorted(lanes)
         self._stop = stop
@@ -119,6 +124,10 @@ class LaneView:
             Route(f'{PREFIX}/events', self._events, methods=['GET']),
             Route(f'{PREFIX}/state', self._snapshot, methods=['GET']),
             Route(f'{PREFIX}/{{lane}}/stop', self._stop_lane, methods=['POST']),
+            Route(f'{PREFIX}/{{lane}}/take', partial(self._operator_action, 'take'),
+                  methods=['POST']),
+            Route(f'{PREFIX}/{{lane}}/give_back', partial(self._operator_action, 'give_back'),
+                  methods=['POST']),
         ])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -167,7 +176,8 @@ class LaneView:
         return Response(_static(name), media_type=STATIC[name], headers=SECURITY_HEADERS)
 
     def _hello(self) -> dict:
-        return {'can_stop': self._stop is not None, 'lanes': self._lanes,
+        return {'can_stop': self._stop is not None, 'can_take': self._operator is not None,
+                'lanes': self._lanes,
                 'auth': 'token' if self._token else 'none', 'stream_max_s': STREAM_MAX_S}
 
     async def _events(self, request: Request) -> Response:
@@ -214,6 +224,34 @@ class LaneView:
             return _error(502, 'stop_failed', f'{type(exc).__name__}: {exc}', lane=lane)
         status = 200 if outcome.get('ok') else 503
         return JSONResponse({'lane': lane, **outcome}, status_code=status,
+                            headers=SECURITY_HEADERS)
+
+
+    async def _operator_action(self, verb: str, request: Request) -> Response:
+        """Take-over buttons: only with gateway.operator_tools, and the operator token
+        (header X-Skill-Lanes-Operator) on top of the view's own token.
+        """
+        refused = await self._refused(request)
+        if refused is not None:
+            return refused
+        if not auth.action_allowed(request.headers):
+            return _error(403, 'forbidden', f'buttons need the header {auth.ACTION_HEADER}: 1')
+        if self._operator is None:
+            return _error(403, 'read_only', 'take-over is off (gateway.operator_tools)')
+        from mcp_gateway.server import operator_refusal
+        why = operator_refusal(request, self._operator_token_env)
+        if why is not None:
+            return _error(403, 'operator_token', why)
+        lane = request.path_params['lane']
+        if lane not in self._lanes:
+            return _error(404, 'unknown_lane', f'unknown lane {lane!r}', known=self._lanes)
+        try:
+            outcome = await self._operator(verb, lane)
+        except Exception as exc:  # a bug must reach the operator as text, not a traceback
+            log.exception('%s of lane %s failed', verb, lane)
+            return _error(502, f'{verb}_failed', f'{type(exc).__name__}: {exc}', lane=lane)
+        return JSONResponse({'lane': lane, **outcome},
+                            status_code=200 if outcome.get('ok') else 503,
                             headers=SECURITY_HEADERS)
 
 
@@ -295,6 +333,17 @@ def mount(app: ASGIApp, config: Any, host: str, node: Any, tools: Any) -> ASGIAp
     """
     stopper = LaneStopper(node, tools, config.lane_manager.namespace, list(config.lanes),
                           config.gateway.lane_manager_wait_s)
+    operator = None
+    if config.gateway.operator_tools:
+        async def operator(verb: str, lane: str) -> dict:
+            async def no_progress(*_args: Any) -> None:
+                pass
+            name = 'lane_take' if verb == 'take' else 'lane_give_back'
+            result = await tools.call(name, {'lane': lane}, no_progress)
+            body = result.structured_content or {}
+            return {'ok': not result.is_error, 'message': body.get('detail')
+                    or body.get('message') or name}
     view = LaneView(lambda: node.lane_state, list(config.lanes), stopper,
-                    os.environ.get(config.gateway.token_env, ''), security_settings(host))
+                    os.environ.get(config.gateway.token_env, ''), security_settings(host),
+                    operator, config.gateway.operator_token_env)
     return _Dispatch(view, app)

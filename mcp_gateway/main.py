@@ -129,7 +129,8 @@ async def serve(config: Config, transport: str, host: str, port: int,
             providers.append(unity)
         ros.node.publish_tool_lanes(config.gateway.name, transport, tools.tool_lanes())
         server = build_server(config.gateway.name, VERSION, providers,
-                              lambda: ros.node.lane_state)
+                              lambda: ros.node.lane_state,
+                              operator_token_env=config.gateway.operator_token_env)
         # Refusals (no token for a public bind) before anything runs: one clear line.
         app = None
         if transport == 'http':

@@ -31,9 +31,10 @@ from unique_identifier_msgs.msg import UUID
 
 from lane_manager.config import Config, import_action_type
 from lane_manager.action_link import ActionServerLink
-from lane_manager.interfaces import (LANE_STATE_QOS, TOOL_LANES_TOPIC, lane_service_name,
-                                     lane_state_topic, skill_server_name)
+from lane_manager.interfaces import (GOAL_AGENTS_TOPIC, LANE_STATE_QOS, TOOL_LANES_TOPIC,
+                                     lane_service_name, lane_state_topic, skill_server_name)
 from lane_manager.runtime import BackgroundExecutor
+from mcp_gateway.agents import CURRENT_AGENT, RecentAgents
 
 STATUS_NAMES = {
     GoalStatus.STATUS_SUCCEEDED: 'succeeded',
@@ -115,11 +116,13 @@ class GatewayNode(Node):
         self.create_subscription(String, lane_state_topic(namespace), self._on_lane_state,
                                  LANE_STATE_QOS, callback_group=group)
         self._tool_lanes_pub = self.create_publisher(String, TOOL_LANES_TOPIC, LANE_STATE_QOS)
+        self._agents_pub = self.create_publisher(String, GOAL_AGENTS_TOPIC, LANE_STATE_QOS)
+        self._recent_agents = RecentAgents()
         # The lane manager's operator services per lane (std_srvs/Trigger): stop, release.
         self._lane_services = {
             (lane, verb): self.create_client(Trigger, lane_service_name(namespace, lane, verb),
                                              callback_group=group)
-            for lane in config.lanes for verb in ('stop', 'release')}
+            for lane in config.lanes for verb in ('stop', 'release', 'take', 'give_back')}
         self._send_slots: Optional[asyncio.Semaphore] = None
 
     # ------------------------------------------------------------------ state
@@ -167,8 +170,13 @@ class GatewayNode(Node):
         loop = asyncio.get_running_loop()
         goal_uuid = goal_id or uuid.uuid4()
         gid = str(goal_uuid)
-        lane = self.config.skills[skill].lane
+        lane = self.config.skills[skill].primary_lane
         await self._wait_server(skill, settings.lane_manager_wait_s)
+        agent = CURRENT_AGENT.get()
+        if agent is not None:  # who asked, before the goal: the lane manager names it
+            agents = self._recent_agents.add(gid, {**agent, 'skill': skill})
+            self._agents_pub.publish(String(data=json.dumps(
+                {'gateway': self.get_fully_qualified_name(), 'agents': agents})))
 
         def feedback(msg: Any) -> None:
             try:

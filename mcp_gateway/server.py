@@ -8,14 +8,17 @@ answers MCP error codes (resource not found: -32002) via MCPError, never a trace
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import os
 from typing import Any, Optional, Protocol
 
 import mcp_types as types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
+from mcp_gateway.agents import CURRENT_AGENT, agent_of
 from mcp_gateway.results import error_result
 from mcp_gateway.skill_tools import ReportProgress
 
@@ -37,10 +40,12 @@ class ToolProvider(Protocol):
 
 
 def build_server(name: str, version: str, providers: list[ToolProvider],
-                 lane_state: Any) -> Server:
+                 lane_state: Any, operator_token_env: Optional[str] = None) -> Server:
     """An MCP server exposing the providers' tools and the lane state resource.
 
     lane_state: a callable returning the latest lane state dict (or None).
+    operator_token_env: over HTTP, the operator tools (lane_take, lane_give_back) need header
+    X-Skill-Lanes-Operator equal to this env var's value (over stdio: the local user).
     """
     async def list_tools(ctx: ServerRequestContext, params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(tools=[t for p in providers for t in p.tools()])
@@ -52,15 +57,23 @@ def build_server(name: str, version: str, providers: list[ToolProvider],
             known = sorted(t.name for p in providers for t in p.tools())
             return error_result('unknown_tool', f'unknown tool {params.name!r}', known=known)
 
+        if params.name in OPERATOR_TOOLS:
+            refusal = operator_refusal(getattr(ctx, 'request', None), operator_token_env)
+            if refusal is not None:
+                return error_result('unauthorized', refusal, tool=params.name)
+
         async def report(progress: float, total: Optional[float],
                          message: Optional[str]) -> None:
             await ctx.session.report_progress(progress, total, message)
 
+        token = CURRENT_AGENT.set(agent_of(ctx, params.name))
         try:
             return await provider.call(params.name, dict(params.arguments or {}), report)
         except Exception as exc:  # a bug must not reach the client as a traceback
             log.exception('tool %s failed', params.name)
             return error_result('internal_error', f'{type(exc).__name__}: {exc}')
+        finally:
+            CURRENT_AGENT.reset(token)
 
     async def list_resources(ctx: ServerRequestContext,
                              params: Any) -> types.ListResourcesResult:
@@ -88,6 +101,24 @@ def build_server(name: str, version: str, providers: list[ToolProvider],
                                 'data.retry_after_ms; retry after that or pick another lane.'),
                   on_list_tools=list_tools, on_call_tool=call_tool,
                   on_list_resources=list_resources, on_read_resource=read_resource)
+
+
+OPERATOR_TOOLS = frozenset({'lane_take', 'lane_give_back'})
+OPERATOR_HEADER = 'x-skill-lanes-operator'
+
+
+def operator_refusal(request: Any, token_env: Optional[str]) -> Optional[str]:
+    """Why an operator tool call is refused (None: allowed). stdio has no HTTP request."""
+    if request is None:
+        return None
+    token = os.environ.get(token_env or '', '')
+    if not token:
+        return (f'operator tools over HTTP need an operator token: set {token_env} for the '
+                'gateway and send it in header X-Skill-Lanes-Operator')
+    supplied = request.headers.get(OPERATOR_HEADER, '')
+    if not hmac.compare_digest(supplied.encode(), token.encode()):
+        return 'operator token missing or wrong (header X-Skill-Lanes-Operator)'
+    return None
 
 
 def initialization_options(server: Server):

@@ -13,6 +13,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Optional
 
 import anyio
@@ -26,10 +27,11 @@ from mcp_gateway.results import error_body, error_result, tool_result
 from mcp_gateway.ros_json import ArgumentError, Limits, to_json
 from mcp_gateway.skill_args import SkillArguments
 from mcp_gateway.progress import ProgressPump, ReportProgress
-from mcp_gateway.tool_defs import LANE_META_KEY, builtin_tools, skill_tool
+from mcp_gateway.tool_defs import LANE_META_KEY, builtin_tools, operator_tools, skill_tool
 
 __all__ = ['LANE_META_KEY', 'ReportProgress', 'SkillTools']
 JOB_LIMIT = 256  # finished jobs kept for skill_status
+OPERATOR_TOOL_NAMES = frozenset({'lane_take', 'lane_give_back'})  # gateway.operator_tools
 BUILTIN_TOOL_NAMES = frozenset({'lanes_status', 'lane_stop', 'lane_release', 'skill_start',
                                 'skill_status', 'skill_cancel'})
 LANE_STOP_REASON = 'stopped by lane_stop'
@@ -135,28 +137,34 @@ class SkillTools:
         self._running: dict[str, str] = {}       # goal id -> lane, for calls in flight here
         self._stopped: set[str] = set()          # goal ids this gateway stopped by lane_stop
         self._tools = [
-            skill_tool(name, skill, config.lanes.get(skill.lane) if skill.lane else None,
+            skill_tool(name, skill, [config.lanes[n] for n in skill.all_lanes],
                        self._arguments[name].schema, ros.action_types[name].Result)
             for name, skill in config.skills.items()]
         self._tools += builtin_tools(sorted(config.skills), sorted(config.lanes))
+        self._builtin_names = set(BUILTIN_TOOL_NAMES)
+        if gateway.operator_tools:
+            self._tools += operator_tools(sorted(config.lanes))
+            self._builtin_names |= OPERATOR_TOOL_NAMES
         # The gateway's own tools are checked against their inputSchema too (the SDK's
         # low-level server does not validate arguments).
         self._builtin_validators = {
             tool.name: jsonschema.Draft202012Validator(tool.input_schema)
-            for tool in self._tools if tool.name in BUILTIN_TOOL_NAMES}
+            for tool in self._tools if tool.name in self._builtin_names}
 
     def tools(self) -> list[types.Tool]:
         return list(self._tools)
 
     def tool_lanes(self) -> list[dict]:
         """Tool -> lane metadata for the /skill_lanes/tool_lanes topic."""
-        return [{'tool': name, 'skill': name, 'lane': skill.lane,
-                 'policy': self.config.lanes[skill.lane].policy if skill.lane else None,
+        return [{'tool': name, 'skill': name, 'lane': skill.primary_lane,
+                 'lanes': list(skill.all_lanes),
+                 'policy': (self.config.lanes[skill.primary_lane].policy
+                            if skill.primary_lane else None),
                  'action_type': skill.action_type}
                 for name, skill in self.config.skills.items()]
 
     def handles(self, name: str) -> bool:
-        return name in self.config.skills or name in BUILTIN_TOOL_NAMES
+        return name in self.config.skills or name in self._builtin_names
 
     # ---------------------------------------------------------------- tools/call
     async def call(self, name: str, arguments: dict,
@@ -165,7 +173,9 @@ class SkillTools:
             return await self.run_skill(name, arguments, report_progress)
         handler = {'lanes_status': self._lanes_status, 'lane_stop': self._lane_stop,
                    'lane_release': self._lane_release, 'skill_start': self._skill_start,
-                   'skill_status': self._skill_status, 'skill_cancel': self._skill_cancel}[name]
+                   'skill_status': self._skill_status, 'skill_cancel': self._skill_cancel,
+                   'lane_take': partial(self._lane_take, 'take'),
+                   'lane_give_back': partial(self._lane_take, 'give_back')}[name]
         error = next(iter(sorted(self._builtin_validators[name].iter_errors(arguments),
                                  key=lambda e: list(e.absolute_path))), None)
         if error is not None:
@@ -188,7 +198,7 @@ class SkillTools:
     async def run_skill(self, skill: str, arguments: Any, report_progress: ReportProgress,
                         job: Optional[Job] = None) -> types.CallToolResult:
         """One goal through the lane manager; progress while it runs."""
-        lane = self.config.skills[skill].lane
+        lane = self.config.skills[skill].primary_lane
         try:
             goal = await self.make_goal_off_loop(skill, arguments)
         except ArgumentError as exc:
@@ -263,7 +273,7 @@ class SkillTools:
         cancelled = 0
         try:
             for skill, cfg in self.config.skills.items():
-                if cfg.lane == lane:
+                if lane in cfg.all_lanes:
                     cancelled += await self.ros.cancel_all(skill)
         except (LaneManagerUnavailable, TimeoutError) as exc:
             return error_result('lane_manager_unavailable', str(exc) or 'timed out',
@@ -286,6 +296,21 @@ class SkillTools:
             return error_result('release_refused', message or 'the lane manager refused',
                                 lane=lane)
         return tool_result({'lane': lane, 'released': True, 'detail': message})
+
+    async def _lane_take(self, verb: str, arguments: dict) -> types.CallToolResult:
+        """lane_take / lane_give_back: the lane manager's take / give_back service."""
+        lane = arguments['lane']
+        try:
+            ok, message = await self.ros.call_lane_service(lane, verb)
+        except ServiceAbsent as exc:
+            return error_result('unsupported', f'{exc}: this lane manager has no take-over',
+                                lane=lane)
+        except LaneManagerUnavailable as exc:
+            return error_result('lane_manager_unavailable', str(exc), hint='retry',
+                                lane=lane, retry_after_ms=2000)
+        if not ok:
+            return error_result('not_taken', message or 'the lane manager refused', lane=lane)
+        return tool_result({'lane': lane, 'taken': verb == 'take', 'detail': message})
 
     async def _skill_start(self, arguments: dict) -> types.CallToolResult:
         skill = arguments.get('skill')
@@ -327,7 +352,7 @@ class SkillTools:
 
     def _job_body(self, job: Job) -> dict:
         return {'goal_id': job.goal_id, 'skill': job.skill, 'state': job.state,
-                'lane': self.config.skills[job.skill].lane,
+                'lane': self.config.skills[job.skill].primary_lane,
                 'feedback': job.feedback, 'feedback_count': job.feedback_count,
                 'result': job.result, 'started_at': round(job.started_at, 3)}
 

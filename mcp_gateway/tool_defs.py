@@ -8,7 +8,7 @@ and in `_meta`.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Union
 
 import mcp_types as types
 
@@ -18,6 +18,7 @@ from mcp_gateway.ros_json import Limits, MessageClass
 from mcp_gateway.ros_schema import skill_schema
 
 LANE_META_KEY = 'lane'
+LANES_META_KEY = 'lanes'  # every skill tool: all its lanes ([] = never arbitrated)
 OBJECT_NO_EXTRA: dict[str, Any] = {'type': 'object', 'additionalProperties': False}
 GOAL_STATUSES = ['succeeded', 'aborted', 'canceled']
 _READ_ONLY = {'readOnlyHint': True, 'destructiveHint': False, 'idempotentHint': True,
@@ -39,14 +40,19 @@ def skill_output_schema(result_class: MessageClass) -> dict[str, Any]:
     }, ['status', 'goal_id', 'result'], defs)
 
 
-def skill_tool(name: str, skill: SkillConfig, lane: Optional[LaneConfig],
+def skill_tool(name: str, skill: SkillConfig,
+               lanes: Union[list[LaneConfig], LaneConfig, None],
                input_schema: dict[str, Any], result_class: MessageClass) -> types.Tool:
-    """The MCP tool of one configured skill."""
-    meta: dict[str, Any] = {'skill_lanes/action_type': skill.action_type}
+    """The MCP tool of one configured skill (lanes: the configs of all its lanes)."""
+    if not isinstance(lanes, list):
+        lanes = [] if lanes is None else [lanes]
+    meta: dict[str, Any] = {'skill_lanes/action_type': skill.action_type,
+                            LANES_META_KEY: list(skill.all_lanes)}
     description = skill.description.strip() or f'Run the {name} skill ({skill.action_type}).'
     if not description.endswith('.'):
         description += '.'
-    if lane is not None:
+    if len(lanes) == 1:
+        lane = lanes[0]
         meta[LANE_META_KEY] = skill.lane
         meta['skill_lanes/policy'] = lane.policy
         description += (f" It runs in lane '{skill.lane}', where one goal runs at a time; "
@@ -55,6 +61,13 @@ def skill_tool(name: str, skill: SkillConfig, lane: Optional[LaneConfig],
                                      'error "operation_busy" and data.retry_after_ms.',
                            'preempt': 'a new call cancels the running goal and takes over.'
                            }[lane.policy])
+    elif lanes:
+        names = ', '.join(f"'{n}'" for n in skill.all_lanes)
+        meta['skill_lanes/policies'] = [lane.policy for lane in lanes]
+        description += (f' It needs lanes {names} at once: it starts only when all are free '
+                        'and holds none of them while it waits; a call made while one is '
+                        'busy waits its turn, or is refused with error "operation_busy" if '
+                        'a busy lane refuses waiting goals.')
     description += (' It answers when the goal ends: status succeeded, aborted or canceled, '
                     "with the driver's result (null when the driver gave none).")
     hints = skill.hints
@@ -67,6 +80,30 @@ def skill_tool(name: str, skill: SkillConfig, lane: Optional[LaneConfig],
                         'idempotentHint': hints.idempotent, 'openWorldHint': hints.open_world},
         '_meta': meta,
     })
+
+
+def operator_tools(lane_names: list[str]) -> list[types.Tool]:
+    """lane_take / lane_give_back: offered only when gateway.operator_tools is true."""
+    lane_arg = {'type': 'string', 'enum': lane_names}
+    schema = output_schema({'lane': _STRING, 'taken': {'type': 'boolean'},
+                            'detail': _STRING}, ['lane', 'taken'])
+    hints = {'readOnlyHint': False, 'destructiveHint': True, 'idempotentHint': True,
+             'openWorldHint': True}
+    return [types.Tool.model_validate(tool) for tool in [
+        {'name': 'lane_take',
+         'description': 'Operator action: take a lane from the agents. Its running goal is '
+                        'cancelled (or allowed to finish, per lane config), its queue '
+                        'emptied, and every agent is refused with reason "operator" until '
+                        'lane_give_back.',
+         'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['lane'],
+                         'properties': {'lane': lane_arg}},
+         'outputSchema': schema, 'annotations': hints},
+        {'name': 'lane_give_back',
+         'description': 'Operator action: give a taken lane back to the agents.',
+         'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['lane'],
+                         'properties': {'lane': lane_arg}},
+         'outputSchema': schema, 'annotations': hints},
+    ]]
 
 
 def builtin_tools(skill_names: list[str], lane_names: list[str]) -> list[types.Tool]:

@@ -23,9 +23,10 @@ LANES = {'q': LaneConfig(policy='queue', max_queue=3, max_hold_s=20, cancel_grac
                          external_goals='cancel')}
 SKILLS = {'a': SkillRoute('q', '/a'), 'b': SkillRoute('q', '/b'),
           'c': SkillRoute('p', '/c'), 'd': SkillRoute('p', '/d', priority=5),
-          'free': SkillRoute(None, '/e')}
+          'free': SkillRoute(None, '/e'),
+          'whole': SkillRoute('q', '/w', lanes=('q', 'p'))}  # a multi-lane skill
 DRIVERS = sorted({r.driver for r in SKILLS.values()})
-LANE_OF = {r.driver: r.lane for r in SKILLS.values()}
+LANES_OF = {r.driver: set(r.all_lanes) for r in SKILLS.values()}
 SETTINGS = LaneManagerConfig(driver_wait_s=3.0, driver_response_s=2.0, driver_lost_s=1.0)
 CODES = {'succeeded': 4, 'canceled': 5, 'aborted': 6}
 
@@ -62,14 +63,14 @@ class KeeperMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ helpers
     def may_run(self, lane) -> set[str]:
         return {gid for gid, g in self.truth.items()
-                if LANE_OF[g.driver] == lane and g.state != 'ended' and gid not in self.released}
+                if lane in LANES_OF[g.driver] and g.state != 'ended' and gid not in self.released}
 
     def apply(self, actions):
         for action in actions:
             if isinstance(action, SendToDriver):
                 goal = self.keeper.goals[action.driver_goal_id]
-                if goal.lane is not None:
-                    busy = self.may_run(goal.lane)
+                for lane in LANES_OF[goal.driver] if goal.lane is not None else ():
+                    busy = self.may_run(lane)
                     assert not busy, f'sent {action.driver_goal_id} while {busy} may run'
                 assert action.driver_goal_id not in self.truth
                 self.truth[action.driver_goal_id] = TruthGoal(goal.driver)
@@ -225,10 +226,13 @@ class KeeperMachine(RuleBasedStateMachine):
 
     @rule(lane=st.sampled_from(sorted(LANES)))
     def operator_releases(self, lane):
-        before = {g for g in self.keeper.goals if self.keeper.goals[g].lane == lane}
+        def on_lane():
+            return {g for g, goal in self.keeper.goals.items()
+                    if goal.lane is not None and lane in LANES_OF[goal.driver]}
+        before = on_lane()
         ok, message, actions = self.keeper.release(lane, self.now)
         assert message
-        after = {g for g in self.keeper.goals if self.keeper.goals[g].lane == lane}
+        after = on_lane()
         self.released |= before - after
         self.apply(actions)
 

@@ -210,7 +210,8 @@ def test_the_event_stream_sends_each_new_lane_state(served):
         return len(events) >= 3
 
     events = read_events(served, BEARER, until)
-    assert events[0] == ('hello', {'can_stop': True, 'lanes': ['gripper', 'motion'],
+    assert events[0] == ('hello', {'can_stop': True, 'can_take': False,
+                                   'lanes': ['gripper', 'motion'],
                                    'auth': 'token', 'stream_max_s': 5.0})
     assert events[1] == ('state', STATE)
     assert events[2] == ('state', {**STATE, 'seq': 2})

@@ -7,7 +7,7 @@
 const WINDOWS_S = [30, 60, 300]; // timeline widths offered
 let WINDOW_S = 60;
 const LOST_AFTER_MS = 3500;    // the lane state is re-published every second
-const view = {canStop: false, lanes: []};
+const view = {canStop: false, canTake: false, lanes: []};
 let latest = null;             // the last lane state
 let offset = 0;                // server clock - browser clock, seconds
 let lastMessage = 0;
@@ -53,7 +53,7 @@ function remember(laneName, lane) {
     goal.start = holder.since;
     goal.end = null;
     goal.outcome = holder.state === 'canceling' || holder.cancel_reason ? 'canceling' : 'running';
-    goal.agent = agentText(holder.agent);
+    goal.agent = agentText(holder.agent) || holder.asked_by || null;
     goals.set(holder.goal_id, goal);
   }
   for (const ending of lane.last_endings || []) {
@@ -96,9 +96,22 @@ function card(laneName) {
   button.title = `Cancel the running goal and everything queued in lane ${laneName}`;
   button.addEventListener('click', () => stopLane(laneName, button));
   root.querySelector('.lane-head').appendChild(button);
+  const takeButtons = [['take', '✋ Take', 'Take the lane from the agents (operator)'],
+    ['give_back', '↩ Give back', 'Give the lane back to the agents']].map(([verb, text, title]) => {
+    const b = document.createElement('button');
+    b.className = `operator ${verb}`;
+    b.dataset.operatorLane = laneName;
+    b.dataset.verb = verb;
+    b.textContent = text;
+    b.title = title;
+    b.hidden = true;
+    b.addEventListener('click', () => operatorAction(laneName, verb, b));
+    root.querySelector('.lane-head').appendChild(b);
+    return b;
+  });
   document.getElementById('lanes').appendChild(root);
   return (cards[laneName] = {
-    root, button,
+    root, button, takeButtons,
     policy: root.querySelector('.policy'), state: root.querySelector('.state'),
     health: root.querySelector('.health'), timeline: root.querySelector('.timeline'),
     holder: root.querySelector('.holder'), queue: root.querySelector('.queue'),
@@ -178,7 +191,7 @@ function renderHolder(c, lane) {
     const rows = [['skill', `<b>${esc(h.skill)}</b>`],
       ['goal', `<span class="mono">${esc(short(h.goal_id))}…</span>`],
       ['state', esc(h.state)], ['held', `${Number(h.held_s || 0).toFixed(1)} s`]];
-    const agent = agentText(h.agent);
+    const agent = agentText(h.agent) || h.asked_by;
     if (agent) rows.push(['agent', esc(agent)]);
     if (h.origin) rows.push(['origin', esc(h.origin)]);
     if (h.driver) rows.push(['driver', `<span class="mono">${esc(h.driver)}</span>`]);
@@ -189,6 +202,7 @@ function renderHolder(c, lane) {
       rows.map(([k, v]) => `<span class="k">${k}</span><span>${v}</span>`).join('') + '</div>';
   }
   if (lane.held_because) html += `<div class="warn">⚠ held: ${esc(shortIds(lane.held_because))}</div>`;
+  if (lane.blocked_because) html += `<div class="warn">⛔ ${esc(lane.blocked_because)}</div>`;
   c.holder.innerHTML = html;
 }
 
@@ -232,6 +246,7 @@ function render() {
     c.state.className = `badge state state-${state}`;
     c.health.innerHTML = driverHealth(name, lane);
     c.button.hidden = !view.canStop;
+    for (const b of c.takeButtons) b.hidden = !view.canTake;
     renderTimeline(c, name, lane);
     renderHolder(c, lane);
     renderQueue(c, lane);
@@ -275,6 +290,33 @@ async function stopLane(laneName, button) {
   }
 }
 
+async function operatorAction(laneName, verb, button) {
+  let token = sessionStorage.getItem('skillLanesOperator');
+  if (!token) {
+    token = window.prompt('Operator token (gateway.operator_token_env)') || '';
+    if (!token) return;
+    sessionStorage.setItem('skillLanesOperator', token);
+  }
+  button.disabled = true;
+  try {
+    const response = await fetch(`/lanes/${encodeURIComponent(laneName)}/${verb}`, {
+      method: 'POST', credentials: 'same-origin', body: '{}',
+      headers: {'Content-Type': 'application/json', 'X-Skill-Lanes': '1',
+                'X-Skill-Lanes-Operator': token},
+    });
+    let body = {};
+    try { body = await response.json(); } catch (e) { body = {message: response.statusText}; }
+    if (response.status === 403 && body.error === 'operator_token') {
+      sessionStorage.removeItem('skillLanesOperator');
+    }
+    toast(`${laneName}: ${body.message || response.status}`, !response.ok);
+  } catch (e) {
+    toast(`${laneName}: the gateway did not answer (${e})`, true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 // ------------------------------------------------------------------ live stream
 function setLive(mode, text) {
   const el = document.getElementById('live');
@@ -289,6 +331,7 @@ function connect() {
   source.addEventListener('hello', (event) => {
     const hello = JSON.parse(event.data);
     view.canStop = !!hello.can_stop;
+    view.canTake = !!hello.can_take;
     view.lanes = hello.lanes || [];
     lastMessage = Date.now();
   });

@@ -1,0 +1,135 @@
+"""The arbiter's vocabulary: goals, holders, occupants, lanes, effects.
+
+Pure Python; lane_manager/arbiter.py holds the rules that use them.
+"""
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from lane_manager.config import LaneConfig
+
+RECENT_LIMIT = 16  # refusals / endings kept per lane for callers to look up by goal id
+
+
+class HolderState(str, enum.Enum):
+    STARTING = 'starting'      # forwarded, the driver has not accepted it yet
+    ACTIVE = 'active'          # the driver accepted it and is running it
+    CANCELLING = 'cancelling'  # a cancel was sent to the driver; waiting for it to end
+
+
+@dataclass(frozen=True)
+class GoalRequest:
+    goal_id: str
+    skill: str
+    lane: str                     # the first (for a single-lane skill: the only) lane
+    priority: int
+    submitted_at: float
+    lanes: tuple[str, ...] = ()   # every lane of a multi-lane skill (empty: just `lane`)
+
+    @property
+    def all_lanes(self) -> tuple[str, ...]:
+        return self.lanes or (self.lane,)
+
+
+@dataclass
+class Holder:
+    goal: GoalRequest
+    since: float
+    state: HolderState = HolderState.STARTING
+    cancel_reason: Optional[str] = None
+    driver: Optional[str] = None
+    driver_goal_id: Optional[str] = None
+
+
+@dataclass
+class Occupant:
+    """Something besides the holder that keeps a lane held, on a driver's word (or lack)."""
+
+    origin: str                 # 'lane_manager' (end unconfirmed) | 'adopted' | 'external'
+    why: str                    # | 'unknown' (a driver's status is not known yet)
+    since: float
+    driver: Optional[str] = None
+    driver_goal_id: Optional[str] = None
+    skill: Optional[str] = None
+
+
+# Effects: what the node must do after an event.
+@dataclass(frozen=True)
+class StartGoal:
+    """Forward this goal to its driver: it now holds its lane."""
+
+    goal_id: str
+
+
+@dataclass(frozen=True)
+class CancelAtDriver:
+    """Ask the driver to cancel this goal (it still holds the lane until the driver ends it)."""
+
+    goal_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class EndWithoutDriver:
+    """End this goal towards its caller; the driver is not (or no longer) involved."""
+
+    goal_id: str
+    outcome: str  # 'canceled' or 'aborted'
+    reason: str
+
+
+Effect = Union[StartGoal, CancelAtDriver, EndWithoutDriver]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to a goal asking for its lane."""
+
+    accepted: bool
+    effects: tuple[Effect, ...] = ()
+    queued_position: Optional[int] = None  # 0 = next to start; None = starts now or refused
+    reason: Optional[str] = None           # why it was refused (or why it waits)
+    retry_after_ms: Optional[int] = None
+
+
+@dataclass
+class LaneCounters:
+    submitted: int = 0
+    started: int = 0
+    queued: int = 0
+    rejected: int = 0
+    preempted: int = 0
+    succeeded: int = 0
+    aborted: int = 0
+    canceled: int = 0
+    hold_timeouts: int = 0
+    operator_releases: int = 0
+    adopted: int = 0
+    external: int = 0
+
+
+@dataclass
+class Lane:
+    name: str
+    config: LaneConfig
+    holder: Optional[Holder] = None
+    queue: list[GoalRequest] = field(default_factory=list)
+    occupants: dict[str, Occupant] = field(default_factory=dict)
+    counters: LaneCounters = field(default_factory=LaneCounters)
+    refusals: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
+    endings: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
+    # Why the lane refuses every goal ('emergency_stop' | 'operator' -> text); empty: open.
+    blocked: dict[str, str] = field(default_factory=dict)
+
+    def enqueue(self, goal: GoalRequest) -> int:
+        """Insert by priority (higher first), FIFO within a priority. Returns the position."""
+        position = len(self.queue)
+        for index, waiting in enumerate(self.queue):
+            if goal.priority > waiting.priority:
+                position = index
+                break
+        self.queue.insert(position, goal)
+        return position

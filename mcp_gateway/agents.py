@@ -1,0 +1,44 @@
+"""Who asked: the MCP client (name + version from `initialize`), session and tool of each call.
+
+server.py sets `CURRENT_AGENT` around every tools/call (a context variable: the handler runs
+in that task); the gateway node publishes goal id -> agent on GOAL_AGENTS_TOPIC (latched)
+before it sends the goal, so the lane manager can name who holds a lane.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from contextvars import ContextVar
+from typing import Any, Optional
+
+CURRENT_AGENT: ContextVar[Optional[dict]] = ContextVar('skill_lanes_agent', default=None)
+RECENT_GOALS = 256  # per gateway, in every message (the topic keeps one message per gateway)
+
+
+def agent_of(ctx: Any, tool: str) -> dict:
+    """The caller of one tools/call, from the MCP request context."""
+    info = None
+    try:
+        info = ctx.session.client_params.client_info
+    except AttributeError:
+        pass
+    session = None
+    request = getattr(ctx, 'request', None)
+    if request is not None:
+        session = request.headers.get('mcp-session-id')
+    if not session:
+        session = f'{id(ctx.session):x}'
+    return {'client': getattr(info, 'name', None), 'version': getattr(info, 'version', None),
+            'session': session, 'tool': tool}
+
+
+class RecentAgents:
+    """This gateway's most recent goal id -> agent entries (the latched message body)."""
+
+    def __init__(self) -> None:
+        self._agents: OrderedDict[str, dict] = OrderedDict()
+
+    def add(self, goal_id: str, agent: dict) -> dict:
+        self._agents[goal_id] = agent
+        while len(self._agents) > RECENT_GOALS:
+            self._agents.popitem(last=False)
+        return dict(self._agents)
