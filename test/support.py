@@ -16,13 +16,15 @@ from skill_lanes_testing.stack import start_sim_robot
 
 @contextmanager
 def sim_robot_client(config_file: str | Path, namespace: str, lane_manager_name: str,
-                     skills: Sequence[str], stats_lane: str,
-                     group: Optional[ProcessGroup] = None) -> Iterator[Any]:
+                     skills: Sequence[str], stats_lane: Optional[str] = None,
+                     group: Optional[ProcessGroup] = None,
+                     all_lanes_free: bool = False) -> Iterator[Any]:
     """sim_driver + lane_manager as processes and a RosTestClient that sees both.
 
     The fixture several test modules need: the robot up, the lane manager's servers
     discovered by this process, every driver seen by the lane manager, and the simulated
-    driver's counters arriving (so a test can judge at the drivers). Yields the client;
+    driver's counters arriving for `stats_lane` (so a test can judge at the drivers), and
+    with `all_lanes_free` every lane free (every driver's status known). Yields the client;
     stops the processes (of `group`, if given) on the way out.
     """
     from ros_client import RosTestClient
@@ -35,7 +37,12 @@ def sim_robot_client(config_file: str | Path, namespace: str, lane_manager_name:
         client.wait_for_skills(*skills)
         client.wait_state(lambda s: all(v['driver_available'] for v in s['skills'].values()),
                           20, what='the lane manager to see every driver')
-        client.wait_stats(lambda s: stats_lane in s['lanes'], what='sim driver stats')
+        if all_lanes_free:
+            client.wait_state(lambda s: all(lane['holder'] is None and not lane.get('occupants')
+                                            for lane in s['lanes'].values()),
+                              20, what='every lane free (all drivers known)')
+        if stats_lane is not None:
+            client.wait_stats(lambda s: stats_lane in s['lanes'], what='sim driver stats')
         yield client
     finally:
         if client is not None:

@@ -16,8 +16,7 @@ from std_msgs.msg import Bool
 
 from driver_truth_support import DiagnosticsWatch
 from lane_manager.interfaces import EMERGENCY_STOP_QOS
-from ros_client import RosTestClient
-from support import ProcessGroup
+from support import sim_robot_client
 
 TOPIC = '/test_emergency_stop'
 CONFIG = textwrap.dedent(f"""
@@ -43,24 +42,9 @@ CONFIG = textwrap.dedent(f"""
 def stack(tmp_path_factory, rclpy_context):
     path = tmp_path_factory.mktemp('cfg') / 'robot.yaml'
     path.write_text(CONFIG)
-    group = ProcessGroup()
-    client = None
-    try:
-        sim = group.python('lane_manager.sim_driver', '--config', str(path), name='sim_driver')
-        manager = group.python('lane_manager.node', '--config', str(path), name='lane_manager')
-        sim.wait_for_output('sim_driver ready')
-        manager.wait_for_output('lane_manager ready')
-        client = RosTestClient()
-        client.wait_for_skills('drive', 'grasp', 'fetch', 'probe')
-        client.wait_state(lambda s: all(v['driver_available'] for v in s['skills'].values())
-                          and all(lane['holder'] is None and not lane.get('occupants')
-                              for lane in s['lanes'].values()), 20,
-                          what='every lane free (all drivers known)')
+    with sim_robot_client(path, '/lane_manager', 'lane_manager',
+                          ('drive', 'grasp', 'fetch', 'probe'), all_lanes_free=True) as client:
         yield client
-    finally:
-        if client is not None:
-            client.close()
-        group.stop_all()
 
 
 def test_emergency_stop_cancels_refuses_and_lets_goals_in_again(stack):

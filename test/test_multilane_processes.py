@@ -11,8 +11,7 @@ import textwrap
 import pytest
 from action_msgs.msg import GoalStatus
 
-from ros_client import RosTestClient
-from support import ProcessGroup
+from support import sim_robot_client
 
 CONFIG = textwrap.dedent("""
     lanes:
@@ -34,24 +33,9 @@ CONFIG = textwrap.dedent("""
 def stack(tmp_path_factory, rclpy_context):
     path = tmp_path_factory.mktemp('cfg') / 'robot.yaml'
     path.write_text(CONFIG)
-    group = ProcessGroup()
-    client = None
-    try:
-        sim = group.python('lane_manager.sim_driver', '--config', str(path), name='sim_driver')
-        manager = group.python('lane_manager.node', '--config', str(path), name='lane_manager')
-        sim.wait_for_output('sim_driver ready')
-        manager.wait_for_output('lane_manager ready')
-        client = RosTestClient()
-        client.wait_for_skills('fetch', 'drive', 'grasp')
-        client.wait_state(lambda s: all(v['driver_available'] for v in s['skills'].values())
-                          and all(lane['holder'] is None and not lane.get('occupants')
-                              for lane in s['lanes'].values()), 20,
-                          what='every lane free (all drivers known)')
+    with sim_robot_client(path, '/lane_manager', 'lane_manager', ('fetch', 'drive', 'grasp'),
+                          all_lanes_free=True) as client:
         yield client
-    finally:
-        if client is not None:
-            client.close()
-        group.stop_all()
 
 
 def test_whole_body_skill_waits_holding_nothing_and_is_not_overtaken(stack):

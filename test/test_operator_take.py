@@ -14,8 +14,7 @@ from action_msgs.msg import GoalStatus
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from driver_truth_support import DiagnosticsWatch, call_lane_service
-from ros_client import RosTestClient
-from support import ProcessGroup
+from support import sim_robot_client
 
 ENDED_BY_US = (GoalStatus.STATUS_ABORTED, GoalStatus.STATUS_CANCELED)
 CONFIG = textwrap.dedent("""
@@ -36,24 +35,9 @@ CONFIG = textwrap.dedent("""
 def stack(tmp_path_factory, rclpy_context):
     path = tmp_path_factory.mktemp('cfg') / 'robot.yaml'
     path.write_text(CONFIG)
-    group = ProcessGroup()
-    client = None
-    try:
-        sim = group.python('lane_manager.sim_driver', '--config', str(path), name='sim_driver')
-        manager = group.python('lane_manager.node', '--config', str(path), name='lane_manager')
-        sim.wait_for_output('sim_driver ready')
-        manager.wait_for_output('lane_manager ready')
-        client = RosTestClient()
-        client.wait_for_skills('grasp', 'drive')
-        client.wait_state(lambda s: all(v['driver_available'] for v in s['skills'].values())
-                          and all(lane['holder'] is None and not lane.get('occupants')
-                              for lane in s['lanes'].values()), 20,
-                          what='every lane free (all drivers known)')
+    with sim_robot_client(path, '/lane_manager', 'lane_manager', ('grasp', 'drive'),
+                          all_lanes_free=True) as client:
         yield client
-    finally:
-        if client is not None:
-            client.close()
-        group.stop_all()
 
 
 def take_and_check_refusals(client, lane: str, skill: str) -> None:
