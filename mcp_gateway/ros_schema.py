@@ -57,7 +57,7 @@ def skill_schema(msg_class: MessageClass, limits: Limits = DEFAULT_LIMITS,
     tree = _message_tree(msg_class, limits)
     fixed_at = [_parent(tree, path) for path in fixed or {}]  # proves each path exists
     if fields is not None:
-        tree = _keep(tree, _trie(fields), '')
+        tree = _keep(tree, path_trie(fields), '')
     for parent, name in fixed_at:  # hidden (a no-op where `fields` already left it out)
         parent['properties'].pop(name, None)
     for path in required:  # `a.b` required means `a` is too
@@ -167,8 +167,8 @@ def _max_length(slot: idl.AbstractGenericString) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------ cutting
-def _trie(paths: Sequence[str]) -> dict[str, Any]:
-    """{'a': {'b': None}} from ['a.b']; None = keep the whole subtree."""
+def path_trie(paths: Sequence[str]) -> dict[str, Any]:
+    """{'a': {'b': None}} from ['a.b']; None = the whole subtree (exposed or fixed)."""
     trie: dict[str, Any] = {}
     for path in paths:
         node = trie

@@ -17,7 +17,7 @@ import time
 from typing import Any, Mapping, Optional, Sequence
 
 from mcp_gateway.ros_json import ArgumentError, Limits, MessageClass, _json_type, to_message
-from mcp_gateway.ros_schema import skill_schema
+from mcp_gateway.ros_schema import path_trie, skill_schema
 
 _ENCODER = json.JSONEncoder(separators=(',', ':'), default=str)
 
@@ -34,8 +34,8 @@ class SkillArguments:
         self.fixed = dict(fixed or {})
         self.required = list(required)
         self.max_request_bytes = max_request_bytes
-        self._exposed = _trie(fields) if fields is not None else None
-        self._fixed_trie = _trie(self.fixed)
+        self._exposed = path_trie(fields) if fields is not None else None
+        self._fixed_trie = path_trie(self.fixed)
         # Raises ValueError for a path the goal type lacks; also proves the fixed values fit.
         self.schema = skill_schema(goal_class, limits, fields, self.fixed, self.required)
         if self.fixed:
@@ -72,21 +72,6 @@ def _check_size(arguments: Any, limit: int) -> None:
         if size > limit:
             raise ArgumentError('', f'arguments are more than {limit} bytes as JSON (the '
                                     f'configured limit of {limit}): send less')
-
-
-def _trie(paths: Any) -> dict[str, Any]:
-    """{'a': {'b': None}} from ['a.b']; None marks a whole subtree."""
-    trie: dict[str, Any] = {}
-    for path in paths:
-        node = trie
-        parts = path.split('.')
-        for part in parts[:-1]:
-            if node.get(part, {}) is None:
-                break
-            node = node.setdefault(part, {})
-        else:
-            node[parts[-1]] = None
-    return trie
 
 
 def _join(path: str, name: str) -> str:
