@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _stack  # noqa: E402
-from _stack import ShmGuard, median, verdict  # noqa: E402
+from _stack import median, verdict  # noqa: E402
 
 DEFAULT_DOMAIN = 173
 TARGET_S = 0.020
@@ -122,11 +122,7 @@ def main() -> int:
     parser.add_argument('--lanes', type=int, default=4)
     parser.add_argument('--domain', type=int, default=DEFAULT_DOMAIN)
     args = parser.parse_args()
-    _stack.isolate(args.domain)
-    _stack.exit_on_sigterm()
-    args.domain = _stack.claim_domains(args.domain)
-    _stack.isolate(args.domain)
-    shm = ShmGuard()
+    args.domain, _, shm = _stack.start_bench(args.domain)
     tmp = Path(tempfile.mkdtemp(prefix='bench_estop_'))
     try:
         times = run(args.rounds, args.lanes, tmp)

@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _stack  # noqa: E402
-from _stack import (PYTHON, ROOT, Procs, RssSampler, ShmGuard, median, pct,  # noqa: E402
+from _stack import (PYTHON, ROOT, Procs, RssSampler, median, pct,  # noqa: E402
                     send_timed, verdict, wait_servers, warm_up)
 
 DEFAULT_DOMAIN = 173
@@ -227,11 +227,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import anyio
-    _stack.isolate(args.domain)
-    _stack.exit_on_sigterm()
-    args.domain = _stack.claim_domains(args.domain)
-    env = _stack.isolate(args.domain)
-    shm = ShmGuard()
+    args.domain, env, shm = _stack.start_bench(args.domain)
     procs = Procs('bench_gateway')
     tmp = Path(tempfile.mkdtemp(prefix='bench_gw_cfg_'))
     direct: Optional[DirectClient] = None

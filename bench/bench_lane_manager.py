@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _stack  # noqa: E402
-from _stack import (GoalTiming, Procs, RssSampler, ShmGuard, median, pct,  # noqa: E402
+from _stack import (GoalTiming, Procs, RssSampler, median, pct,  # noqa: E402
                     send_timed, verdict, vm_hwm_bytes, wait_servers, warm_up)
 
 DEFAULT_DOMAIN = 171
@@ -323,11 +323,7 @@ def main() -> int:
     if args.driver:
         return run_driver(args.driver, sys.argv)
 
-    _stack.isolate(args.domain)
-    _stack.exit_on_sigterm()
-    args.domain = _stack.claim_domains(args.domain, count=2)
-    _stack.isolate(args.domain)
-    shm = ShmGuard()
+    args.domain, _, shm = _stack.start_bench(args.domain, domains=2)
     procs = Procs('bench_lane_manager')
     tmp = Path(tempfile.mkdtemp(prefix='bench_lm_cfg_'))
     client: Optional[Client] = None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _stack  # noqa: E402
-from _stack import PYTHON, ROOT, ShmGuard, median, verdict  # noqa: E402
+from _stack import PYTHON, ROOT, median, verdict  # noqa: E402
 
 DEFAULT_DOMAIN = 171
 STDIN_CLOSE_TARGET_S = 1.0
@@ -89,11 +89,7 @@ def main() -> int:
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--domain', type=int, default=DEFAULT_DOMAIN)
     args = parser.parse_args()
-    _stack.isolate(args.domain)
-    _stack.exit_on_sigterm()
-    args.domain = _stack.claim_domains(args.domain)
-    _stack.isolate(args.domain)
-    shm = ShmGuard()
+    args.domain, _, shm = _stack.start_bench(args.domain)
     tmp = Path(tempfile.mkdtemp(prefix='bench_lifecycle_'))
     config = tmp / 'robot.yaml'
     config.write_text(CONFIG)
