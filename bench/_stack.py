@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from skill_lanes_testing import isolation  # noqa: E402
+from skill_lanes_testing.processes import ManagedProcess  # noqa: E402
 from skill_lanes_testing.isolation import ShmGuard  # noqa: E402,F401 - re-exported
 
 
@@ -121,56 +121,7 @@ def start_bench(preferred_domain: int, domains: int = 1) -> tuple[int, dict[str,
 
 
 # ------------------------------------------------------------------ processes
-class Proc:
-    """One OS process of a bench (its own session, so the whole group can be stopped)."""
-
-    def __init__(self, args: Sequence[str], name: str, logdir: Path) -> None:
-        self.name = name
-        self.log_path = logdir / f'{name}.log'
-        self._log = open(self.log_path, 'wb')
-        self.popen = subprocess.Popen(list(args), stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, cwd=str(ROOT),
-                                      env=dict(os.environ), start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors='replace')
-        except OSError:
-            return ''
-
-    def wait_for(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if self.popen.poll() is not None:
-                raise RuntimeError(f'{self.name} exited ({self.popen.returncode}) before '
-                                   f'printing {text!r}:\n{self.output()[-3000:]}')
-            if time.monotonic() > deadline:
-                raise RuntimeError(f'{self.name} did not print {text!r} in {timeout:.0f} s:\n'
-                                   f'{self.output()[-3000:]}')
-            time.sleep(0.02)
-
-    def _signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.popen.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            for sig, wait in ((signal.SIGINT, 8.0), (signal.SIGTERM, 3.0),
-                              (signal.SIGKILL, 5.0)):
-                self._signal(sig)
-                try:
-                    self.popen.wait(timeout=wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        self._signal(signal.SIGKILL)  # anything left in its session
-        self._log.close()
+READY_S = 30.0  # a bench process's start on a busy 2-core machine
 
 
 class Procs:
@@ -178,10 +129,10 @@ class Procs:
 
     def __init__(self, prefix: str) -> None:
         self.logdir = Path(tempfile.mkdtemp(prefix=f'{prefix}_'))
-        self.procs: list[Proc] = []
+        self.procs: list[ManagedProcess] = []
 
-    def python(self, *args: str, name: str) -> Proc:
-        proc = Proc([PYTHON, *args], name, self.logdir)
+    def python(self, *args: str, name: str) -> ManagedProcess:
+        proc = ManagedProcess([PYTHON, *args], name=name, log_dir=self.logdir)
         self.procs.append(proc)
         return proc
 

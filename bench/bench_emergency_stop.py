@@ -78,8 +78,9 @@ def run(rounds: int, lanes: int, tmp: Path) -> list[float]:
     spin.start()
     results = []
     try:
-        procs.python('-m', 'lane_manager.node', '--config', str(config),
-                     name='lane_manager').wait_for('lane_manager ready')
+        manager = procs.python('-m', 'lane_manager.node', '--config', str(config),
+                               name='lane_manager')
+        manager.wait_for_output('lane_manager ready', timeout=_stack.READY_S)
         for client in clients:
             if not client.wait_for_server(timeout_sec=30):
                 raise RuntimeError('lane manager skills not found')

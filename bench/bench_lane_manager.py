@@ -271,8 +271,8 @@ def measure_memory(c: Client, procs: Procs, tmp: Path, rounds: int) -> dict[str,
     cfg.write_text(phase2_config())
     sim = procs.python('-m', 'lane_manager.sim_driver', '--config', str(cfg), name='sim50')
     lm = procs.python('-m', 'lane_manager.node', '--config', str(cfg), name='lm50')
-    sim.wait_for('sim_driver ready')
-    lm.wait_for('lane_manager ready')
+    sim.wait_for_output('sim_driver ready', timeout=_stack.READY_S)
+    lm.wait_for_output('lane_manager ready', timeout=_stack.READY_S)
     sampler = RssSampler(lambda: [lm.pid])
     time.sleep(0.5)
     idle_rss = sampler.peak.get(lm.pid, 0) / 1e6
@@ -337,7 +337,7 @@ def main() -> int:
         lm = procs.python('-m', 'lane_manager.node', '--config', str(cfg), name='lane_manager')
         for proc, text in ((sim, 'sim_driver ready'), (drv, 'bench driver ready'),
                            (lm, 'lane_manager ready')):
-            proc.wait_for(text)
+            proc.wait_for_output(text, timeout=_stack.READY_S)
         client = Client()
         wait_servers([client.action(n) for n in (
             '/lane_manager/skills/zero', '/sim/zero', '/lane_manager/skills/handoff',
