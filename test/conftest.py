@@ -30,13 +30,29 @@ from support import ProcessGroup  # noqa: E402
 _SHM_GUARD = ShmGuard()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can tell a failed test."""
+    report = yield
+    setattr(item, f'report_{report.when}', report)
+    return report
+
+
 @pytest.fixture
-def processes():
-    """Start OS processes for one test; all of them are stopped when the test ends."""
+def processes(request):
+    """Start OS processes for one test; all of them are stopped when the test ends.
+    When the test failed, the end of each process's output goes into the test's report
+    (a CI log is often all there is to go on).
+    """
     group = ProcessGroup()
     try:
         yield group
     finally:
+        report = getattr(request.node, 'report_call', None)
+        if report is not None and report.failed:
+            for proc in group.procs:
+                print(f'\n--- {proc.name} (pid {proc.pid}) output, last 4000 characters ---\n'
+                      f'{proc.output()[-4000:]}')
         group.stop_all()
 
 

@@ -105,7 +105,8 @@ class RosTestClient:
         return self._clients[key]
 
     def wait_for_skills(self, *skills: str, timeout: float = 20.0) -> None:
-        """Until the lane manager serves these skills AND has discovered this node.
+        """Until the lane manager serves these skills, reaches their drivers, AND has
+        discovered this node.
 
         Seeing the server is not enough: until the server has discovered our response
         readers too, its answer to a goal is dropped. Its lane state reaching us shows that
@@ -116,6 +117,11 @@ class RosTestClient:
             wait_until(client.server_is_ready, timeout, what=f'action server for {skill}')
         wait_until(lambda: self.lane_state is not None, timeout,
                    what='the lane state (the lane manager has discovered this client)')
+        # The lane manager must reach each skill's driver too: a goal sent before it has
+        # discovered the driver waits only driver_wait_s (1 s in the test configs) for it.
+        self.wait_state(lambda state: all(
+            state['skills'].get(skill, {}).get('driver_available') for skill in skills),
+            timeout, what=f'the lane manager to reach the drivers of {", ".join(skills)}')
         # And an answer from each skill's action server: it has discovered our readers.
         from action_msgs.srv import CancelGoal
         for skill in skills:
@@ -142,14 +148,22 @@ class RosTestClient:
 
     def wait_state(self, predicate: Callable[[dict], bool], timeout: float = 15.0,
                    what: str = 'lane state') -> dict:
-        wait_until(lambda: self.lane_state is not None and predicate(self.lane_state),
-                   timeout, what=what)
+        try:
+            wait_until(lambda: self.lane_state is not None and predicate(self.lane_state),
+                       timeout, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f'{exc}; last lane state: {json.dumps(self.lane_state)}'
+                                 ) from None
         return self.lane_state
 
     def wait_stats(self, predicate: Callable[[dict], bool], timeout: float = 15.0,
                    what: str = 'sim stats') -> dict:
-        wait_until(lambda: self.sim_stats is not None and predicate(self.sim_stats),
-                   timeout, what=what)
+        try:
+            wait_until(lambda: self.sim_stats is not None and predicate(self.sim_stats),
+                       timeout, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f'{exc}; last sim stats: {json.dumps(self.sim_stats)}; '
+                                 f'last lane state: {json.dumps(self.lane_state)}') from None
         return self.sim_stats
 
     def refusal(self, lane: str, goal_id: str, timeout: float = 5.0) -> dict:
