@@ -127,6 +127,15 @@ class Arbiter:
             self._record_end(self.lanes[name], goal, outcome, reason, now, driver_result)
         return self._start_ready(now)
 
+    def amend_ending(self, goal_id: str, reason: Optional[str], driver_result: bool) -> None:
+        """Correct a recorded ending: the lanes were freed on the driver's status, and the
+        Result that should have followed never came.
+        """
+        for lane in self.lanes.values():
+            for record in lane.endings:
+                if record['goal_id'] == goal_id:
+                    record['reason'], record['driver_result'] = reason, driver_result
+
     def set_driver(self, goal_id: str, driver: str, driver_goal_id: str) -> None:
         """Which driver and driver goal id the holder was forwarded as (for lane state)."""
         holder = self._holder_of(goal_id)

@@ -14,6 +14,8 @@ Phases:
     running             the driver accepted it
     cancelling          a cancel was sent; repeated until the driver ends the goal
     ended_unconfirmed   its caller has an end, but the driver has not confirmed one
+    (running + driver_done: the driver's status says it ended, its result is on the way:
+    the lane is free, the caller waits up to RESULT_WAIT_S for the Result)
     adopted / external  running at a driver, not sent by this lane manager
     ended               the driver confirmed the end (or never had the goal, or is gone)
 
@@ -74,7 +76,19 @@ class EndCaller:
     driver_result: bool = False
 
 
-Action = Union[SendToDriver, CancelGoalAtDriver, EndCaller]
+@dataclass(frozen=True)
+class DriverEnded:
+    """The driver's own status says the goal is over while its caller still waits for the
+    Result (which rclpy and rclcpp send just after the status): the goal's lanes are free
+    now, on the driver's word; the caller's end follows with the Result.
+    """
+
+    caller_goal_id: str
+    outcome: str
+    reason: Optional[str]
+
+
+Action = Union[SendToDriver, CancelGoalAtDriver, EndCaller, DriverEnded]
 
 
 class DriverGoal:
@@ -117,9 +131,14 @@ class DriverGoal:
         return not self.ended and self.caller_ended
 
     @property
+    def driver_done(self) -> bool:
+        """The driver said the goal is over (status or cancel answer); the Result may follow."""
+        return self.status_end is not None
+
+    @property
     def may_run(self) -> bool:
         """The driver may be running it (sent and not confirmed ended)."""
-        return self.phase not in (Phase.WAITING, Phase.ENDED)
+        return self.phase not in (Phase.WAITING, Phase.ENDED) and not self.driver_done
 
     # ------------------------------------------------------------ events
     def send(self, now: float) -> list[Action]:
@@ -165,10 +184,7 @@ class DriverGoal:
         self._move(Phase.ENDED, now)
         if self.caller_ended:
             return []
-        reason = None
-        if outcome != 'succeeded':
-            reason = self.cancel_reason or f'the driver {outcome} the goal'
-        return self._end_caller(outcome, reason, result, driver_result=True)
+        return self._end_caller(outcome, self._end_reason(outcome), result, driver_result=True)
 
     def status(self, code: Optional[int], now: float) -> list[Action]:
         """The driver's status report for this goal id (None: not listed)."""
@@ -185,9 +201,7 @@ class DriverGoal:
         if confirmed_gone and self.caller_ended:
             self._move(Phase.ENDED, now)
         elif confirmed_gone and self.status_end is None:
-            # A caller still waiting gets its end from the result, which carries the Result;
-            # if that never comes, from this status (tick, after RESULT_WAIT_S).
-            self.status_end = (TERMINAL_OUTCOMES.get(code, 'aborted'), now)
+            return self._driver_says_over(TERMINAL_OUTCOMES.get(code, 'aborted'), now)
         return []
 
     def cancel_answer(self, return_code: int, now: float) -> list[Action]:
@@ -202,10 +216,12 @@ class DriverGoal:
         if self.caller_ended:
             self._move(Phase.ENDED, now)
         elif self.status_end is None:
-            self.status_end = ('aborted', now)
+            return self._driver_says_over('aborted', now)
         return []
 
     def cancel(self, reason: str, now: float) -> list[Action]:
+        if self.driver_done:
+            return []  # the driver said it is over: nothing left to cancel
         if self.phase is Phase.WAITING:
             self.cancel_reason = reason
             self._move(Phase.ENDED, now)
@@ -225,11 +241,9 @@ class DriverGoal:
     def tick(self, now: float, response_s: float) -> list[Action]:
         if self.status_end is not None and not self.ended \
                 and now - self.status_end[1] >= RESULT_WAIT_S:
-            outcome = self.status_end[0]
-            self._move(Phase.ENDED, now)
-            return self._end_caller(outcome, (
-                f'driver {self.driver} says goal {self.driver_goal_id} is over ({outcome}) '
-                'but sent no result'))
+            return self._end_without_result(now)
+        if self.driver_done:
+            return []  # its Result is on the way: no timeout, no cancel repeats
         if self.phase is Phase.SENT and self.sent_at is not None \
                 and now - self.sent_at >= response_s:
             self._move(Phase.UNCONFIRMED, now)
@@ -255,6 +269,8 @@ class DriverGoal:
         """
         if self.phase not in (Phase.SENT, Phase.RUNNING, Phase.CANCELLING):
             return []
+        if self.driver_done:
+            return self._end_without_result(now)
         self._move(Phase.UNCONFIRMED, now)
         self.why = (f'driver {self.driver} stopped answering; its goal {self.driver_goal_id} '
                     'may still run: lane held until it reports the end or leaves the graph')
@@ -270,6 +286,8 @@ class DriverGoal:
         """The driver left the graph: nothing of it runs any more."""
         if self.ended:
             return []
+        if self.driver_done:
+            return self._end_without_result(now)
         self._move(Phase.ENDED, now)
         return self._end_caller('aborted', f'driver {self.driver} left the graph mid-goal')
 
@@ -280,6 +298,27 @@ class DriverGoal:
         return self._end_caller('aborted', 'released by an operator')
 
     # ------------------------------------------------------------ helpers
+    def _driver_says_over(self, outcome: str, now: float) -> list[Action]:
+        """The caller still waits: it gets its end from the Result; if that never comes,
+        from this word (tick, after RESULT_WAIT_S). The lanes are free at once.
+        """
+        self.status_end = (outcome, now)
+        assert self.caller_goal_id is not None
+        return [DriverEnded(self.caller_goal_id, outcome, self._end_reason(outcome))]
+
+    def _end_without_result(self, now: float) -> list[Action]:
+        assert self.status_end is not None
+        outcome = self.status_end[0]
+        self._move(Phase.ENDED, now)
+        return self._end_caller(outcome, (
+            f'driver {self.driver} says goal {self.driver_goal_id} is over ({outcome}) '
+            'but sent no result'))
+
+    def _end_reason(self, outcome: str) -> Optional[str]:
+        if outcome == 'succeeded':
+            return None
+        return self.cancel_reason or f'the driver {outcome} the goal'
+
     def _move(self, phase: Phase, now: float) -> None:
         if phase is not self.phase:
             self.phase = phase

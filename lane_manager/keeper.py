@@ -27,7 +27,7 @@ from lane_manager.arbiter import (Arbiter, CancelAtDriver, Decision, EndWithoutD
                                   Occupant, StartGoal)
 from lane_manager.config import LaneConfig, LaneManagerConfig
 from lane_manager.driver_status import DriverView, Presence
-from lane_manager.goal_lifecycle import (Action, DriverGoal, EndCaller,
+from lane_manager.goal_lifecycle import (Action, DriverEnded, DriverGoal, EndCaller,
                                          Phase)
 
 FINISHED_LIMIT = 4096
@@ -408,6 +408,8 @@ class LaneKeeper:
         for action in actions:
             if isinstance(action, EndCaller):
                 self._end_caller(goal, action, now)
+            elif isinstance(action, DriverEnded):
+                self._driver_ended(goal, action, now)
             else:
                 self._actions.append(action)
         if goal.ended and self.goals.get(goal.driver_goal_id) is goal:
@@ -430,8 +432,19 @@ class LaneKeeper:
                 self._sync_lane(name, now, start=False)
             self._effects(self.arbiter.goal_ended(action.caller_goal_id, action.outcome, now,
                                                   action.reason, action.driver_result), now)
+            if goal.driver_done and not action.driver_result:
+                self.arbiter.amend_ending(action.caller_goal_id, action.reason, False)
         self.caller_skill.pop(action.caller_goal_id, None)
         self._actions.append(action)
+
+    def _driver_ended(self, goal: DriverGoal, action: DriverEnded, now: float) -> None:
+        """The driver's status says the goal is over: free its lanes now (the next goal
+        starts one message earlier than on the Result); the caller's end follows with the
+        Result. The lane's ending is recorded now, as the driver reported it.
+        """
+        if goal.lane is not None:
+            self._effects(self.arbiter.goal_ended(action.caller_goal_id, action.outcome, now,
+                                                  action.reason, driver_result=True), now)
 
     def _sync_driver(self, driver: str, now: float) -> None:
         for lane in self.driver_lanes.get(driver, ()):

@@ -22,7 +22,6 @@ import threading
 import time
 from typing import Any, Optional, Sequence
 
-from action_msgs.msg import GoalStatus
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -66,14 +65,25 @@ class SimulatedDriver:
         return CancelResponse.ACCEPT
 
     def _execute(self, goal_handle: ServerGoalHandle) -> Any:
-        """Blocking on purpose: a thread per goal, as many real drivers do."""
-        self.node.goal_started(self)
-        try:
-            return self._run(goal_handle)
-        finally:
-            self.node.goal_ended(self, canceled=goal_handle.status == GoalStatus.STATUS_CANCELED)
+        """Blocking on purpose: a thread per goal, as many real drivers do.
 
-    def _run(self, goal_handle: ServerGoalHandle) -> Any:
+        The end is counted before the driver reports it (its terminal status, then the
+        Result), as a real driver stops the robot before it says the goal is over: the lane
+        manager may start the lane's next goal on that report.
+        """
+        self.node.goal_started(self)
+        outcome = 'aborted'
+        try:
+            outcome = self._run(goal_handle)
+        finally:
+            self.node.goal_ended(self, canceled=outcome == 'canceled')
+        report = {'canceled': goal_handle.canceled, 'aborted': goal_handle.abort,
+                  'succeeded': goal_handle.succeed}[outcome]
+        report()
+        return self.action_type.Result()
+
+    def _run(self, goal_handle: ServerGoalHandle) -> str:
+        """Run the goal as configured; returns how it ended (reported by `_execute`)."""
         behaviour = self.behaviour
         period = 1.0 / behaviour.feedback_hz if behaviour.feedback_hz > 0 else None
         duration = behaviour.duration_s
@@ -83,11 +93,9 @@ class SimulatedDriver:
         next_feedback = time.monotonic()
         while behaviour.outcome in ('hang', 'ignore_cancel') or time.monotonic() < end:
             if goal_handle.is_cancel_requested and behaviour.outcome != 'accept_cancel_but_run':
-                goal_handle.canceled()
-                return self.action_type.Result()
+                return 'canceled'
             if not self.node.running:
-                goal_handle.abort()
-                return self.action_type.Result()
+                return 'aborted'
             now = time.monotonic()
             if period is not None and now >= next_feedback:
                 goal_handle.publish_feedback(self.action_type.Feedback())
@@ -95,11 +103,7 @@ class SimulatedDriver:
             if behaviour.outcome not in ('hang', 'ignore_cancel') and now >= end:
                 break
             time.sleep(0.01)
-        if behaviour.outcome == 'abort':
-            goal_handle.abort()
-        else:
-            goal_handle.succeed()
-        return self.action_type.Result()
+        return 'aborted' if behaviour.outcome == 'abort' else 'succeeded'
 
 
 class SimDriver(Node):

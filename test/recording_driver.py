@@ -70,6 +70,9 @@ class RecordingServer:
         return CancelResponse.REJECT if self.spec['cancel'] == 'reject' else CancelResponse.ACCEPT
 
     def _execute(self, handle):
+        """The end is recorded when the goal stops running, before the driver reports it
+        (terminal status, then the Result): the lane manager may act on that report.
+        """
         goal_id = str(__import__('uuid').UUID(bytes=bytes(handle.goal_id.uuid)))
         base = {'driver': self.spec['name'], 'lane': self.spec['lane'], 'goal': goal_id}
         self.recorder.write(event='start', **base)
@@ -79,13 +82,15 @@ class RecordingServer:
             while time.monotonic() < end:
                 if handle.is_cancel_requested and self.spec['cancel'] == 'honour':
                     how = 'canceled'
-                    handle.canceled()
-                    return Fibonacci.Result()
+                    break
                 time.sleep(0.01)
-            handle.succeed()
-            return Fibonacci.Result(sequence=[1, 2, 3])
         finally:
             self.recorder.write(event='end', how=how, **base)
+        if how == 'canceled':
+            handle.canceled()
+            return Fibonacci.Result()
+        handle.succeed()
+        return Fibonacci.Result(sequence=[1, 2, 3])
 
 
 def main() -> int:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from lane_manager.config import LaneConfig, LaneManagerConfig
-from lane_manager.goal_lifecycle import (CancelGoalAtDriver, DriverGoal, EndCaller, Phase,
-                                         SendToDriver)
+from lane_manager.goal_lifecycle import (RESULT_WAIT_S, CancelGoalAtDriver, DriverGoal,
+                                         EndCaller, Phase, SendToDriver)
 from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
 
 LANES = {'q': LaneConfig(policy='queue', max_queue=3, max_hold_s=20, cancel_grace_s=2),
@@ -123,20 +123,27 @@ class KeeperMachine(RuleBasedStateMachine):
         self.truth[gid].state = 'running' if accept else 'ended'
         self.apply(self.keeper.driver_answer(gid, accept, self.now))
 
-    @rule(data=st.data(), outcome=st.sampled_from(sorted(CODES)), with_result=st.booleans())
-    def driver_ends(self, data, outcome, with_result):
+    @rule(data=st.data(), outcome=st.sampled_from(sorted(CODES)), with_result=st.booleans(),
+          status_first=st.booleans())
+    def driver_ends(self, data, outcome, with_result, status_first):
+        """The drivers (rclpy, rclcpp) publish the terminal status just before the Result;
+        either may be lost or arrive first.
+        """
         gid = self._pick(data, ('running',))
         if gid is None:
             return
         truth = self.truth[gid]
         truth.state = 'ended'
+        if status_first:
+            self.report(truth.driver, outcome)
         if with_result and not truth.external:
             caller = self.caller_of(gid)
             goal = self.keeper.goals.get(gid)
             if caller is not None and goal is not None and not goal.caller_ended:
                 self.driver_of_result.add(caller)
             self.apply(self.keeper.driver_result(gid, outcome, object(), self.now))
-        self.report(self.truth[gid].driver, outcome)
+        if not status_first:
+            self.report(truth.driver, outcome)
 
     @rule(data=st.data())
     def driver_honours_a_cancel(self, data):
@@ -314,3 +321,45 @@ def test_lifecycle_never_ends_a_caller_twice_and_holds_after_give_up():
     assert isinstance(cancel, CancelGoalAtDriver)
     assert goal.status(2, 6.1) == [] and goal.lingering
     assert goal.status(5, 7.0) == [] and goal.ended
+
+
+def _queued_pair(keeper: LaneKeeper) -> tuple[str, str]:
+    """Two goals of lane q: c0 forwarded and running at /a, c1 queued behind it."""
+    for driver in DRIVERS:
+        keeper.driver_ready(driver, True, 0.0)
+        keeper.driver_ready(driver, True, 1.5)
+    keeper.submit('c0', 'a', 2.0)
+    first = keeper.by_caller['c0']
+    keeper.driver_answer(first, True, 2.1)
+    keeper.driver_status('/a', {first: 2}, 2.1)
+    decision, _ = keeper.submit('c1', 'b', 2.2)
+    assert decision.accepted and keeper.arbiter.queued('q') == ['c1']
+    return first, 'c1'
+
+
+def test_terminal_status_hands_the_lane_on_before_the_result():
+    keeper = LaneKeeper(LANES, SKILLS, SETTINGS)
+    first, queued = _queued_pair(keeper)
+    actions = keeper.driver_status('/a', {first: 4}, 3.0)  # SUCCEEDED, the Result follows
+    (send,) = [a for a in actions if isinstance(a, SendToDriver)]
+    assert send.caller_goal_id == queued
+    assert not [a for a in actions if isinstance(a, EndCaller)], 'the caller waits for its Result'
+    (end,) = [a for a in keeper.driver_result(first, 'succeeded', 'R', 3.01)
+              if isinstance(a, EndCaller)]
+    assert end.caller_goal_id == 'c0' and end.result == 'R' and end.driver_result
+    (record,) = [e for e in keeper.arbiter.lanes['q'].endings if e['goal_id'] == 'c0']
+    assert record['outcome'] == 'succeeded' and record['driver_result']
+    keeper.check_invariants()
+
+
+def test_terminal_status_without_a_result_ends_the_caller_with_none():
+    keeper = LaneKeeper(LANES, SKILLS, SETTINGS)
+    first, _ = _queued_pair(keeper)
+    keeper.driver_status('/a', {first: 6}, 3.0)  # ABORTED, and its Result is lost
+    assert not [a for a in keeper.tick(3.5) if isinstance(a, EndCaller)], 'waits for it'
+    (end,) = [a for a in keeper.tick(3.0 + RESULT_WAIT_S)
+              if isinstance(a, EndCaller) and a.caller_goal_id == 'c0']
+    assert end.outcome == 'aborted' and end.result is None and not end.driver_result
+    assert 'sent no result' in end.reason
+    (record,) = [e for e in keeper.arbiter.lanes['q'].endings if e['goal_id'] == 'c0']
+    assert not record['driver_result'] and 'sent no result' in record['reason']
