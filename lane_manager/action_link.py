@@ -17,6 +17,8 @@ from rclpy.action import ActionClient
 from rclpy.node import Node
 from rclpy.task import Future
 
+from lane_manager.statusless_client import StatuslessActionClient
+
 PROBE_PERIOD_S = 0.5
 
 
@@ -97,11 +99,21 @@ class ActionServerLink:
     probe notices it within driver_lost_s.
     """
 
-    def __init__(self, node: Node, action_type: Any, name: str, group) -> None:
+    def __init__(self, node: Node, action_type: Any, name: str, group,
+                 statusless: bool = False) -> None:
+        """statusless: a StatuslessActionClient (for a node that follows the server's status
+        itself, as the lane manager does); else rclpy's ActionClient, whose goal handles
+        track their status.
+        """
         self.name = name
-        self.client = RaceFreeActionClient(node, action_type, name, callback_group=group)
-        self.cancel_service = node.create_client(
-            CancelGoal, f'{name}/_action/cancel_goal', callback_group=group)
+        self.client: Any
+        if statusless:
+            self.client = StatuslessActionClient(node, action_type, name, callback_group=group)
+            self.cancel_service = self.client.cancel_service
+        else:
+            self.client = RaceFreeActionClient(node, action_type, name, callback_group=group)
+            self.cancel_service = node.create_client(
+                CancelGoal, f'{name}/_action/cancel_goal', callback_group=group)
         self.probe_sent_at: Optional[float] = None
         self.probe_future: Optional[Future] = None
         # The server has answered us at least once since it (re)appeared: it has discovered

@@ -108,7 +108,8 @@ class LaneManager(Node):
         for name, skill in self.config.skills.items():
             action_type = import_action_type(skill.action_type)
             self._action_types[name] = action_type
-            link = ActionServerLink(self, action_type, skill.driver, self._group)
+            link = ActionServerLink(self, action_type, skill.driver, self._group,
+                                    statusless=True)
             self._links[name] = link
             if skill.driver not in self._driver_links:
                 self._driver_links[skill.driver] = link
