@@ -57,6 +57,11 @@ from lane_manager.status_wire import decode_status_array
 
 SHUTDOWN_CANCEL_WAIT_S = 2.0
 RESULT_ASK_S = 3.0  # a goal a driver once ran is re-asked for its result this often
+# How long a skill server keeps a finished goal's result (and lists it in its status): the
+# same on both distributions (rclpy 9 defaults to 10 s, rclpy 7 to 900 s). Callers ask for
+# the result when the goal is accepted; every finished goal listed makes each status message
+# bigger for every client of the server.
+RESULT_KEEP_S = 10
 # A driver not seen on the graph this long after start is gone (discovery can take 2.6 s).
 STARTUP_DISCOVERY_S = 4.0
 CANCELING_WAIT_STEPS = 100  # x 10 ms
@@ -125,6 +130,7 @@ class LaneManager(Node):
                     qos_profile_action_status_default, raw=True)
             self._servers[name] = GoalIdActionServer(
                 self, action_type, self.server_names[name],
+                result_timeout=RESULT_KEEP_S,
                 execute_callback=partial(self._execute, name),
                 goal_callback=partial(self._on_goal_request, name),
                 handle_accepted_callback=self._on_accepted,
