@@ -47,6 +47,10 @@ class RaceFreeActionClient(ActionClient):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # rclpy 9.1 adds the client to its node's waitables before it creates `_lock`, which
+        # `get_num_entities` takes: an executor spinning in another thread meanwhile raises
+        # AttributeError (seen in the benchmark). A lock from the start closes that window.
+        self._lock = threading.Lock()
         super().__init__(*args, **kwargs)
         self._send_lock = threading.Lock()
         missing = [name for name in _CLIENT_INTERNALS if not hasattr(self, name)]

@@ -273,9 +273,10 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
                                                                    'release'))
                for lane in config.lanes}
     unanswered_since: dict[str, float] = {}
-    from rclpy.action import ActionClient
     from test_msgs.action import Fibonacci
-    bypass = ActionClient(node, Fibonacci, '/soak/survey')
+
+    from lane_manager.action_link import RaceFreeActionClient
+    bypass = RaceFreeActionClient(node, Fibonacci, '/soak/survey')  # made while spinning
     next_bypass = time.monotonic() + BYPASS_EVERY_S
     bypass_until = time.monotonic() + bypass_for_s - 10.0  # none during the drain
     orphan_since: dict[str, float] = {}
