@@ -534,14 +534,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     parser = config_argument_parser('lane_manager', 'Arbitrates robot skill lanes.')
     args, ros_argv = parse_args(parser, argv)
-    # Two threads, so that a goal with a big argument does not stop the other lanes: rclpy
-    # converts it to Python objects and back on the thread that takes it (a 150k-point
-    # JointTrajectory: 1.3 s + 0.3 s here), and that conversion lets other Python threads in
-    # every ~100 ms at worst. Measured against one thread (which saved a thread hand-over per
-    # hop while rclpy's ActionClient still converted every driver status list): round trip
-    # ratio 1.48 vs 1.50, hand-off 3.3 vs 3.7 (bench_lane_manager.py).
+    # Every callback of the lane manager is short and non-blocking: one thread is enough
+    # and saves a thread hand-over on each hop of a relayed goal.
     return run_node(lambda: LaneManager(args.config), 'lane_manager ready',
-                    before_stop=lambda node: node.cancel_everything(), num_threads=2,
+                    before_stop=lambda node: node.cancel_everything(), num_threads=1,
                     argv=ros_argv)
 
 
