@@ -200,7 +200,7 @@ class DriverGoal:
         confirmed_gone = code in TERMINAL_STATUSES or (code is None and self.seen_active)
         if confirmed_gone and self.caller_ended:
             self._move(Phase.ENDED, now)
-        elif confirmed_gone and self.status_end is None:
+        elif confirmed_gone and not self.driver_done:
             return self._driver_says_over(TERMINAL_OUTCOMES.get(code, 'aborted'), now)
         return []
 
@@ -215,7 +215,7 @@ class DriverGoal:
             return []
         if self.caller_ended:
             self._move(Phase.ENDED, now)
-        elif self.status_end is None:
+        elif not self.driver_done:
             return self._driver_says_over('aborted', now)
         return []
 
@@ -239,10 +239,9 @@ class DriverGoal:
         return []
 
     def tick(self, now: float, response_s: float) -> list[Action]:
-        if self.status_end is not None and not self.ended \
-                and now - self.status_end[1] >= RESULT_WAIT_S:
-            return self._end_without_result(now)
-        if self.driver_done:
+        if self.driver_done and not self.ended:
+            if now - self.status_end[1] >= RESULT_WAIT_S:
+                return self._end_without_result(now)
             return []  # its Result is on the way: no timeout, no cancel repeats
         if self.phase is Phase.SENT and self.sent_at is not None \
                 and now - self.sent_at >= response_s:

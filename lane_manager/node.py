@@ -26,7 +26,6 @@ from functools import partial
 from typing import Any, Optional, Sequence
 
 from action_msgs.msg import GoalStatus, GoalStatusArray
-from action_msgs.srv import CancelGoal
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.action import CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
@@ -73,6 +72,11 @@ STATUS_TO_OUTCOME = {
 }
 
 
+def _uuid_msg(goal_id: str) -> UUID:
+    """A goal id (text) as the unique_identifier_msgs/UUID the action protocol carries."""
+    return UUID(uuid=list(uuid.UUID(goal_id).bytes))
+
+
 class LaneManager(Node):
     """Serves one arbitrated action server per skill and forwards to the drivers."""
 
@@ -100,7 +104,6 @@ class LaneManager(Node):
         self._status_node = Node(f'{self.get_name()}_status', namespace=self.get_namespace(),
                                  context=self.context, use_global_arguments=False)
         self._status_spin: Optional[BackgroundExecutor] = None
-        self._result_clients: dict[str, Any] = {}              # per driver
         self._links: dict[str, ActionServerLink] = {}         # per skill
         self._driver_links: dict[str, ActionServerLink] = {}  # per driver (its first skill)
         self._servers: dict[str, GoalIdActionServer] = {}
@@ -118,9 +121,6 @@ class LaneManager(Node):
             self._links[name] = link
             if skill.driver not in self._driver_links:
                 self._driver_links[skill.driver] = link
-                self._result_clients[skill.driver] = self.create_client(
-                    action_type.Impl.GetResultService, f'{skill.driver}/_action/get_result',
-                    callback_group=self._group)
                 # Never seen yet: gone only once discovery has had its time too.
                 self._off_graph_since[skill.driver] = self._started_at + max(
                     0.0, STARTUP_DISCOVERY_S - settings.driver_lost_s)
@@ -306,7 +306,7 @@ class LaneManager(Node):
         link.reset_probe()
         send = link.client.send_goal_async(
             caller.goal, feedback_callback=partial(self._on_driver_feedback, caller),
-            goal_uuid=UUID(uuid=list(uuid.UUID(action.driver_goal_id).bytes)))
+            goal_uuid=_uuid_msg(action.driver_goal_id))
         send.add_done_callback(partial(self._on_driver_response, action.driver_goal_id))
 
     def _on_driver_feedback(self, caller: CallerGoal, feedback_msg: Any) -> None:
@@ -353,9 +353,8 @@ class LaneManager(Node):
     def _cancel_at_driver(self, action: CancelGoalAtDriver) -> None:
         self.get_logger().info(
             f'cancelling goal {action.driver_goal_id} at {action.driver}: {action.reason}')
-        request = CancelGoal.Request()
-        request.goal_info.goal_id.uuid = list(uuid.UUID(action.driver_goal_id).bytes)
-        future = self._driver_links[action.driver].cancel_service.call_async(request)
+        future = self._driver_links[action.driver].client.cancel_goal_async(
+            _uuid_msg(action.driver_goal_id))
         future.add_done_callback(partial(self._on_cancel_answer, action.driver_goal_id))
 
     def _on_cancel_answer(self, driver_goal_id: str, future: Future) -> None:
@@ -409,10 +408,8 @@ class LaneManager(Node):
         """Ask a driver again for a goal's result: a driver restarted under the same name
         answers at once that it knows no such goal (its status would never say so).
         """
-        client = self._result_clients[driver]
-        request = client.srv_type.Request()
-        request.goal_id.uuid = list(uuid.UUID(driver_goal_id).bytes)
-        client.call_async(request).add_done_callback(
+        self._driver_links[driver].client.get_result_async(
+            _uuid_msg(driver_goal_id)).add_done_callback(
             partial(self._on_result_answer, driver_goal_id))
 
     def _on_result_answer(self, driver_goal_id: str, future: Future) -> None:
@@ -515,11 +512,8 @@ class LaneManager(Node):
             self._closing = True
             for goal in self._keeper.goals.values():
                 if goal.may_run and goal.caller_goal_id is not None:
-                    request = CancelGoal.Request()
-                    request.goal_info.goal_id.uuid = list(
-                        uuid.UUID(goal.driver_goal_id).bytes)
-                    cancels.append(self._driver_links[goal.driver].cancel_service.call_async(
-                        request))
+                    cancels.append(self._driver_links[goal.driver].client.cancel_goal_async(
+                        _uuid_msg(goal.driver_goal_id)))
         deadline = time.monotonic() + SHUTDOWN_CANCEL_WAIT_S
         while cancels and time.monotonic() < deadline and not all(f.done() for f in cancels):
             time.sleep(0.02)
