@@ -53,28 +53,17 @@ def test_without_a_configured_token_no_token_is_asked_for():
 
 
 # ----------------------------------------------------------------- served app
-class Served:
-    """A LaneView on a real uvicorn in a thread; state and stop under the test's control."""
+class ServedView:
+    """A LaneView on a real uvicorn in a thread, beside a 404 app standing for the MCP app."""
 
-    def __init__(self, token: str, can_stop: bool = True) -> None:
+    def __init__(self, view: LaneView) -> None:
         import uvicorn
-        self.state: Optional[dict] = STATE
-        self.stops: list[str] = []
-        self.fail_with: Optional[Exception] = None
-
-        async def stop(lane: str) -> dict:
-            if self.fail_with is not None:
-                raise self.fail_with
-            self.stops.append(lane)
-            return {'ok': True, 'via': 'test', 'message': f'stopping {lane}'}
 
         async def other(scope, receive, send):  # stands for the MCP app
             if scope['type'] == 'http':
                 await send({'type': 'http.response.start', 'status': 404, 'headers': []})
                 await send({'type': 'http.response.body', 'body': b'mcp'})
 
-        view = LaneView(lambda: self.state, ['motion', 'gripper'], stop if can_stop else None,
-                        token, security_settings('127.0.0.1'))
         self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(
             _Dispatch(view, other), host='127.0.0.1', port=self.port, log_level='warning',
@@ -97,6 +86,25 @@ class Served:
     def close(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+class Served(ServedView):
+    """State and stop under the test's control."""
+
+    def __init__(self, token: str, can_stop: bool = True) -> None:
+        self.state: Optional[dict] = STATE
+        self.stops: list[str] = []
+        self.fail_with: Optional[Exception] = None
+
+        async def stop(lane: str) -> dict:
+            if self.fail_with is not None:
+                raise self.fail_with
+            self.stops.append(lane)
+            return {'ok': True, 'via': 'test', 'message': f'stopping {lane}'}
+
+        super().__init__(LaneView(lambda: self.state, ['motion', 'gripper'],
+                                  stop if can_stop else None, token,
+                                  security_settings('127.0.0.1')))
 
 
 @pytest.fixture

@@ -6,15 +6,12 @@ test_gateway_take.py and test_operator_take.py.
 """
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 
 import pytest
 
-from mcp_gateway.lane_view import LaneView, _Dispatch, security_settings
-from support import wait_until
-from test_gateway import free_port
+from mcp_gateway.lane_view import LaneView, security_settings
+from test_lane_view import ServedView
 
 TOKEN = 'lane-view-take-token'
 ENV = 'SKILL_LANES_OPERATOR_TOKEN_VIEW_TEST'
@@ -22,9 +19,8 @@ BUTTON = {'Authorization': f'Bearer {TOKEN}', 'Content-Type': 'application/json'
           'X-Skill-Lanes': '1'}
 
 
-class Served:
+class Served(ServedView):
     def __init__(self, with_operator: bool) -> None:
-        import uvicorn
         self.actions: list[tuple[str, str]] = []
 
         async def stop(lane: str) -> dict:
@@ -34,35 +30,15 @@ class Served:
             self.actions.append((verb, lane))
             return {'ok': True, 'message': f'{verb} {lane}'}
 
-        async def other(scope, receive, send):
-            if scope['type'] == 'http':
-                await send({'type': 'http.response.start', 'status': 404, 'headers': []})
-                await send({'type': 'http.response.body', 'body': b''})
-
         view = LaneView(lambda: {'lanes': {}}, ['arm'], stop, TOKEN,
                         security_settings('127.0.0.1'),
                         operator if with_operator else None, ENV)
         self.hello = view._hello()
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(
-            _Dispatch(view, other), host='127.0.0.1', port=self.port, log_level='warning',
-            lifespan='off'))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        wait_until(lambda: self.server.started, 20, what='uvicorn to listen')
+        super().__init__(view)
 
     def post(self, path: str, headers: dict) -> tuple[int, dict]:
-        conn = http.client.HTTPConnection('127.0.0.1', self.port, timeout=30)
-        try:
-            conn.request('POST', path, body=b'{}', headers=headers)
-            response = conn.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        status, _, body = self.request('POST', path, headers, b'{}')
+        return status, json.loads(body)
 
 
 @pytest.fixture
