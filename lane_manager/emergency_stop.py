@@ -35,7 +35,7 @@ class EmergencyStop:
     def _on_message(self, msg: Bool) -> None:
         node = self._node
         active = bool(msg.data)
-        with node._lock:
+        with node.keeper_turn():
             if active == self.active:
                 return
             self.active = active

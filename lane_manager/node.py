@@ -22,8 +22,9 @@ import json
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from functools import partial
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from action_msgs.msg import GoalStatus, GoalStatusArray
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -64,6 +65,7 @@ RESULT_KEEP_S = 10
 # A driver not seen on the graph this long after start is gone (discovery can take 2.6 s).
 STARTUP_DISCOVERY_S = 4.0
 CANCELING_WAIT_STEPS = 100  # x 10 ms
+EXECUTOR_THREADS = 2  # see main()
 
 STATUS_TO_OUTCOME = {
     GoalStatus.STATUS_SUCCEEDED: 'succeeded',
@@ -92,6 +94,7 @@ class LaneManager(Node):
                   for name, s in self.config.skills.items()}
         self._keeper = LaneKeeper(self.config.lanes, routes, settings)
         self._goals: dict[str, CallerGoal] = {}
+        self._unsent: list[SendToDriver] = []  # started by the keeper, sent after its turn
         self._state_seq = 0
         self._state_dirty = False
         self._closing = False
@@ -168,7 +171,7 @@ class LaneManager(Node):
     def _on_goal_request(self, skill_name: str, goal: Any) -> GoalResponse:
         server = self._servers[skill_name]
         goal_id = server.goal_ids.get(id(goal)) or str(uuid.uuid4())
-        with self._lock:
+        with self.keeper_turn():
             if self._closing or goal_id in self._goals:
                 return GoalResponse.REJECT
             self._goals[goal_id] = CallerGoal(goal_id, skill_name, goal)
@@ -195,7 +198,7 @@ class LaneManager(Node):
 
     def _on_cancel_request(self, goal_handle: ServerGoalHandle) -> CancelResponse:
         goal_id = goal_id_text(goal_handle.goal_id)
-        with self._lock:
+        with self.keeper_turn():
             caller = self._goals.get(goal_id)
             if caller is None or caller.done:
                 return CancelResponse.REJECT
@@ -246,7 +249,7 @@ class LaneManager(Node):
 
     # ------------------------------------------------------------ operator services
     def _on_release(self, lane: str, _request: Any, response: Any) -> Any:
-        with self._lock:
+        with self.keeper_turn():
             ok, message, actions = self._keeper.release(lane, time.monotonic())
             self._apply(actions)
             self._publish_state()
@@ -255,7 +258,7 @@ class LaneManager(Node):
         return response
 
     def _on_stop(self, lane: str, _request: Any, response: Any) -> Any:
-        with self._lock:
+        with self.keeper_turn():
             ok, message, actions = self._keeper.stop(lane, time.monotonic())
             self._apply(actions)
             self._publish_state()
@@ -264,11 +267,25 @@ class LaneManager(Node):
         return response
 
     # ------------------------------------------------------------ keeper actions
+    @contextmanager
+    def keeper_turn(self) -> Iterator[None]:
+        """The lock for one event given to the keeper; the goals it sends go out after.
+
+        Sending converts the goal to its wire form: 0.3 s for a 150k-point trajectory. Done
+        under the lock, that would hold up every other lane's events for as long; after it,
+        only this executor thread waits. Every `_apply` happens inside a turn.
+        """
+        with self._lock:
+            yield
+            sends, self._unsent = self._unsent, []
+        for action in sends:
+            self._send(action)
+
     def _apply(self, actions: Sequence[Any]) -> None:
-        """Carry out the keeper's actions. Called with the lock held."""
+        """Carry out the keeper's actions. Called inside `keeper_turn` (lock held)."""
         for action in actions:
             if isinstance(action, SendToDriver):
-                self._send(action)
+                self._unsent.append(action)
             elif isinstance(action, CancelGoalAtDriver):
                 self._cancel_at_driver(action)
             elif isinstance(action, EndCaller):
@@ -299,11 +316,13 @@ class LaneManager(Node):
             caller.goal_handle.execute()
 
     def _send(self, action: SendToDriver) -> None:
-        caller = self._goals.get(action.caller_goal_id)
-        if caller is None:
-            return
-        link = self._links[caller.skill]
-        link.reset_probe()
+        """Forward a goal the keeper started (outside the lock: see keeper_turn)."""
+        with self._lock:
+            caller = self._goals.get(action.caller_goal_id)
+            if caller is None:
+                return
+            link = self._links[caller.skill]
+            link.reset_probe()
         send = link.client.send_goal_async(
             caller.goal, feedback_callback=partial(self._on_driver_feedback, caller),
             goal_uuid=_uuid_msg(action.driver_goal_id))
@@ -318,7 +337,7 @@ class LaneManager(Node):
         if future.exception() is not None:
             return  # no answer: the keeper gives the caller up after driver_response_s
         handle = future.result()
-        with self._lock:
+        with self.keeper_turn():
             self._apply(self._keeper.driver_answer(driver_goal_id, handle.accepted,
                                                    time.monotonic()))
             self._publish_state()
@@ -333,7 +352,7 @@ class LaneManager(Node):
         outcome = STATUS_TO_OUTCOME.get(response.status)
         if outcome is None:
             return  # STATUS_UNKNOWN: not a result
-        with self._lock:
+        with self.keeper_turn():
             self._apply(self._keeper.driver_result(driver_goal_id, outcome, response.result,
                                                    time.monotonic()))
             self._publish_state()
@@ -344,7 +363,7 @@ class LaneManager(Node):
             wanted = {uuid.UUID(g.driver_goal_id).bytes for g in self._keeper.goals.values()
                       if g.driver == driver}
         statuses = decode_status_array(data, wanted)
-        with self._lock:
+        with self.keeper_turn():
             actions = self._keeper.driver_status(driver, statuses, time.monotonic())
             self._apply(actions)
             if actions:  # a status that changes nothing waits for the periodic state
@@ -360,7 +379,7 @@ class LaneManager(Node):
     def _on_cancel_answer(self, driver_goal_id: str, future: Future) -> None:
         if future.exception() is not None or future.result() is None:
             return
-        with self._lock:
+        with self.keeper_turn():
             actions = self._keeper.driver_cancel_answer(
                 driver_goal_id, future.result().return_code, time.monotonic())
             self._apply(actions)
@@ -387,7 +406,7 @@ class LaneManager(Node):
     def _watchdog(self) -> None:
         now = time.monotonic()
         lost_s = self._settings.driver_lost_s
-        with self._lock:
+        with self.keeper_turn():
             busy = self._keeper.drivers_with_goals()
             for driver, link in self._driver_links.items():
                 if self._driver_available.get(driver):
@@ -416,7 +435,7 @@ class LaneManager(Node):
         if future.exception() is not None or future.result() is None:
             return
         response = future.result()
-        with self._lock:
+        with self.keeper_turn():
             self._apply(self._keeper.driver_result_answer(
                 driver_goal_id, response.status, response.result, time.monotonic()))
             self._publish_state()
@@ -528,11 +547,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     parser = config_argument_parser('lane_manager', 'Arbitrates robot skill lanes.')
     args, ros_argv = parse_args(parser, argv)
-    # Every callback of the lane manager is short and non-blocking: one thread is enough
-    # and saves a thread hand-over on each hop of a relayed goal.
+    # Every callback is short and non-blocking, but rclpy converts a goal between its wire
+    # form and Python inside the executor: a 150k-point trajectory takes 1.6 s. With two
+    # executor threads the other lanes go on meanwhile (README "Big goal arguments").
     return run_node(lambda: LaneManager(args.config), 'lane_manager ready',
-                    before_stop=lambda node: node.cancel_everything(), num_threads=1,
-                    argv=ros_argv)
+                    before_stop=lambda node: node.cancel_everything(),
+                    num_threads=EXECUTOR_THREADS, argv=ros_argv)
 
 
 if __name__ == '__main__':

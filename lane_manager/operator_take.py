@@ -36,7 +36,7 @@ class OperatorTake:
     def _on_take(self, lane: str, _request: Any, response: Any) -> Any:
         node = self._node
         cancel = node.config.lanes[lane].on_take == 'cancel'
-        with node._lock:
+        with node.keeper_turn():
             again = lane in self.taken
             self.taken.setdefault(lane, time.time())
             message, actions = node._keeper.block(OPERATOR_REASON, True, [lane],
@@ -52,7 +52,7 @@ class OperatorTake:
 
     def _on_give(self, lane: str, _request: Any, response: Any) -> Any:
         node = self._node
-        with node._lock:
+        with node.keeper_turn():
             was_taken = self.taken.pop(lane, None) is not None
             _, actions = node._keeper.block(OPERATOR_REASON, False, [lane], '',
                                             time.monotonic())

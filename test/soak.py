@@ -264,6 +264,7 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
     seen = {'state': None, 'state_at': 0.0, 'stats': None, 'stats_at': 0.0}
     last_lane_stats: dict[str, dict] = {}
     banked_overlaps = 0
+    banked_by_lane: dict[str, int] = {}
     found = {'overlaps': 0, 'stuck_holds': 0, 'orphan_goals': 0, 'bypass_goals_sent': 0,
              'operator_releases': 0}
     from std_srvs.srv import Trigger
@@ -289,6 +290,7 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
             previous = last_lane_stats.get(lane)
             if previous and counters['goals'] < previous['goals']:  # a restarted sim driver
                 banked_overlaps += previous['overlaps']
+                banked_by_lane[lane] = banked_by_lane.get(lane, 0) + previous['overlaps']
             last_lane_stats[lane] = counters
         seen['stats'], seen['stats_at'] = stats, time.monotonic()
 
@@ -341,6 +343,9 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
                 found['stuck_holds'] += 1
     state = seen['state'] or {}
     found['overlaps'] = banked_overlaps + sum(c['overlaps'] for c in last_lane_stats.values())
+    found['overlaps_by_lane'] = {lane: banked_by_lane.get(lane, 0) + counters['overlaps']
+                                 for lane, counters in last_lane_stats.items()
+                                 if banked_by_lane.get(lane, 0) + counters['overlaps']}
     found['stuck_lanes'] = sorted(name for name, lane in state.get('lanes', {}).items()
                                   if lane.get('holder') is not None)
     found['stuck_lane_details'] = {

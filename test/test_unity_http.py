@@ -102,7 +102,7 @@ def test_gateways_through_the_official_server_never_overlap(processes, tmp_path:
             turn = index
             # Go on past `seconds` (bounded) until a refresh and a test run have got through.
             while time.monotonic() < end or not (outcomes['refresh'] and outcomes['tests']):
-                assert time.monotonic() < end + 60, f'no refresh or test run got through: {outcomes}'
+                assert time.monotonic() < end + 60, f'nothing got through: {outcomes}'
                 turn += 1
                 if turn % 2:
                     name, arguments = 'unity_run_tests', {}
