@@ -548,8 +548,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = config_argument_parser('lane_manager', 'Arbitrates robot skill lanes.')
     args, ros_argv = parse_args(parser, argv)
     # Every callback is short and non-blocking, but rclpy converts a goal between its wire
-    # form and Python inside the executor: a 150k-point trajectory takes 1.6 s. With two
-    # executor threads the other lanes go on meanwhile (README "Big goal arguments").
+    # form and Python inside the executor: a 150k-point trajectory takes 1.3 s. With two
+    # executor threads the other lanes go on meanwhile (README "Big goal arguments";
+    # bench/bench_big_goal.py).
     return run_node(lambda: LaneManager(args.config), 'lane_manager ready',
                     before_stop=lambda node: node.cancel_everything(),
                     num_threads=EXECUTOR_THREADS, argv=ros_argv)
