@@ -12,7 +12,9 @@ which is how the tests prove the lane manager never lets two through.
 Counts are published as JSON on `/sim_driver/stats` (std_msgs/String, transient local)
 after every change and once a second: per driver (keyed by its first skill) and per lane
 `goals`, `active`, `max_active`, `overlaps` (goals started while another was active),
-`canceled`; and `max_concurrent` over all drivers.
+`canceled`; `max_concurrent` over all drivers; and `overlap_events`, the last 50 overlaps
+with the goal ids involved and when each started at its driver (also logged), so a run can
+tell which goals met.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
 
+from lane_manager.caller_side import goal_id_text
 from lane_manager.config import Config, SimSkillConfig, import_action_type
 from lane_manager.interfaces import LANE_STATE_QOS, SIM_STATS_TOPIC
 from lane_manager.runtime import config_argument_parser, parse_args, resolve_config, run_node
@@ -44,6 +47,7 @@ class SimulatedDriver:
                  behaviour: SimSkillConfig) -> None:
         self.node = node
         self.skill = skill
+        self.server_name = server_name
         self.action_type = action_type
         self.behaviour = behaviour
         self.active = 0
@@ -71,12 +75,13 @@ class SimulatedDriver:
         Result), as a real driver stops the robot before it says the goal is over: the lane
         manager may start the lane's next goal on that report.
         """
-        self.node.goal_started(self)
+        self.node.goal_started(self, goal_id_text(goal_handle.goal_id))
         outcome = 'aborted'
         try:
             outcome = self._run(goal_handle)
         finally:
-            self.node.goal_ended(self, canceled=outcome == 'canceled')
+            self.node.goal_ended(self, goal_id_text(goal_handle.goal_id),
+                                 canceled=outcome == 'canceled')
         report = {'canceled': goal_handle.canceled, 'aborted': goal_handle.abort,
                   'succeeded': goal_handle.succeed}[outcome]
         report()
@@ -121,6 +126,8 @@ class SimDriver(Node):
         self._lane_stats: dict[str, dict[str, int]] = {}
         self._active_total = 0
         self._max_concurrent = 0
+        self._running: dict[str, dict[str, float]] = {}  # lane -> goal id -> wall start
+        self._overlap_events: list[dict] = []
         self._stats_pub = self.create_publisher(String, SIM_STATS_TOPIC, LANE_STATE_QOS)
         self.drivers: list[SimulatedDriver] = []
         served: set[str] = set()
@@ -144,7 +151,8 @@ class SimDriver(Node):
         lanes = self.config.skills[driver.skill].all_lanes
         return [self._stats[driver.skill]] + [self._lane_stats[lane] for lane in lanes]
 
-    def goal_started(self, driver: SimulatedDriver) -> None:
+    def goal_started(self, driver: SimulatedDriver, goal_id: str) -> None:
+        now = round(time.time(), 4)
         with self._lock:
             for stats in self._counters_of(driver):
                 stats['goals'] += 1
@@ -152,15 +160,27 @@ class SimDriver(Node):
                 if stats['active'] > 1:
                     stats['overlaps'] += 1
                 stats['max_active'] = max(stats['max_active'], stats['active'])
+            for lane in self.config.skills[driver.skill].all_lanes:
+                running = self._running.setdefault(lane, {})
+                if running:
+                    event = {'lane': lane, 'driver': driver.server_name, 'goal': goal_id,
+                             'started': now, 'running': dict(running)}
+                    self._overlap_events = (self._overlap_events + [event])[-50:]
+                    self.get_logger().error(
+                        f'OVERLAP on lane {lane}: goal {goal_id} started at {driver.server_name} '
+                        f'while {", ".join(running)} run(s)')
+                running[goal_id] = now
             self._active_total += 1
             self._max_concurrent = max(self._max_concurrent, self._active_total)
             self._publish_stats()
 
-    def goal_ended(self, driver: SimulatedDriver, canceled: bool) -> None:
+    def goal_ended(self, driver: SimulatedDriver, goal_id: str, canceled: bool) -> None:
         with self._lock:
             for stats in self._counters_of(driver):
                 stats['active'] -= 1
                 stats['canceled'] += int(canceled)
+            for lane in self.config.skills[driver.skill].all_lanes:
+                self._running.get(lane, {}).pop(goal_id, None)
             self._active_total -= 1
             self._publish_stats()
 
@@ -168,7 +188,8 @@ class SimDriver(Node):
         with self._lock:
             return {'drivers': json.loads(json.dumps(self._stats)),
                     'lanes': json.loads(json.dumps(self._lane_stats)),
-                    'max_concurrent': self._max_concurrent}
+                    'max_concurrent': self._max_concurrent,
+                    'overlap_events': json.loads(json.dumps(self._overlap_events))}
 
     def _publish_stats(self) -> None:
         self._stats_pub.publish(String(data=json.dumps(self.stats())))

@@ -8,13 +8,17 @@ import os
 import sys
 import textwrap
 import time
+import uuid
 
 import pytest
 from action_msgs.msg import GoalStatus
+from test_msgs.action import Fibonacci
+from unique_identifier_msgs.msg import UUID
 
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from driver_truth_support import DiagnosticsWatch, call_lane_service
+from lane_manager.action_link import RaceFreeActionClient
 from ros_client import RosTestClient
 from support import ProcessGroup, wait_until
 
@@ -311,3 +315,29 @@ def test_lane_state_and_diagnostics_format(stack):
         assert seen['skill_lanes: lane manipulation'].level == DiagnosticStatus.OK
     finally:
         client.node.destroy_subscription(sub)
+
+
+def test_the_sim_driver_counts_and_names_an_overlap_sent_around_the_lane_manager(stack):
+    """The judge of every overlap test can see one: two goals sent straight to a driver."""
+    client, _, _ = stack
+    wait_lane_idle(client, 'manipulation')
+    before = lane_stats(client, 'manipulation')
+    # Straight to the driver (around the lane manager), so nothing serializes them.
+    bypass = RaceFreeActionClient(client.node, Fibonacci, '/sim/grasp')
+    try:
+        assert bypass.wait_for_server(timeout_sec=20)
+        ids = [uuid.uuid4() for _ in range(2)]
+        sends = [bypass.send_goal_async(Fibonacci.Goal(), goal_uuid=UUID(uuid=list(i.bytes)))
+                 for i in ids]
+        wait_until(lambda: all(f.done() for f in sends), 20, what='both goals answered')
+        stats = client.wait_stats(
+            lambda s: s['lanes']['manipulation']['goals'] == before['goals'] + 2
+            and s['lanes']['manipulation']['active'] == 0, 20, what='both goals ended')
+    finally:
+        bypass.destroy()
+    assert stats['lanes']['manipulation']['overlaps'] == before['overlaps'] + 1
+    event = stats['overlap_events'][-1]
+    assert event['lane'] == 'manipulation' and event['driver'] == '/sim/grasp'
+    assert {event['goal'], *event['running']} == {str(i) for i in ids}
+    # The lane manager saw them too (external goals) and holds the lane until they end.
+    wait_lane_idle(client, 'manipulation')
