@@ -94,7 +94,8 @@ class LaneManager(Node):
                   for name, s in self.config.skills.items()}
         self._keeper = LaneKeeper(self.config.lanes, routes, settings)
         self._goals: dict[str, CallerGoal] = {}
-        self._unsent: list[SendToDriver] = []  # started by the keeper, sent after its turn
+        # Goals the keeper started, sent after its turn (see keeper_turn).
+        self._unsent: list[tuple[SendToDriver, CallerGoal]] = []
         self._state_seq = 0
         self._state_dirty = False
         self._closing = False
@@ -278,14 +279,16 @@ class LaneManager(Node):
         with self._lock:
             yield
             sends, self._unsent = self._unsent, []
-        for action in sends:
-            self._send(action)
+        for action, caller in sends:
+            self._send(action, caller)
 
     def _apply(self, actions: Sequence[Any]) -> None:
         """Carry out the keeper's actions. Called inside `keeper_turn` (lock held)."""
         for action in actions:
             if isinstance(action, SendToDriver):
-                self._unsent.append(action)
+                caller = self._goals.get(action.caller_goal_id)
+                if caller is not None:  # what to send is taken now, in the keeper's order
+                    self._unsent.append((action, caller))
             elif isinstance(action, CancelGoalAtDriver):
                 self._cancel_at_driver(action)
             elif isinstance(action, EndCaller):
@@ -315,13 +318,10 @@ class LaneManager(Node):
         if caller.goal_handle is not None:
             caller.goal_handle.execute()
 
-    def _send(self, action: SendToDriver) -> None:
+    def _send(self, action: SendToDriver, caller: CallerGoal) -> None:
         """Forward a goal the keeper started (outside the lock: see keeper_turn)."""
+        link = self._links[caller.skill]
         with self._lock:
-            caller = self._goals.get(action.caller_goal_id)
-            if caller is None:
-                return
-            link = self._links[caller.skill]
             link.reset_probe()
         send = link.client.send_goal_async(
             caller.goal, feedback_callback=partial(self._on_driver_feedback, caller),
