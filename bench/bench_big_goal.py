@@ -170,10 +170,11 @@ def main() -> int:
     cfg = tmp / 'big.yaml'
     cfg.write_text(CONFIG)
     results: dict[tuple[str, str], dict] = {}
+    runs = setups()
     procs = Procs('bench_big_goal')
     reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
     try:
-        for index, (label, threads, switch_s) in enumerate(setups()):
+        for index, (label, threads, switch_s) in enumerate(runs):
             client = Client()
             try:
                 sim = procs.python('-m', 'lane_manager.sim_driver', '--config', str(cfg),
@@ -220,7 +221,7 @@ def main() -> int:
         print(f"| {label} | {how} | {conversion} | {r['quiet_ms']:.2f} ms | "
               f"{r['worst_ms']:.0f} ms | {r['worst_ms'] / r['quiet_ms']:.0f} | {r['goals']} |")
     for how in ('converted', 'received'):
-        first, last = setups()[0][0], setups()[1][0]
+        first, last = runs[0][0], runs[1][0]
         print(f'\nLongest stall of the other lane ({how}), {last} / {first}: '
               f"{results[last, how]['worst_ms'] / results[first, how]['worst_ms']:.2f}")
     return 0

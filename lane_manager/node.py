@@ -36,11 +36,11 @@ from rclpy.qos import qos_profile_action_status_default
 from rclpy.task import Future
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
-from unique_identifier_msgs.msg import UUID
 
 from lane_manager.action_link import ActionServerLink
 from lane_manager.agents import AgentBook
-from lane_manager.caller_side import CallerGoal, Outcome, GoalIdActionServer, goal_id_text
+from lane_manager.caller_side import (CallerGoal, GoalIdActionServer, Outcome, goal_id_msg,
+                                      goal_id_text)
 from lane_manager.config import Config, import_action_type
 from lane_manager.diagnostics import lane_diagnostics
 from lane_manager.driver_status import Presence
@@ -72,11 +72,6 @@ STATUS_TO_OUTCOME = {
     GoalStatus.STATUS_CANCELED: 'canceled',
     GoalStatus.STATUS_ABORTED: 'aborted',
 }
-
-
-def _uuid_msg(goal_id: str) -> UUID:
-    """A goal id (text) as the unique_identifier_msgs/UUID the action protocol carries."""
-    return UUID(uuid=list(uuid.UUID(goal_id).bytes))
 
 
 class LaneManager(Node):
@@ -325,7 +320,7 @@ class LaneManager(Node):
             link.reset_probe()
         send = link.client.send_goal_async(
             caller.goal, feedback_callback=partial(self._on_driver_feedback, caller),
-            goal_uuid=_uuid_msg(action.driver_goal_id))
+            goal_uuid=goal_id_msg(action.driver_goal_id))
         send.add_done_callback(partial(self._on_driver_response, action.driver_goal_id))
 
     def _on_driver_feedback(self, caller: CallerGoal, feedback_msg: Any) -> None:
@@ -373,7 +368,7 @@ class LaneManager(Node):
         self.get_logger().info(
             f'cancelling goal {action.driver_goal_id} at {action.driver}: {action.reason}')
         future = self._driver_links[action.driver].client.cancel_goal_async(
-            _uuid_msg(action.driver_goal_id))
+            goal_id_msg(action.driver_goal_id))
         future.add_done_callback(partial(self._on_cancel_answer, action.driver_goal_id))
 
     def _on_cancel_answer(self, driver_goal_id: str, future: Future) -> None:
@@ -428,7 +423,7 @@ class LaneManager(Node):
         answers at once that it knows no such goal (its status would never say so).
         """
         self._driver_links[driver].client.get_result_async(
-            _uuid_msg(driver_goal_id)).add_done_callback(
+            goal_id_msg(driver_goal_id)).add_done_callback(
             partial(self._on_result_answer, driver_goal_id))
 
     def _on_result_answer(self, driver_goal_id: str, future: Future) -> None:
@@ -532,7 +527,7 @@ class LaneManager(Node):
             for goal in self._keeper.goals.values():
                 if goal.may_run and goal.caller_goal_id is not None:
                     cancels.append(self._driver_links[goal.driver].client.cancel_goal_async(
-                        _uuid_msg(goal.driver_goal_id)))
+                        goal_id_msg(goal.driver_goal_id)))
         deadline = time.monotonic() + SHUTDOWN_CANCEL_WAIT_S
         while cancels and time.monotonic() < deadline and not all(f.done() for f in cancels):
             time.sleep(0.02)

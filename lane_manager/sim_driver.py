@@ -75,13 +75,13 @@ class SimulatedDriver:
         Result), as a real driver stops the robot before it says the goal is over: the lane
         manager may start the lane's next goal on that report.
         """
-        self.node.goal_started(self, goal_id_text(goal_handle.goal_id))
+        goal_id = goal_id_text(goal_handle.goal_id)
+        self.node.goal_started(self, goal_id)
         outcome = 'aborted'
         try:
             outcome = self._run(goal_handle)
         finally:
-            self.node.goal_ended(self, goal_id_text(goal_handle.goal_id),
-                                 canceled=outcome == 'canceled')
+            self.node.goal_ended(self, goal_id, canceled=outcome == 'canceled')
         report = {'canceled': goal_handle.canceled, 'aborted': goal_handle.abort,
                   'succeeded': goal_handle.succeed}[outcome]
         report()

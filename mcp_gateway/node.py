@@ -27,8 +27,8 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
-from unique_identifier_msgs.msg import UUID
 
+from lane_manager.caller_side import goal_id_msg
 from lane_manager.config import Config, import_action_type
 from lane_manager.action_link import ActionServerLink
 from lane_manager.interfaces import (GOAL_AGENTS_TOPIC, LANE_STATE_QOS, TOOL_LANES_TOPIC,
@@ -219,7 +219,7 @@ class GatewayNode(Node):
         """Send one goal request and wait for the lane manager's accept/reject answer."""
         wait_s = self.config.gateway.lane_manager_wait_s
         send = self._links[skill].client.send_goal_async(
-            goal, feedback_callback=feedback, goal_uuid=UUID(uuid=list(goal_uuid.bytes)))
+            goal, feedback_callback=feedback, goal_uuid=goal_id_msg(goal_uuid))
         try:
             with anyio.fail_after(wait_s):
                 return await bridge_future(send, loop)
@@ -288,7 +288,7 @@ class GatewayNode(Node):
     def _cancel_by_id(self, skill: str, goal_uuid: uuid.UUID) -> None:
         """Fire-and-forget cancel of one goal id (no handle needed)."""
         request = CancelGoal.Request()
-        request.goal_info.goal_id.uuid = list(goal_uuid.bytes)
+        request.goal_info.goal_id = goal_id_msg(goal_uuid)
         self._links[skill].cancel_service.call_async(request)
 
     async def _cancel_when_accepted(self, send: Any, loop) -> None:

@@ -14,6 +14,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from lane_manager.action_link import RaceFreeActionClient as ActionClient
+from lane_manager.caller_side import goal_id_msg
 from lane_manager.interfaces import LANE_STATE_QOS
 from lane_manager.runtime import BackgroundExecutor
 from support import wait_until
@@ -34,7 +35,7 @@ class GoalCall:
         self.goal_id = uuid.uuid4()
         self._send = client.send_goal_async(
             goal, feedback_callback=self._on_feedback,
-            goal_uuid=_uuid_msg(self.goal_id))
+            goal_uuid=goal_id_msg(self.goal_id))
         self._handle = None
         self._result = None
         self.sent_at = time.monotonic()
@@ -64,11 +65,6 @@ class GoalCall:
     def cancel(self, timeout: float = 15.0):
         assert self.accepted(timeout)
         return wait_future(self._handle.cancel_goal_async(), timeout, 'cancel response')
-
-
-def _uuid_msg(value: uuid.UUID):
-    from unique_identifier_msgs.msg import UUID
-    return UUID(uuid=list(value.bytes))
 
 
 class RosTestClient:

@@ -281,8 +281,7 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
     node = rclpy.create_node('soak_monitor')
     seen = {'state': None, 'state_at': 0.0, 'stats': None, 'stats_at': 0.0}
     last_lane_stats: dict[str, dict] = {}
-    banked_overlaps = 0
-    banked_by_lane: dict[str, int] = {}
+    banked_by_lane: dict[str, int] = {}  # overlaps counted by sim driver lives before this one
     overlap_events: dict[tuple, dict] = {}  # every overlap the drivers named, all lives
     bypass_ids: set[str] = set()
     found = {'overlaps': 0, 'stuck_holds': 0, 'orphan_goals': 0, 'bypass_goals_sent': 0,
@@ -295,9 +294,9 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
                for lane in config.lanes}
     unanswered_since: dict[str, float] = {}
     from test_msgs.action import Fibonacci
-    from unique_identifier_msgs.msg import UUID
 
     from lane_manager.action_link import RaceFreeActionClient
+    from lane_manager.caller_side import goal_id_msg
     bypass = RaceFreeActionClient(node, Fibonacci, '/soak/survey')  # made while spinning
     next_bypass = time.monotonic() + BYPASS_EVERY_S
     bypass_until = time.monotonic() + bypass_for_s - 10.0  # none during the drain
@@ -305,12 +304,10 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
     flagged: set = set()
 
     def on_stats(msg) -> None:
-        nonlocal banked_overlaps
         stats = json.loads(msg.data)
         for lane, counters in stats.get('lanes', {}).items():
             previous = last_lane_stats.get(lane)
             if previous and counters['goals'] < previous['goals']:  # a restarted sim driver
-                banked_overlaps += previous['overlaps']
                 banked_by_lane[lane] = banked_by_lane.get(lane, 0) + previous['overlaps']
             last_lane_stats[lane] = counters
         for event in stats.get('overlap_events', []):
@@ -334,9 +331,9 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
                      and not survey.get('occupants'))
         if bypass_until > now >= next_bypass and lane_idle and bypass.server_is_ready():
             # A client that sends straight to a driver, around the lane manager.
-            goal_id = uuid.uuid4()
-            bypass_ids.add(str(goal_id))
-            bypass.send_goal_async(Fibonacci.Goal(), goal_uuid=UUID(uuid=list(goal_id.bytes)))
+            goal_id = str(uuid.uuid4())
+            bypass_ids.add(goal_id)
+            bypass.send_goal_async(Fibonacci.Goal(), goal_uuid=goal_id_msg(goal_id))
             found['bypass_goals_sent'] += 1
             next_bypass = now + BYPASS_EVERY_S
         for lane, info in state['lanes'].items():
@@ -367,14 +364,13 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
                 flagged.add(holder['goal_id'])
                 found['stuck_holds'] += 1
     state = seen['state'] or {}
-    total = banked_overlaps + sum(c['overlaps'] for c in last_lane_stats.values())
+    by_lane = {lane: banked_by_lane.get(lane, 0) + counters['overlaps']
+               for lane, counters in last_lane_stats.items()}
     races = [event for event in overlap_events.values() if is_bypass_race(event, bypass_ids)]
     found['bypass_races'] = len(races)
-    found['overlaps'] = total - len(races)
+    found['overlaps'] = sum(by_lane.values()) - len(races)
     found['overlap_events'] = list(overlap_events.values())
-    found['overlaps_by_lane'] = {lane: banked_by_lane.get(lane, 0) + counters['overlaps']
-                                 for lane, counters in last_lane_stats.items()
-                                 if banked_by_lane.get(lane, 0) + counters['overlaps']}
+    found['overlaps_by_lane'] = {lane: count for lane, count in by_lane.items() if count}
     found['stuck_lanes'] = sorted(name for name, lane in state.get('lanes', {}).items()
                                   if lane.get('holder') is not None)
     found['stuck_lane_details'] = {

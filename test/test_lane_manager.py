@@ -13,12 +13,12 @@ import uuid
 import pytest
 from action_msgs.msg import GoalStatus
 from test_msgs.action import Fibonacci
-from unique_identifier_msgs.msg import UUID
 
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from driver_truth_support import DiagnosticsWatch, call_lane_service
 from lane_manager.action_link import RaceFreeActionClient
+from lane_manager.caller_side import goal_id_msg
 from ros_client import RosTestClient
 from support import ProcessGroup, wait_until
 
@@ -327,7 +327,7 @@ def test_the_sim_driver_counts_and_names_an_overlap_sent_around_the_lane_manager
     try:
         assert bypass.wait_for_server(timeout_sec=20)
         ids = [uuid.uuid4() for _ in range(2)]
-        sends = [bypass.send_goal_async(Fibonacci.Goal(), goal_uuid=UUID(uuid=list(i.bytes)))
+        sends = [bypass.send_goal_async(Fibonacci.Goal(), goal_uuid=goal_id_msg(i))
                  for i in ids]
         wait_until(lambda: all(f.done() for f in sends), 20, what='both goals answered')
         stats = client.wait_stats(
