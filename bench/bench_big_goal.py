@@ -1,4 +1,4 @@
-"""Benchmark: does a big goal argument stop the lane manager's other lanes? 1 thread vs 2.
+"""Benchmark: how long a big goal argument stops the lane manager's other lanes, 1 thread vs 2.
 
 rclpy converts a goal between its wire form and Python inside the lane manager's executor
 (when its action server takes the request, and when the goal is sent on to the driver): a
@@ -14,8 +14,8 @@ group of its action servers, two ways:
 - received: the big trajectory itself arrives on a subscription (a 20 MB message over
   loopback UDP, so DDS transport is part of this one).
 
-Per setup (1 executor thread as before; 2 as lane_manager.node runs; 2 with a 0.5 ms GIL
-switch interval, tried and not taken: see README), with real OS processes on loopback
+Per setup (1 executor thread, as lane_manager.node runs; 2; 2 with a 0.5 ms GIL switch
+interval: both tried and not taken, see README), with real OS processes on loopback
 (sim_driver and that lane manager), a client in this process sends zero-length goals through
 the lane manager back to back, and the big message is triggered in the middle. Reported: the
 quiet median round trip, and the longest round trip while the lane manager converts.
@@ -53,13 +53,14 @@ CONFIG = textwrap.dedent("""\
 
 
 def setups() -> list[tuple[str, int, float]]:
-    """(label, executor threads, GIL switch interval): as before, as it runs now, and with
-    a 0.5 ms switch interval (tried: a little shorter stalls, a slower round trip).
+    """(label, executor threads, GIL switch interval): one thread, two, and two with a
+    0.5 ms switch interval. The lane manager's own (EXECUTOR_THREADS) is marked.
     """
     from lane_manager.node import EXECUTOR_THREADS
-    return [('1 thread', 1, 0.005), (f'{EXECUTOR_THREADS} threads (lane_manager)',
-                                     EXECUTOR_THREADS, 0.005),
-            (f'{EXECUTOR_THREADS} threads, 0.5 ms GIL switch', EXECUTOR_THREADS, 0.0005)]
+    runs = [('1 thread', 1, 0.005), ('2 threads', 2, 0.005),
+            ('2 threads, 0.5 ms GIL switch', 2, 0.0005)]
+    return [(f'{label} (lane_manager)' if threads == EXECUTOR_THREADS and switch_s == 0.005
+             else label, threads, switch_s) for label, threads, switch_s in runs]
 
 
 def run_lane_manager(config: str, threads: int, switch_s: float, points: int, joints: int,

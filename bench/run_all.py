@@ -2,7 +2,7 @@
 
 Each bench is its own process (own ROS domain, every process it starts is stopped, Fast DDS
 files it leaves in /dev/shm removed). A bench that fails or overruns its time budget is
-reported and the others still run. Total: about 3.5 minutes on 2 cores.
+reported and the others still run. Total: about 4 minutes on 2 cores.
 
 Usage: python bench/run_all.py [--quick]
 """

@@ -65,7 +65,7 @@ RESULT_KEEP_S = 10
 # A driver not seen on the graph this long after start is gone (discovery can take 2.6 s).
 STARTUP_DISCOVERY_S = 4.0
 CANCELING_WAIT_STEPS = 100  # x 10 ms
-EXECUTOR_THREADS = 2  # see main()
+EXECUTOR_THREADS = 1  # see main()
 
 STATUS_TO_OUTCOME = {
     GoalStatus.STATUS_SUCCEEDED: 'succeeded',
@@ -268,8 +268,9 @@ class LaneManager(Node):
         """The lock for one event given to the keeper; the goals it sends go out after.
 
         Sending converts the goal to its wire form: 0.3 s for a 150k-point trajectory. Done
-        under the lock, that would hold up every other lane's events for as long; after it,
-        only this executor thread waits. Every `_apply` happens inside a turn.
+        under the lock, that would also hold up the drivers' status, handled on its own
+        thread (and every executor thread, were there more than one). Every `_apply`
+        happens inside a turn.
         """
         with self._lock:
             yield
@@ -542,10 +543,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     parser = config_argument_parser('lane_manager', 'Arbitrates robot skill lanes.')
     args, ros_argv = parse_args(parser, argv)
-    # Every callback is short and non-blocking, but rclpy converts a goal between its wire
-    # form and Python inside the executor: a 150k-point trajectory takes 1.3 s. With two
-    # executor threads the other lanes go on meanwhile (README "Big goal arguments";
-    # bench/bench_big_goal.py).
+    # Every callback is short and non-blocking: one thread saves a thread hand-over on each
+    # hop of a relayed goal. Two threads would let other lanes go on while rclpy converts a
+    # big goal (1.3 s for a 150k-point trajectory), but made the MCP round trip through the
+    # gateway 2-4x slower (README "Big goal arguments"; bench/bench_big_goal.py).
     return run_node(lambda: LaneManager(args.config), 'lane_manager ready',
                     before_stop=lambda node: node.cancel_everything(),
                     num_threads=EXECUTOR_THREADS, argv=ros_argv)
