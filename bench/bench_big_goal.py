@@ -1,24 +1,27 @@
-"""Benchmark: how long a big goal argument stops the lane manager's other lanes, 1 thread vs 2.
+"""Benchmark: how long a big goal argument stops the lane manager's other lanes.
 
-rclpy converts a goal between its wire form and Python inside the lane manager's executor
-(when its action server takes the request, and when the goal is sent on to the driver): a
-150k-point trajectory takes over a second, and a single-threaded executor handles nothing
-else meanwhile. No action type with a big goal is installable from PyPI (test_msgs has only
-Fibonacci and NestedMessage), so the lane manager process built here (the real
-lane_manager.node.LaneManager) does the same conversion on its own executor, in the callback
-group of its action servers, two ways:
+rclpy converts a goal between its wire form and Python in the executor thread that takes it
+(when a skill server takes the request, and when the goal is sent on to the driver): a
+150k-point trajectory takes over a second, and that thread handles nothing else meanwhile.
+Each lane's goals come in on a thread of the lane's own (lane_manager/goal_intake.py). No
+action type with a big goal is installable from PyPI (test_msgs has only Fibonacci and
+NestedMessage), so the lane manager process built here (the real
+lane_manager.node.LaneManager) does the same conversion in three places:
 
-- converted: a small trigger message makes a callback deserialize a 150k-point
-  trajectory_msgs/JointTrajectory with rclpy.serialization (C deserialization, then Python
-  objects: what a take does);
-- received: the big trajectory itself arrives on a subscription (a 20 MB message over
-  loopback UDP, so DDS transport is part of this one).
+- another lane's intake: where a big goal of another lane is taken (the case that matters);
+- the measured lane's own intake: its next goal waits for the big one anyway;
+- the lane manager's main thread: where, with one executor thread, every lane's goals came
+  in (the design before goal intakes), and where the drivers' answers are relayed.
 
-Per setup (1 executor thread, as lane_manager.node runs; 2; 2 with a 0.5 ms GIL switch
-interval: both tried and not taken, see README), with real OS processes on loopback
-(sim_driver and that lane manager), a client in this process sends zero-length goals through
-the lane manager back to back, and the big message is triggered in the middle. Reported: the
-quiet median round trip, and the longest round trip while the lane manager converts.
+Two ways each: converted (a small trigger message makes a callback deserialize a 150k-point
+trajectory_msgs/JointTrajectory with rclpy.serialization: C deserialization, then Python
+objects, what a take does) and received (the big trajectory itself arrives on a
+subscription: a 20 MB message over loopback UDP, so DDS transport is part of this one).
+
+Real OS processes on loopback (sim_driver and that lane manager); a client in this process
+sends zero-length goals of lane `fast` through the lane manager back to back and triggers the
+big message in the middle. Reported: the quiet median round trip, and the longest round trip
+while the lane manager converts.
 
 Usage: python bench/bench_big_goal.py [--points 150000] [--joints 6]
 """
@@ -39,45 +42,44 @@ import _stack  # noqa: E402
 from _stack import Procs, median, send_timed, wait_servers, warm_up  # noqa: E402
 
 DEFAULT_DOMAIN = 177
-CONVERT_TOPIC = '/bench/convert_big_trajectory'
-WIRE_TOPIC = '/bench/big_trajectory'
 CONFIG = textwrap.dedent("""\
     lanes:
       fast: {policy: queue, max_queue: 8, max_hold_s: 5, cancel_grace_s: 2}
+      arm: {policy: queue, max_queue: 8, max_hold_s: 5, cancel_grace_s: 2}
     skills:
       zero: {lane: fast, action_type: test_msgs/action/Fibonacci, driver: /sim/zero}
+      reach: {lane: arm, action_type: test_msgs/action/Fibonacci, driver: /sim/reach}
     lane_manager: {driver_response_s: 5.0}
     sim:
       default: {duration_s: 0, feedback_hz: 0}
     """)
+# (label, where in the lane manager the big message is handled)
+PLACES = [("another lane's intake (lane arm)", 'arm'),
+          ("the measured lane's own intake (lane fast)", 'fast'),
+          ('the main thread (one thread for all, before intakes)', 'main')]
 
 
-def setups() -> list[tuple[str, int, float]]:
-    """(label, executor threads, GIL switch interval): one thread, two, and two with a
-    0.5 ms switch interval. The lane manager's own (EXECUTOR_THREADS) is marked.
-    """
-    from lane_manager.node import EXECUTOR_THREADS
-    runs = [('1 thread', 1, 0.005), ('2 threads', 2, 0.005),
-            ('2 threads, 0.5 ms GIL switch', 2, 0.0005)]
-    return [(f'{label} (lane_manager)' if threads == EXECUTOR_THREADS and switch_s == 0.005
-             else label, threads, switch_s) for label, threads, switch_s in runs]
+def convert_topic(place: str) -> str:
+    return f'/bench/convert_big_trajectory/{place}'
 
 
-def run_lane_manager(config: str, threads: int, switch_s: float, points: int, joints: int,
-                     ros_argv: list[str]) -> int:
-    """The real lane manager node, plus the big conversion on its executor (see the top)."""
+def wire_topic(place: str) -> str:
+    return f'/bench/big_trajectory/{place}'
+
+
+def run_lane_manager(config: str, points: int, joints: int, ros_argv: list[str]) -> int:
+    """The real lane manager node, plus the big conversion in each place (see the top)."""
     from rclpy.serialization import deserialize_message
     from std_msgs.msg import Empty
     from trajectory_msgs.msg import JointTrajectory
 
-    from lane_manager.node import LaneManager
+    from lane_manager.node import EXECUTOR_THREADS, LaneManager
     from lane_manager.runtime import run_node
 
     wire = big_trajectory(points, joints)  # before "ready": not part of what is measured
-    sys.setswitchinterval(switch_s)
 
     def build() -> LaneManager:
-        node = LaneManager(config)
+        lm = LaneManager(config)
 
         def report(how: str, started: float, msg: JointTrajectory) -> None:
             print(f'TAKEN {time.monotonic():.6f} {how} points={len(msg.points)} '
@@ -88,13 +90,15 @@ def run_lane_manager(config: str, threads: int, switch_s: float, points: int, jo
             started = time.monotonic()
             report('converted', started, deserialize_message(wire, JointTrajectory))
 
-        node.create_subscription(Empty, CONVERT_TOPIC, convert, 1, callback_group=node._group)
-        node.create_subscription(
-            JointTrajectory, WIRE_TOPIC, lambda msg: report('received', time.monotonic(), msg),
-            1, callback_group=node._group)
-        return node
+        for _label, place in PLACES:
+            node = lm if place == 'main' else lm.intake_node(place)
+            node.create_subscription(Empty, convert_topic(place), convert, 1)
+            node.create_subscription(
+                JointTrajectory, wire_topic(place),
+                lambda msg: report('received', time.monotonic(), msg), 1)
+        return lm
 
-    return run_node(build, 'lane_manager ready', num_threads=threads,
+    return run_node(build, 'lane_manager ready', num_threads=EXECUTOR_THREADS,
                     before_stop=lambda node: node.cancel_everything(), argv=ros_argv)
 
 
@@ -151,13 +155,10 @@ def main() -> int:
     parser.add_argument('--rounds', type=int, default=40, help='quiet round trips before')
     parser.add_argument('--domain', type=int,
                         default=int(os.environ.get('BENCH_ROS_DOMAIN_ID', DEFAULT_DOMAIN)))
-    parser.add_argument('--lane-manager', nargs=3, metavar=('CONFIG', 'THREADS', 'SWITCH_S'),
-                        help=argparse.SUPPRESS)
+    parser.add_argument('--lane-manager', metavar='CONFIG', help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()
     if args.lane_manager:
-        config, threads, switch_s = args.lane_manager
-        return run_lane_manager(config, int(threads), float(switch_s), args.points,
-                                args.joints, sys.argv)
+        return run_lane_manager(args.lane_manager, args.points, args.joints, sys.argv)
 
     from bench_lane_manager import Client
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -171,39 +172,34 @@ def main() -> int:
     cfg = tmp / 'big.yaml'
     cfg.write_text(CONFIG)
     results: dict[tuple[str, str], dict] = {}
-    runs = setups()
     procs = Procs('bench_big_goal')
     reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    client = None
     try:
-        for index, (label, threads, switch_s) in enumerate(runs):
-            client = Client()
-            try:
-                sim = procs.python('-m', 'lane_manager.sim_driver', '--config', str(cfg),
-                                   name=f'sim_{index}')
-                lm = procs.python(__file__, '--lane-manager', str(cfg), str(threads),
-                                  str(switch_s), '--points', str(args.points),
-                                  '--joints', str(args.joints),
-                                  name=f'lane_manager_{index}')
-                sim.wait_for_output('sim_driver ready', timeout=_stack.READY_S)
-                lm.wait_for_output('lane_manager ready', timeout=60)
-                action = client.action('/lane_manager/skills/zero')
-                wait_servers([action])
-                warm_up([action], lambda: Fibonacci.Goal(order=0), count=5)
-                trigger = client.node.create_publisher(Empty, CONVERT_TOPIC, reliable)
-                wire = client.node.create_publisher(JointTrajectory, WIRE_TOPIC, reliable)
-                waited = time.monotonic() + 20
-                while (min(trigger.get_subscription_count(), wire.get_subscription_count()) < 1
-                       and time.monotonic() < waited):
-                    time.sleep(0.05)
-                time.sleep(0.5)
-                results[label, 'converted'] = measure(
-                    client, lambda: trigger.publish(Empty()), lm, args.rounds)
-                results[label, 'received'] = measure(
-                    client, lambda: wire.publish(payload), lm, args.rounds)
-            finally:
-                client.close()
-                procs.stop_all()
+        client = Client()
+        sim = procs.python('-m', 'lane_manager.sim_driver', '--config', str(cfg), name='sim')
+        lm = procs.python(__file__, '--lane-manager', str(cfg), '--points', str(args.points),
+                          '--joints', str(args.joints), name='lane_manager')
+        sim.wait_for_output('sim_driver ready', timeout=_stack.READY_S)
+        lm.wait_for_output('lane_manager ready', timeout=60)
+        action = client.action('/lane_manager/skills/zero')
+        wait_servers([action])
+        warm_up([action], lambda: Fibonacci.Goal(order=0), count=5)
+        for label, place in PLACES:
+            trigger = client.node.create_publisher(Empty, convert_topic(place), reliable)
+            wire = client.node.create_publisher(JointTrajectory, wire_topic(place), reliable)
+            waited = time.monotonic() + 20
+            while (min(trigger.get_subscription_count(), wire.get_subscription_count()) < 1
+                   and time.monotonic() < waited):
+                time.sleep(0.05)
+            time.sleep(0.5)
+            results[label, 'converted'] = measure(
+                client, lambda: trigger.publish(Empty()), lm, args.rounds)
+            results[label, 'received'] = measure(
+                client, lambda: wire.publish(payload), lm, args.rounds)
     finally:
+        if client is not None:
+            client.close()
         procs.stop_all()
         shm.clean()
         procs.cleanup_logs()
@@ -212,19 +208,19 @@ def main() -> int:
         tmp.rmdir()
 
     print(f'Big message: {args.points} points x {args.joints} joints '
-          f'({len(payload) / 1e6:.1f} MB on the wire) on the lane manager, while zero-length '
-          'goals of another lane run back to back through it.\n')
-    print('| lane manager | big message | its conversion | quiet round trip (median) '
+          f'({len(payload) / 1e6:.1f} MB on the wire) handled in the lane manager while '
+          'zero-length goals of lane fast run back to back through it.\n')
+    print('| big message handled on | how | its conversion | quiet round trip (median) '
           '| longest round trip meanwhile | ratio | goals meanwhile |')
     print('|---|---|---|---|---|---|---|')
     for (label, how), r in results.items():
         conversion = f"{r['convert_s']:.2f} s" if how == 'converted' else '(in the take)'
         print(f"| {label} | {how} | {conversion} | {r['quiet_ms']:.2f} ms | "
               f"{r['worst_ms']:.0f} ms | {r['worst_ms'] / r['quiet_ms']:.0f} | {r['goals']} |")
+    other, before = PLACES[0][0], PLACES[2][0]
     for how in ('converted', 'received'):
-        first, last = runs[0][0], runs[1][0]
-        print(f'\nLongest stall of the other lane ({how}), {last} / {first}: '
-              f"{results[last, how]['worst_ms'] / results[first, how]['worst_ms']:.2f}")
+        print(f'\nLongest stall of lane fast ({how}), {other} / {before}: '
+              f"{results[other, how]['worst_ms'] / results[before, how]['worst_ms']:.2f}")
     return 0
 
 

@@ -6,10 +6,12 @@
    nested type inlined, and a skill whose config picks its fields. Plus the whole
    tools/list of the test_msgs skills.
 2. Event-loop delay while a 10k-point JointTrajectory (7 joints, positions + velocities) is
-   validated and converted: a probe on the gateway's asyncio loop wakes every millisecond
-   and records how late it woke (what another lane's call would wait), idle vs during
-   conversion in a worker thread (what the gateway does) vs on the loop itself (before).
-   Ratios are measured side by side in one run.
+   validated and converted, then converted to its wire form as sending it does
+   (rclpy.serialization: the same C conversion as ActionClient.send_goal_async): a probe on
+   the gateway's asyncio loop wakes every millisecond and records how late it woke (what
+   another lane's call would wait), idle vs during both steps in worker threads (what the
+   gateway does; the send only for a big goal, lane_manager/interfaces.is_big_goal) vs on
+   the loop itself (before). Ratios are measured side by side in one run.
 
 Usage: python bench/bench_schemas.py [--points 10000] [--reps 5]
 """
@@ -22,7 +24,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -93,9 +95,11 @@ def trajectory_arguments(points: int, joints: int = 7) -> dict:
                        for i in range(points)]}
 
 
-async def loop_delays(work: Callable[[], Any], in_thread: bool, period_s: float = 0.001
-                      ) -> tuple[list[float], float]:
-    """(how late a 1 ms probe woke, ms; how long the work took, s) with `work` running."""
+async def loop_delays(steps: Sequence[Callable[[], Any]], in_thread: bool,
+                      period_s: float = 0.001) -> tuple[list[float], float]:
+    """(how late a 1 ms probe woke, ms; how long the steps took, s), the steps run one
+    after the other, each in a worker thread or on the loop (none: idle for 0.3 s).
+    """
     delays: list[float] = []
     done = asyncio.Event()
 
@@ -109,12 +113,14 @@ async def loop_delays(work: Callable[[], Any], in_thread: bool, period_s: float 
     await asyncio.sleep(0.05)
     delays.clear()
     started = time.perf_counter()
-    if in_thread:
-        await asyncio.to_thread(work)
-    elif work is not None:
-        work()
-        await asyncio.sleep(0)
-    else:
+    result = None
+    for step in steps:
+        if in_thread:
+            result = await asyncio.to_thread(step, *([result] if result is not None else []))
+        else:
+            result = step(*([result] if result is not None else []))
+            await asyncio.sleep(0)
+    if not steps:
         await asyncio.sleep(0.3)
     took = time.perf_counter() - started
     done.set()
@@ -134,25 +140,33 @@ def delay_table(points: int, reps: int) -> tuple[list[str], dict[str, float]]:
     arguments = trajectory_arguments(points)
     size = len(json.dumps(arguments, separators=(',', ':')))
 
-    def work() -> Any:
-        return converter.to_goal(arguments)
+    from rclpy.serialization import serialize_message
+    from lane_manager.interfaces import is_big_goal
+    steps = (lambda: converter.to_goal(arguments), serialize_message)
+    goal = steps[0]()
+    wire = serialize_message(goal)  # the first call also loads the type support
+    wire_s = time.perf_counter()
+    serialize_message(goal)
+    wire_s = time.perf_counter() - wire_s
 
     results: dict[str, dict[str, list[float]]] = {
         name: {'p99': [], 'max': [], 'took': []} for name in ('idle', 'thread', 'loop')}
     for _ in range(reps):  # interleaved: the three cases see the same machine load
-        for name, job, in_thread in (('idle', None, False), ('thread', work, True),
-                                     ('loop', work, False)):
+        for name, job, in_thread in (('idle', (), False), ('thread', steps, True),
+                                     ('loop', steps, False)):
             delays, took = asyncio.run(loop_delays(job, in_thread))
             results[name]['p99'].append(pct(delays, 0.99))
             results[name]['max'].append(max(delays) if delays else 0.0)
             results[name]['took'].append(took)
     med = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
     rows = [f'{points}-point JointTrajectory, 7 joints: {size / 1e6:.1f} MB of JSON; '
-            f'median of {reps} interleaved runs',
+            f'median of {reps} interleaved runs; the wire form: {len(wire) / 1e6:.1f} MB, '
+            f'{wire_s * 1000:.0f} ms (a big goal: {is_big_goal(goal)})',
             '', '| event loop while | probe delay p99 (ms) | max (ms) | conversion (s) |',
             '|---|---:|---:|---:|']
-    labels = {'idle': 'idle', 'thread': 'converting in a worker thread (the gateway)',
-              'loop': 'converting on the event loop (before)'}
+    labels = {'idle': 'idle',
+              'thread': 'converting, then the wire form, in worker threads (the gateway)',
+              'loop': 'converting, then the wire form, on the event loop (before)'}
     for name in ('idle', 'thread', 'loop'):
         took = '' if name == 'idle' else f'{med[name]["took"]:.2f}'
         rows.append(f'| {labels[name]} | {med[name]["p99"]:.2f} | {med[name]["max"]:.1f} '

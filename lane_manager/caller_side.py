@@ -40,10 +40,11 @@ class Outcome:
 class CallerGoal:
     """The ROS handles of one caller's goal. Its lifecycle lives in the keeper."""
 
-    def __init__(self, goal_id: str, skill: str, goal: Any) -> None:
+    def __init__(self, goal_id: str, skill: str, goal: Any, big: bool = False) -> None:
         self.goal_id = goal_id
         self.skill = skill
         self.goal = goal
+        self.big = big  # sent from its lane's own thread (lane_manager/goal_intake.py)
         self.goal_handle: Optional[ServerGoalHandle] = None
         self.finished: Future = Future()
         self.executing = False           # goal_handle.execute() called (or due once it exists)

@@ -1,10 +1,12 @@
-"""Names and QoS that several skill_lanes executables share: one place to read them.
+"""Names, QoS and rules that several skill_lanes executables share: one place to read them.
 
 The lane manager, the MCP gateway, the simulated driver, the tests and the launch files all
 meet on these ROS interfaces. Importing this module pulls in no node, so the gateway and the
 simulated driver never import `lane_manager.node`.
 """
 from __future__ import annotations
+
+from typing import Any
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
@@ -60,3 +62,34 @@ OPERATOR_REASON = 'operator'
 # "session", "tool", "skill"}}} with its most recent goals; the lane manager joins it into
 # lane state (holder, queue, endings, refusals: `agent`, `asked_by`).
 GOAL_AGENTS_TOPIC = 'skill_lanes/goal_agents'
+
+
+# Big goals: sending a goal converts it to its wire form in the sending thread (0.3 s for a
+# 150k-point trajectory, about 2 ms for 1000 points). A goal with this many elements (fields
+# and sequence entries) or more is sent off the thread that would stall others meanwhile: by
+# the lane manager from its lane's own thread (goal_intake.py), by the gateway from a worker
+# thread instead of its event loop. Smaller goals go at once: a thread hand-over costs about
+# 1 ms (lane hand-off, bench_lane_manager.py b).
+BIG_GOAL_ELEMENTS = 1000
+
+
+def goal_elements(message: Any) -> int:
+    """A cheap size measure of a ROS message: its fields, a sequence, array or string
+    counting as its length (at least 1), not looked into: a 150k-point trajectory is
+    measured at once.
+    """
+    count = 0
+    for name in message.get_fields_and_field_types():
+        value = getattr(message, name)
+        if hasattr(value, 'get_fields_and_field_types'):
+            count += goal_elements(value)
+        elif hasattr(value, '__len__'):
+            count += max(1, len(value))
+        else:
+            count += 1
+    return count
+
+
+def is_big_goal(goal: Any) -> bool:
+    """Whether sending `goal` takes long enough to stall a shared thread (see above)."""
+    return goal_elements(goal) >= BIG_GOAL_ELEMENTS

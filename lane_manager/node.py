@@ -10,7 +10,10 @@ This node only translates: ROS events in, `LaneKeeper` actions out (lane_manager
 holds every decision). It follows each driver's own `_action/status`: a lane is free only
 when the drivers say its goals have ended (see README "What frees a lane"). Events it feeds:
 callers' goals and cancels; drivers' answers, results, status lists; a driver silent for
-`driver_lost_s` (liveness probe) or off the graph that long; time.
+`driver_lost_s` (liveness probe) or off the graph that long; time. Threads: each lane's
+skill servers take its goals on a node and thread of the lane's own (goal_intake.py), the
+drivers' status lists have one, and everything else runs on this node's one thread; every
+keeper event runs under one lock (`keeper_turn`).
 
 Topics and services (see README): `<namespace>/lane_state` (std_msgs/String, JSON, transient
 local, published on every change), `/diagnostics` (one DiagnosticStatus per lane), and per
@@ -45,10 +48,11 @@ from lane_manager.config import Config, import_action_type
 from lane_manager.diagnostics import lane_diagnostics
 from lane_manager.driver_status import Presence
 from lane_manager.emergency_stop import EmergencyStop
+from lane_manager.goal_intake import GoalIntake
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
 from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, GOAL_AGENTS_TOPIC, LANE_STATE_QOS,
-                                     lane_service_name,
-                                     lane_state_topic, skill_server_name)
+                                     is_big_goal, lane_service_name, lane_state_topic,
+                                     skill_server_name)
 from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
 from lane_manager.operator_take import OperatorTake
 from lane_manager.runtime import (BackgroundExecutor, config_argument_parser, parse_args,
@@ -106,6 +110,9 @@ class LaneManager(Node):
         self._links: dict[str, ActionServerLink] = {}         # per skill
         self._driver_links: dict[str, ActionServerLink] = {}  # per driver (its first skill)
         self._servers: dict[str, GoalIdActionServer] = {}
+        # Each lane's goals come in on a thread of its own (lane_manager/goal_intake.py).
+        self._intakes: dict[Optional[str], GoalIntake] = {}
+        self._skill_intake: dict[str, GoalIntake] = {}
         self._action_types: dict[str, Any] = {}
         self._driver_available: dict[str, bool] = {}
         self._off_graph_since: dict[str, float] = {}
@@ -127,14 +134,18 @@ class LaneManager(Node):
                     GoalStatusArray, f'{skill.driver}/_action/status',
                     partial(self._on_driver_status, skill.driver),
                     qos_profile_action_status_default, raw=True)
+            lane = skill.primary_lane
+            if lane not in self._intakes:
+                self._intakes[lane] = GoalIntake(self, lane)
+            intake = self._skill_intake[name] = self._intakes[lane]
             self._servers[name] = GoalIdActionServer(
-                self, action_type, self.server_names[name],
+                intake.node, action_type, self.server_names[name],
                 result_timeout=RESULT_KEEP_S,
                 execute_callback=partial(self._execute, name),
                 goal_callback=partial(self._on_goal_request, name),
                 handle_accepted_callback=self._on_accepted,
                 cancel_callback=self._on_cancel_request,
-                callback_group=self._group)
+                callback_group=intake.group)
         for lane in self.config.lanes:
             for verb, handler in (('release', self._on_release), ('stop', self._on_stop)):
                 self.create_service(Trigger, lane_service_name(namespace, lane, verb),
@@ -155,8 +166,16 @@ class LaneManager(Node):
                                                         callback_group=self._group)
         self._periodic_state()
         self._status_spin = BackgroundExecutor(self._status_node, num_threads=1)
+        for intake in self._intakes.values():
+            intake.start()
+
+    def intake_node(self, lane: Optional[str]) -> Node:
+        """The node whose executor thread takes the goals of this lane's skills."""
+        return self._intakes[lane].node
 
     def destroy_node(self) -> None:
+        for intake in self._intakes.values():
+            intake.destroy()
         if self._status_spin is not None:
             self._status_spin.shutdown()
             self._status_spin = None
@@ -167,10 +186,11 @@ class LaneManager(Node):
     def _on_goal_request(self, skill_name: str, goal: Any) -> GoalResponse:
         server = self._servers[skill_name]
         goal_id = server.goal_ids.get(id(goal)) or str(uuid.uuid4())
+        big = is_big_goal(goal)
         with self.keeper_turn():
             if self._closing or goal_id in self._goals:
                 return GoalResponse.REJECT
-            self._goals[goal_id] = CallerGoal(goal_id, skill_name, goal)
+            self._goals[goal_id] = CallerGoal(goal_id, skill_name, goal, big)
             decision, actions = self._keeper.submit(goal_id, skill_name, time.monotonic())
             if not decision.accepted:
                 del self._goals[goal_id]
@@ -218,7 +238,7 @@ class LaneManager(Node):
             for _ in range(CANCELING_WAIT_STEPS):
                 if goal_handle.is_cancel_requested:
                     break
-                await self._sleep(0.01)
+                await self._sleep(skill_name, 0.01)
         with self._lock:
             self._goals.pop(goal_id, None)
             if outcome.status == 'succeeded':
@@ -231,16 +251,17 @@ class LaneManager(Node):
         # lane state's ending (driver_result: false) say there was none.
         return outcome.result if outcome.result is not None else action_type.Result()
 
-    def _sleep(self, seconds: float) -> Future:
-        """An rclpy future done after `seconds` (awaitable in executor coroutines)."""
+    def _sleep(self, skill_name: str, seconds: float) -> Future:
+        """An rclpy future done after `seconds`, for a coroutine of the skill's intake."""
+        intake = self._skill_intake[skill_name]
         done = Future()
 
         def fire() -> None:
             timer.cancel()
-            self.destroy_timer(timer)
+            intake.node.destroy_timer(timer)
             if not done.done():
                 done.set_result(None)
-        timer = self.create_timer(seconds, fire, callback_group=self._group)
+        timer = intake.node.create_timer(seconds, fire, callback_group=intake.group)
         return done
 
     # ------------------------------------------------------------ operator services
@@ -269,14 +290,17 @@ class LaneManager(Node):
 
         Sending converts the goal to its wire form: 0.3 s for a 150k-point trajectory. Done
         under the lock, that would also hold up the drivers' status, handled on its own
-        thread (and every executor thread, were there more than one). Every `_apply`
-        happens inside a turn.
+        thread, and every lane's goal intake. Every `_apply` happens inside a turn.
         """
         with self._lock:
             yield
             sends, self._unsent = self._unsent, []
         for action, caller in sends:
-            self._send(action, caller)
+            send = partial(self._send, action, caller)
+            if caller.big:  # from the goal's lane's own thread (see GoalIntake.run_here)
+                self._skill_intake[caller.skill].run_here(send)
+            else:
+                send()
 
     def _apply(self, actions: Sequence[Any]) -> None:
         """Carry out the keeper's actions. Called inside `keeper_turn` (lock held)."""
@@ -388,10 +412,9 @@ class LaneManager(Node):
             return
         result = action.result if action.driver_result else None
         caller.finished.set_result(Outcome(action.outcome, result, action.reason))
-        if self.executor is not None:
-            # A coroutine awaiting an rclpy Future resumes only when the executor next wakes;
-            # without this the caller's result waits for the next watchdog tick.
-            self.executor.wake()
+        # The caller's `_execute` awaits that on its intake's thread, resumed only when
+        # that executor next wakes: without this the result waits for some later event.
+        self._skill_intake[caller.skill].wake()
         self._ensure_executing(caller)  # a queued goal's result comes from _execute too
         if action.outcome != 'succeeded':
             self.get_logger().info(
@@ -544,9 +567,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = config_argument_parser('lane_manager', 'Arbitrates robot skill lanes.')
     args, ros_argv = parse_args(parser, argv)
     # Every callback is short and non-blocking: one thread saves a thread hand-over on each
-    # hop of a relayed goal. Two threads would let other lanes go on while rclpy converts a
-    # big goal (1.3 s for a 150k-point trajectory), but made the MCP round trip through the
-    # gateway 2-4x slower (README "Big goal arguments"; bench/bench_big_goal.py).
+    # hop of a relayed goal. Goals come in on a thread per lane (goal_intake.py), so a big
+    # goal converted there stalls only its own lane (README "Big goal arguments").
     return run_node(lambda: LaneManager(args.config), 'lane_manager ready',
                     before_stop=lambda node: node.cancel_everything(),
                     num_threads=EXECUTOR_THREADS, argv=ros_argv)

@@ -116,6 +116,11 @@ class BackgroundExecutor:
         self._thread = threading.Thread(target=self._spin, name='ros-executor', daemon=True)
         self._thread.start()
 
+    @property
+    def thread_id(self) -> Optional[int]:
+        """The spinning thread's ident: a single-threaded executor's callbacks run on it."""
+        return self._thread.ident
+
     def _spin(self) -> None:
         """Spin until stopped. A callback that raises is logged, not fatal.
 

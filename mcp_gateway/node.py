@@ -1,8 +1,9 @@
 """The gateway's ROS node: goals to the lane manager's action servers, from asyncio.
 
 rclpy 9 has no asyncio executor (and awaiting an rclpy Future from asyncio busy-polls a
-core), so a MultiThreadedExecutor spins in a background thread and every rclpy future is
-bridged into the asyncio loop with `add_done_callback` + `loop.call_soon_threadsafe`.
+core), so a single-threaded executor spins in a background thread and every rclpy future is
+bridged into the asyncio loop with `add_done_callback` + `loop.call_soon_threadsafe`. A big
+goal is sent from a worker thread, not the loop (interfaces.is_big_goal).
 
 The gateway never talks to a driver: every goal goes to `<namespace>/skills/<skill>`, where
 the lane manager arbitrates. A refusal carries no reason in ROS, so the reason is read from
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Optional
 
 import anyio
@@ -32,7 +34,8 @@ from lane_manager.caller_side import goal_id_msg
 from lane_manager.config import Config, import_action_type
 from lane_manager.action_link import ActionServerLink
 from lane_manager.interfaces import (GOAL_AGENTS_TOPIC, LANE_STATE_QOS, TOOL_LANES_TOPIC,
-                                     lane_service_name, lane_state_topic, skill_server_name)
+                                     is_big_goal, lane_service_name, lane_state_topic,
+                                     skill_server_name)
 from lane_manager.runtime import BackgroundExecutor
 from mcp_gateway.agents import CURRENT_AGENT, RecentAgents
 
@@ -218,8 +221,14 @@ class GatewayNode(Node):
                          feedback: Callable[[Any], None], loop) -> Any:
         """Send one goal request and wait for the lane manager's accept/reject answer."""
         wait_s = self.config.gateway.lane_manager_wait_s
-        send = self._links[skill].client.send_goal_async(
-            goal, feedback_callback=feedback, goal_uuid=goal_id_msg(goal_uuid))
+        send_request = partial(self._links[skill].client.send_goal_async, goal,
+                               feedback_callback=feedback, goal_uuid=goal_id_msg(goal_uuid))
+        if is_big_goal(goal):
+            # rclpy converts the goal to its wire form right here (0.3 s for 150k trajectory
+            # points): in a worker thread, so that every other call of this gateway goes on.
+            send = await anyio.to_thread.run_sync(send_request)
+        else:
+            send = send_request()
         try:
             with anyio.fail_after(wait_s):
                 return await bridge_future(send, loop)

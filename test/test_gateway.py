@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import textwrap
+import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -617,6 +618,50 @@ def test_mcp_cancellation_cancels_goal_at_driver_and_frees_lane(gateway, stack):
     stats = lane_counts(stack, 'arm')
     assert stats['goals'] == counts['goals'] + 2 and stats['overlaps'] == 0
     wait_lane_free(stack, 'arm')
+
+
+def test_big_goal_is_sent_off_the_event_loop(gateway, stack, monkeypatch):
+    """Sending a goal converts it to its wire form in the sending thread (0.3 s for a
+    150k-point trajectory, an action type no PyPI package has): a big goal is sent from a
+    worker thread, so the calls of other lanes go on meanwhile. Here every goal counts as
+    big, and navigate's send holds its thread as such a conversion would.
+    """
+    from lane_manager import interfaces
+    monkeypatch.setattr(interfaces, 'BIG_GOAL_ELEMENTS', 1)
+    action_client = gateway.ros.node._links['navigate'].client
+    send_goal = action_client.send_goal_async
+    release, hold_over = threading.Event(), threading.Event()
+    send_threads: list[int] = []
+
+    def held_send(*args, **kwargs):
+        send_threads.append(threading.get_ident())
+        release.wait(20.0)  # bounded: a send on the event loop blocks it this long
+        hold_over.set()
+        return send_goal(*args, **kwargs)
+    monkeypatch.setattr(action_client, 'send_goal_async', held_send)
+    answers: dict[str, types.CallToolResult] = {}
+
+    async def call(client: Client, tool: str) -> None:
+        answers[tool] = await client.call_tool(tool, {'order': 2})
+
+    async def scenario():
+        async with gateway.client() as agent_a, gateway.client() as agent_b:
+            try:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(call, agent_a, 'navigate')
+                    await wait_async(lambda: send_threads, 15, "navigate's send to start")
+                    await call(agent_b, 'arm_home')
+                    arm_home_ended_during_hold = not hold_over.is_set()
+                    release.set()
+            finally:
+                release.set()
+        return threading.get_ident(), arm_home_ended_during_hold
+    loop_thread, arm_home_ended_during_hold = run(scenario)
+    assert send_threads and send_threads[0] != loop_thread, 'sent on the event loop'
+    assert arm_home_ended_during_hold, "another lane's call waited for the big goal's send"
+    assert_succeeded(answers['arm_home'], 'arm_home')
+    assert_succeeded(answers['navigate'], 'navigate')
+    wait_lane_free(stack, 'motion')
 
 
 def test_lane_manager_unreachable_then_recovers(stack, config_file, tmp_path, processes):
