@@ -7,7 +7,8 @@
   ignores the profile; the profile keeps discovery on this host by itself (bound to
   127.0.0.1, unicast discovery to 127.0.0.1). Fast DDS's shared-memory transport lost
   service answers between processes here on 2 busy cores; UDP never did.
-- `ShmGuard`: removes the Fast DDS files that killed processes left in /dev/shm.
+- `ShmGuard`: removes the Fast DDS files that killed processes left in /dev/shm, and the
+  LTTng-UST wait area the ROS 2 wheels' tracing library leaves there.
 """
 from __future__ import annotations
 
@@ -90,12 +91,22 @@ def claim_ros_domain(first: int = 1, last: int = 100) -> tuple[int, IO[str]]:
     raise RuntimeError(f'every ROS domain {first}..{last} is held by another run on this host')
 
 
-class ShmGuard:
-    """Remembers /dev/shm at start; `clean()` removes new Fast DDS entries nobody uses.
+def is_lttng_wait_file(name: str) -> bool:
+    """LTTng-UST's wait area (`lttng-ust-wait-<abi>`, `-<abi>-<uid>`): the tracing library
+    in the ROS 2 wheels (tracetools) creates it in the first process that imports rclpy on
+    a host and every rclpy process maps it; nothing removes it when they end.
+    """
+    return name.startswith('lttng-ust-wait-')
 
-    A process killed with SIGKILL (a test, the soak, a crash) cannot remove its segments;
-    they would pile up. Entries some live process still has open or mapped are kept, so a
-    segment is never pulled from under a process that uses it.
+
+class ShmGuard:
+    """Remembers /dev/shm at start; `clean()` removes what the run added that nobody uses.
+
+    A process killed with SIGKILL (a test, the soak, a crash) cannot remove its Fast DDS
+    segments; they would pile up. LTTng-UST's wait area outlives every rclpy process by
+    design. Entries some live process still has open or mapped are kept, so a segment is
+    never pulled from under a process that uses it; this process's own LTTng mapping does
+    not count (it stays valid once unlinked, and the next rclpy process makes a new one).
     """
 
     def __init__(self) -> None:
@@ -109,12 +120,15 @@ class ShmGuard:
             return set()
 
     def clean(self) -> list[str]:
-        """Remove the new, unused Fast DDS entries; return their names."""
-        new = {n for n in self._entries() - self.before if is_fastdds_file(n)}
-        if not new:
+        """Remove the new, unused Fast DDS and LTTng entries; return their names."""
+        new = self._entries() - self.before
+        fastdds = {n for n in new if is_fastdds_file(n)}
+        lttng = {n for n in new if is_lttng_wait_file(n)}
+        if not fastdds and not lttng:
             return []
+        unused = (fastdds - shm_in_use()) | (lttng - shm_in_use(but=os.getpid()))
         removed = []
-        for name in sorted(new - shm_in_use()):
+        for name in sorted(unused):
             try:
                 os.unlink(os.path.join('/dev/shm', name))
                 removed.append(name)

@@ -4,7 +4,8 @@
   see each other's nodes, and Fast DDS over loopback UDP only (no shared memory, nothing
   beyond this host): see skill_lanes_testing.isolation.
 - Every process a test starts goes through `processes` (see support.py) and is stopped.
-- Any Fast DDS files that killed processes left in /dev/shm are removed at the end.
+- Any Fast DDS files that killed processes left in /dev/shm, and the LTTng-UST wait area
+  the ROS 2 wheels leave there, are removed at the end.
 """
 from __future__ import annotations
 
