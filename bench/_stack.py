@@ -5,8 +5,8 @@
 - `Proc`: one OS process started by a bench, output in a log file, always stopped
   (SIGINT, then SIGTERM, then SIGKILL to its process group).
 - `RssSampler`: peak resident memory of some processes (psutil samples + the kernel's VmHWM).
-- `ShmGuard` (from skill_lanes_testing.isolation): removes the Fast DDS files a bench left
-  in /dev/shm.
+- `ShmGuard` (from skill_lanes_testing.isolation): removes the Fast DDS and LTTng-UST files
+  a bench left in /dev/shm.
 - `RoundTrips`: event-driven goal timing from an in-process rclpy client (no polling: the
   timestamps are taken in the rclpy callbacks themselves, on time.monotonic()).
 """
@@ -112,12 +112,15 @@ def start_bench(preferred_domain: int, domains: int = 1) -> tuple[int, dict[str,
 
     Isolates once before claiming (the graph probe of `claim_domains` must not see the
     host's ROS), then on the claimed domain. Returns (domain, environment, ShmGuard).
+    The guard looks at /dev/shm first: the probe is this process's first rclpy import,
+    which creates LTTng-UST's wait area, and the guard must count that as this run's.
     """
+    shm = ShmGuard()
     isolate(preferred_domain)
     exit_on_sigterm()
     domain = claim_domains(preferred_domain, count=domains)
     env = isolate(domain)
-    return domain, env, ShmGuard()
+    return domain, env, shm
 
 
 # ------------------------------------------------------------------ processes

@@ -283,7 +283,7 @@ def main() -> int:
         print('Calls lost (no success within 8 s): '
               + ', '.join(f'{k}: {v}' for k, v in out['lost'].items()))
     if removed:
-        print(f'(removed {len(removed)} Fast DDS files this run left in /dev/shm)')
+        print(f'(removed {len(removed)} Fast DDS and LTTng files this run left in /dev/shm)')
     return 0
 
 

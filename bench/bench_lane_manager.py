@@ -428,7 +428,7 @@ def main() -> int:
         print(f'\nWARNING (d): the 50-skill traffic did not complete, peak RSS is for the '
               f'traffic that ran: {mem["problem"]}')
     if removed:
-        print(f'(removed {len(removed)} Fast DDS files this run left in /dev/shm)')
+        print(f'(removed {len(removed)} Fast DDS and LTTng files this run left in /dev/shm)')
     return 0
 
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mcp_gateway.ros_json import Limits  # noqa: E402
 from mcp_gateway.ros_schema import message_schema, skill_schema  # noqa: E402
 from mcp_gateway.skill_args import SkillArguments  # noqa: E402
+from skill_lanes_testing.isolation import ShmGuard  # noqa: E402
 
 TARGET_DELAY_MS = 5.0  # "never delays another lane's call by more than a few ms"
 
@@ -186,7 +187,11 @@ def main() -> int:
     if _type('trajectory_msgs/msg/JointTrajectory') is None:
         print('trajectory_msgs is not installed (the test extra ros-trajectory-msgs): skipped')
         return 0
-    rows, numbers = delay_table(args.points, args.reps)
+    shm = ShmGuard()  # rclpy's first import leaves LTTng-UST's wait area in /dev/shm
+    try:
+        rows, numbers = delay_table(args.points, args.reps)
+    finally:
+        shm.clean()
     print('\n'.join(rows))
     added = numbers['thread_p99'] - numbers['idle_p99']
     ok = added <= TARGET_DELAY_MS
