@@ -160,13 +160,13 @@ def main() -> int:
     if args.lane_manager:
         return run_lane_manager(args.lane_manager, args.points, args.joints, sys.argv)
 
+    args.domain, _, shm = _stack.start_bench(args.domain)  # before this process's rclpy
     from bench_lane_manager import Client
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Empty
     from test_msgs.action import Fibonacci
     from trajectory_msgs.msg import JointTrajectory
 
-    args.domain, _, shm = _stack.start_bench(args.domain)
     payload = big_trajectory(args.points, args.joints)
     tmp = Path(tempfile.mkdtemp(prefix='bench_big_'))
     cfg = tmp / 'big.yaml'
