@@ -115,10 +115,12 @@ class LaneKeeper:
         return self._take()
 
     # ------------------------------------------------------------ drivers
-    def driver_ready(self, driver: str, ready: bool, now: float) -> list:
-        """The driver is on the graph and has answered us (or not)."""
+    def driver_ready(self, driver: str, ready: bool, now: float, status_matched: bool) -> list:
+        """The driver is on the graph and has answered us (or not); `status_matched`: our
+        reader of its status is matched with its status writer (lane_manager/driver_status.py).
+        """
         self.ready[driver] = ready
-        if ready and self.views[driver].answering(now):
+        if ready and self.views[driver].answering(now, status_matched):
             self._sync_driver(driver, now)
         return self._take()
 
@@ -457,8 +459,7 @@ class LaneKeeper:
         for driver, driver_lanes in self.driver_lanes.items():
             if lane_name in driver_lanes and self.views[driver].presence is Presence.UNKNOWN:
                 wanted[f'status:{driver}'] = Occupant(
-                    'unknown', f'the goal status of driver {driver} is not known yet', now,
-                    driver)
+                    'unknown', self.views[driver].unknown_because(), now, driver)
         for goal in self.goals.values():
             if lane_name in self._lanes_of(goal) and goal.lingering:
                 skill = next((s for s, r in self.skills.items() if r.driver == goal.driver),

@@ -109,6 +109,7 @@ class LaneManager(Node):
         self._status_spin: Optional[BackgroundExecutor] = None
         self._links: dict[str, ActionServerLink] = {}         # per skill
         self._driver_links: dict[str, ActionServerLink] = {}  # per driver (its first skill)
+        self._status_subs: dict[str, Any] = {}                # per driver
         self._servers: dict[str, GoalIdActionServer] = {}
         # Each lane's goals come in on a thread of its own (lane_manager/goal_intake.py).
         self._intakes: dict[Optional[str], GoalIntake] = {}
@@ -130,7 +131,7 @@ class LaneManager(Node):
                 # Never seen yet: gone only once discovery has had its time too.
                 self._off_graph_since[skill.driver] = self._started_at + max(
                     0.0, STARTUP_DISCOVERY_S - settings.driver_lost_s)
-                self._status_node.create_subscription(
+                self._status_subs[skill.driver] = self._status_node.create_subscription(
                     GoalStatusArray, f'{skill.driver}/_action/status',
                     partial(self._on_driver_status, skill.driver),
                     qos_profile_action_status_default, raw=True)
@@ -429,8 +430,11 @@ class LaneManager(Node):
             busy = self._keeper.drivers_with_goals()
             for driver, link in self._driver_links.items():
                 if self._driver_available.get(driver):
+                    # Matched, not merely on the graph: only then has a transient-local
+                    # status list had its way to us (lane_manager/driver_status.py).
+                    status_matched = self._status_subs[driver].get_publisher_count() > 0
                     self._apply(self._keeper.driver_ready(
-                        driver, link.ready_for_goals(now), now))
+                        driver, link.ready_for_goals(now), now, status_matched))
                     if driver in busy and not link.probe(now, lost_s):
                         self._apply(self._keeper.driver_lost(driver, now))
                         # That probe went to a process that may be gone for good: probe

@@ -11,6 +11,9 @@ test reads every record file and computes, per lane, how many goals ran at once.
 cancel=honour (default): a cancel ends the goal. cancel=run: the cancel is accepted but the
 goal runs its full duration (a driver that ignores it). cancel=reject: cancels are refused.
 answer_delay: the goal request is answered this late, for the first `delayed` goals.
+status=volatile: its goal status is published volatile, so the lane manager's status reader
+(transient local, like every action client's) is never matched with it: a driver that
+answers, but whose status never reaches the lane manager.
 """
 from __future__ import annotations
 
@@ -26,16 +29,18 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_action_status_default)
 from test_msgs.action import Fibonacci
 
 
 def parse_driver(text: str) -> dict:
     name, lane, *rest = text.split(':')
     spec = {'name': name, 'lane': lane, 'duration': 2.0, 'cancel': 'honour',
-            'answer_delay': 0.0, 'delayed': 1}
+            'answer_delay': 0.0, 'delayed': 1, 'status': 'transient_local'}
     for item in (rest[0].split(',') if rest and rest[0] else []):
         key, value = item.split('=')
-        spec[key] = value if key == 'cancel' else float(value)
+        spec[key] = value if key in ('cancel', 'status') else float(value)
     return spec
 
 
@@ -56,9 +61,13 @@ class RecordingServer:
         self.spec = spec
         self.recorder = recorder
         self.requests = 0
+        status_qos = qos_profile_action_status_default
+        if spec['status'] == 'volatile':
+            status_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                    durability=DurabilityPolicy.VOLATILE)
         self.server = ActionServer(node, Fibonacci, spec['name'], execute_callback=self._execute,
                                    goal_callback=self._on_goal, cancel_callback=self._on_cancel,
-                                   callback_group=group)
+                                   callback_group=group, status_pub_qos_profile=status_qos)
 
     def _on_goal(self, _goal) -> GoalResponse:
         self.requests += 1

@@ -100,9 +100,10 @@ class RosTestClient:
                     self.node, action_type, f'{self.namespace}/skills/{skill}')
         return self._clients[key]
 
-    def wait_for_skills(self, *skills: str, timeout: float = 20.0) -> None:
-        """Until the lane manager serves these skills, reaches their drivers, AND has
-        discovered this node.
+    def wait_for_skills(self, *skills: str, timeout: float = 20.0,
+                        drivers: bool = True) -> None:
+        """Until the lane manager serves these skills, reaches their drivers (unless
+        `drivers` is False), AND has discovered this node.
 
         Seeing the server is not enough: until the server has discovered our response
         readers too, its answer to a goal is dropped. Its lane state reaching us shows that
@@ -115,9 +116,10 @@ class RosTestClient:
                    what='the lane state (the lane manager has discovered this client)')
         # The lane manager must reach each skill's driver too: a goal sent before it has
         # discovered the driver waits only driver_wait_s (1 s in the test configs) for it.
-        self.wait_state(lambda state: all(
-            state['skills'].get(skill, {}).get('driver_available') for skill in skills),
-            timeout, what=f'the lane manager to reach the drivers of {", ".join(skills)}')
+        if drivers:
+            self.wait_state(lambda state: all(
+                state['skills'].get(skill, {}).get('driver_available') for skill in skills),
+                timeout, what=f'the lane manager to reach the drivers of {", ".join(skills)}')
         # And an answer from each skill's action server: it has discovered our readers.
         from action_msgs.srv import CancelGoal
         for skill in skills:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 
 import pytest
 from action_msgs.msg import GoalStatus
@@ -16,6 +17,8 @@ from driver_truth_support import DiagnosticsWatch
 from recording_driver import max_overlap, read_records
 from ros_client import GoalCall, RosTestClient
 from support import wait_until
+
+from lane_manager.driver_status import STATUS_SETTLE_S
 
 SUCCEEDED, CANCELED, ABORTED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED,
                                 GoalStatus.STATUS_ABORTED)
@@ -236,3 +239,40 @@ def test_external_goal_holds_its_lane_and_warns(make_stack, policy):
     assert dock.result(30)[0] == SUCCEEDED
     ended(stack, 'motion', 2)
     assert stack.peak()['motion'] == 1
+
+
+def test_driver_whose_status_never_reaches_the_lane_manager_gets_no_goal(make_stack):
+    """A driver that answers, but whose status topic is never matched with the lane
+    manager's reader, may be running anything: its lane stays held and says why, and no goal
+    is sent to it. (Here its status is published volatile; on a robot: that one topic's
+    discovery late or blocked. The soak caught the late form: a restarted lane manager took
+    a driver that answered for 1 s without a status as idle and sent a second goal beside
+    the one it ran.) A lane whose driver's status does reach it works meanwhile.
+    """
+    stack = make_stack({'motion': '{policy: queue}', 'arm': '{policy: queue}'},
+                       {'blind': ('motion', '/rec/blind', ''),
+                        'grasp': ('arm', '/rec/grasp', '')})
+    stack.driver('rec', '/rec/blind:motion:duration=1,status=volatile',
+                 '/rec/grasp:arm:duration=1')
+    stack.start_manager('grasp')
+    stack.client.wait_for_skills('blind', drivers=False)  # never available: see below
+    stack.settled('arm')
+    grasp = stack.client.send('grasp')
+    assert grasp.accepted() and grasp.result(30)[0] == SUCCEEDED
+    blind = stack.client.send('blind')
+    assert blind.accepted()
+    why = 'its status topic has not reached the lane manager'
+    stack.client.wait_state(
+        lambda s: why in (s['lanes']['motion']['held_because'] or ''), 15,
+        what='the motion lane held, saying its driver status does not reach the lane manager')
+    # Several times the settle time a silent, matched driver gets: still nothing sent.
+    deadline = time.monotonic() + 4 * STATUS_SETTLE_S
+    while time.monotonic() < deadline:
+        state = stack.client.lane_state['lanes']['motion']
+        assert why in (state['held_because'] or ''), state
+        time.sleep(0.2)
+    assert stack.goals_ran('motion') == []
+    blind.cancel()
+    assert blind.result(30)[0] == CANCELED   # its caller gets an end
+    assert stack.goals_ran('motion') == []
+    assert stack.peak().get('arm') == 1

@@ -3,7 +3,10 @@ without ROS: a hypothesis state machine plays drivers that answer late or never,
 cancels, stall, leave, and clients that send goals around the lane manager. It checks the
 promise at the drivers' truth (the model), not the keeper's bookkeeping: a goal is sent to
 a lane only when nothing the keeper was told about may still run there, every caller gets
-exactly one end, and a caller's result is never invented.
+exactly one end, and a caller's result is never invented. The lane manager also restarts
+(a fresh keeper beside goals that still run), and a driver's status topic may reach it
+long after the driver answers (matched later: its status messages are not delivered until
+then, and then its latest list at once, as transient local does).
 """
 from __future__ import annotations
 
@@ -54,13 +57,20 @@ class KeeperMachine(RuleBasedStateMachine):
         self.gone: set[str] = set()
         self.cancels: list[str] = []                 # cancel requests not answered yet
         self.forgotten: set[str] = set()             # goals of a driver that restarted
-        for driver in DRIVERS:
-            self.apply(self.keeper.driver_ready(driver, True, self.now))
+        self.orphaned: set[str] = set()  # callers of a lane manager that died: no end due
+        self.generation = 0
+        self.matched = {driver: True for driver in DRIVERS}  # its status topic reaches us
+        self.ready_all()
         self.now += 1.5
-        for driver in DRIVERS:
-            self.apply(self.keeper.driver_ready(driver, True, self.now))
+        self.ready_all()
 
     # ------------------------------------------------------------ helpers
+    def ready_all(self):
+        for driver in DRIVERS:
+            if driver not in self.gone:
+                self.apply(self.keeper.driver_ready(driver, True, self.now,
+                                                    self.matched[driver]))
+
     def may_run(self, lane) -> set[str]:
         return {gid for gid, g in self.truth.items()
                 if lane in LANES_OF[g.driver] and g.state != 'ended' and gid not in self.released}
@@ -105,7 +115,7 @@ class KeeperMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def caller_cancels(self, data):
-        live = sorted(self.accepted - set(self.ended))
+        live = sorted(self.accepted - set(self.ended) - self.orphaned)
         if live:
             self.apply(self.keeper.cancel(data.draw(st.sampled_from(live)), self.now))
 
@@ -160,6 +170,8 @@ class KeeperMachine(RuleBasedStateMachine):
             self.report(driver, 'succeeded')
 
     def report(self, driver, outcome):
+        if not self.matched[driver]:
+            return  # not delivered: the list it publishes last arrives once matched
         statuses = {}
         for gid, t in self.truth.items():
             if t.driver != driver or t.state == 'requested' or gid in self.forgotten:
@@ -215,20 +227,50 @@ class KeeperMachine(RuleBasedStateMachine):
             if t.driver == driver:
                 t.state = 'ended'   # its process is gone: nothing of it runs
         self.gone.add(driver)
+        self.matched[driver] = False  # a driver back on the graph is matched afresh
         self.apply(self.keeper.driver_gone(driver, self.now))
 
     @rule(driver=st.sampled_from(DRIVERS))
     def driver_comes_back(self, driver):
         if driver in self.gone:
             self.gone.discard(driver)
-            self.apply(self.keeper.driver_ready(driver, True, self.now))
+            self.apply(self.keeper.driver_ready(driver, True, self.now, self.matched[driver]))
+
+    @rule(driver=st.sampled_from(DRIVERS))
+    def status_topic_matches(self, driver):
+        """Our status reader is matched with the driver's writer: its latest list (if it
+        ever published one) arrives at once.
+        """
+        if driver in self.gone or self.matched[driver]:
+            return
+        self.matched[driver] = True
+        if any(t.driver == driver and t.state != 'requested' for t in self.truth.values()):
+            self.report(driver, 'succeeded')
+
+    @rule(data=st.data())
+    def lane_manager_restarts(self, data):
+        """Killed and started again: a fresh keeper, the drivers' goals run on. Callers of
+        the old one learn it is gone (no end from the new one); every status topic is
+        matched afresh, as late as discovery makes it. A goal request the old one had in
+        flight lands (or is lost) before the new one is up: a start takes seconds.
+        """
+        for t in self.truth.values():
+            if t.state == 'requested':
+                t.state = 'running' if data.draw(st.booleans()) else 'ended'
+        self.generation += 1
+        ids = itertools.count()
+        prefix = f'g{self.generation}d'
+        self.keeper = LaneKeeper(LANES, SKILLS, SETTINGS, new_id=lambda: f'{prefix}{next(ids)}')
+        self.orphaned |= self.accepted - set(self.ended)
+        self.cancels.clear()
+        for driver in DRIVERS:
+            self.matched[driver] = False
+        self.ready_all()
 
     @rule(dt=st.sampled_from([0.1, 0.6, 1.1, 2.5, 30.0]))
     def time_passes(self, dt):
         self.now += dt
-        for driver in DRIVERS:
-            if driver not in self.gone:
-                self.apply(self.keeper.driver_ready(driver, True, self.now))
+        self.ready_all()
         self.apply(self.keeper.tick(self.now))
 
     @rule(lane=st.sampled_from(sorted(LANES)))
@@ -260,6 +302,7 @@ class KeeperMachine(RuleBasedStateMachine):
             for driver in DRIVERS:
                 if driver in self.gone:
                     self.gone.discard(driver)
+                self.matched[driver] = True
                 for gid, t in list(self.truth.items()):
                     if t.driver == driver and t.state == 'requested':
                         t.state = 'running'
@@ -272,7 +315,7 @@ class KeeperMachine(RuleBasedStateMachine):
                             self.driver_of_result.add(goal.caller_goal_id)
                         self.apply(self.keeper.driver_result(gid, 'succeeded', object(),
                                                              self.now))
-                self.apply(self.keeper.driver_ready(driver, True, self.now))
+                self.apply(self.keeper.driver_ready(driver, True, self.now, True))
                 self.report(driver, 'succeeded')
             for gid in list(self.cancels):
                 truth = self.truth.get(gid)
@@ -282,7 +325,7 @@ class KeeperMachine(RuleBasedStateMachine):
             self.cancels.clear()
             self.now += 1.0
             self.apply(self.keeper.tick(self.now))
-            if self.accepted <= set(self.ended) and not self.keeper.goals:
+            if self.accepted - self.orphaned <= set(self.ended) and not self.keeper.goals:
                 break
 
     def teardown(self):
@@ -300,7 +343,8 @@ class KeeperMachine(RuleBasedStateMachine):
                 assert ok
                 self.apply(actions)
                 self.drain()
-        assert self.accepted <= set(self.ended), self.accepted - set(self.ended)
+        assert self.accepted - self.orphaned <= set(self.ended), (
+            self.accepted - self.orphaned - set(self.ended))
         for lane in self.keeper.arbiter.lanes.values():
             assert lane.holder is None and not lane.queue and not lane.occupants, lane
 
@@ -326,8 +370,8 @@ def test_lifecycle_never_ends_a_caller_twice_and_holds_after_give_up():
 def _queued_pair(keeper: LaneKeeper) -> tuple[str, str]:
     """Two goals of lane q: c0 forwarded and running at /a, c1 queued behind it."""
     for driver in DRIVERS:
-        keeper.driver_ready(driver, True, 0.0)
-        keeper.driver_ready(driver, True, 1.5)
+        keeper.driver_ready(driver, True, 0.0, status_matched=True)
+        keeper.driver_ready(driver, True, 1.5, status_matched=True)
     keeper.submit('c0', 'a', 2.0)
     first = keeper.by_caller['c0']
     keeper.driver_answer(first, True, 2.1)

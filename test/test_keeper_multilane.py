@@ -23,7 +23,7 @@ def ready_keeper() -> LaneKeeper:
     ids = itertools.count()
     keeper = LaneKeeper(LANES, SKILLS, SETTINGS, new_id=lambda: f'd{next(ids)}')
     for driver in ('/whole_body', '/arm', '/base'):
-        keeper.driver_ready(driver, True, 0.0)
+        keeper.driver_ready(driver, True, 0.0, status_matched=True)
         keeper.driver_status(driver, {}, 0.0)
     return keeper
 
