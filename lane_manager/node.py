@@ -36,6 +36,7 @@ from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_action_status_default
+from rclpy.subscription import Subscription
 from rclpy.task import Future
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -109,7 +110,7 @@ class LaneManager(Node):
         self._status_spin: Optional[BackgroundExecutor] = None
         self._links: dict[str, ActionServerLink] = {}         # per skill
         self._driver_links: dict[str, ActionServerLink] = {}  # per driver (its first skill)
-        self._status_subs: dict[str, Any] = {}                # per driver
+        self._status_subs: dict[str, Subscription] = {}       # per driver
         self._servers: dict[str, GoalIdActionServer] = {}
         # Each lane's goals come in on a thread of its own (lane_manager/goal_intake.py).
         self._intakes: dict[Optional[str], GoalIntake] = {}
