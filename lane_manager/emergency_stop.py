@@ -2,7 +2,7 @@
 
 True: every goal of the configured lanes (default: all) is cancelled at its driver, queues are
 emptied, and every new goal is refused with reason `emergency_stop` until the topic turns
-false. A thin shell around `LaneKeeper.block`; the node owns the lock and the actions.
+false. A thin shell around `LaneKeeper.block`, reached through the node's `keeper_turn`.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class EmergencyStop:
         self.count = 0
         if topic:
             node.create_subscription(Bool, topic, self._on_message, EMERGENCY_STOP_QOS,
-                                     callback_group=node._group)
+                                     callback_group=node.callback_group)
 
     def reason(self) -> str:
         return (f'{EMERGENCY_STOP_REASON}: the emergency stop ({self.topic}) is on; '
@@ -35,16 +35,15 @@ class EmergencyStop:
     def _on_message(self, msg: Bool) -> None:
         node = self._node
         active = bool(msg.data)
-        with node.keeper_turn():
+        with node.keeper_turn() as turn:
             if active == self.active:
                 return
             self.active = active
             self.since = time.time() if active else None
             self.count += int(active)
-            message, actions = node._keeper.block(
-                EMERGENCY_STOP_REASON, active, self.lanes, self.reason(), time.monotonic())
-            node._apply(actions)
-            node._publish_state()
+            message, actions = turn.keeper.block(
+                EMERGENCY_STOP_REASON, active, self.lanes, self.reason(), turn.now)
+            turn.carry_out(actions)
         if active:
             node.get_logger().error(f'EMERGENCY STOP on {self.topic}: {message}')
         else:

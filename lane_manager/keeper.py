@@ -290,6 +290,21 @@ class LaneKeeper:
         """Drivers that may run a goal of ours: their liveness is worth probing."""
         return {g.driver for g in self.goals.values() if g.may_run}
 
+    def tracked_goal_ids(self, driver: str) -> list[str]:
+        """The driver goal ids this keeper follows at `driver` (their status is decoded)."""
+        return [g.driver_goal_id for g in self.goals.values() if g.driver == driver]
+
+    def forwarded_goals(self) -> list[tuple[str, str]]:
+        """(driver, driver goal id) of every goal of a caller's that may run at its driver:
+        what a shutting-down lane manager must cancel.
+        """
+        return [(g.driver, g.driver_goal_id) for g in self.goals.values()
+                if g.may_run and g.caller_goal_id is not None]
+
+    def status_known(self, driver: str) -> bool:
+        """The driver's goal status is known (it can be given a goal when it answers)."""
+        return self.views[driver].presence is Presence.KNOWN
+
     def snapshot(self, now: float, wall_offset: float = 0.0) -> dict:
         lanes = self.arbiter.snapshot(now, wall_offset)
         for lane in lanes.values():

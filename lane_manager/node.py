@@ -26,8 +26,9 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from action_msgs.msg import GoalStatus, GoalStatusArray
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -47,7 +48,6 @@ from lane_manager.caller_side import (CallerGoal, GoalIdActionServer, Outcome, g
                                       goal_id_text)
 from lane_manager.config import Config, import_action_type
 from lane_manager.diagnostics import lane_diagnostics
-from lane_manager.driver_status import Presence
 from lane_manager.emergency_stop import EmergencyStop
 from lane_manager.goal_intake import GoalIntake
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
@@ -77,6 +77,19 @@ STATUS_TO_OUTCOME = {
     GoalStatus.STATUS_CANCELED: 'canceled',
     GoalStatus.STATUS_ABORTED: 'aborted',
 }
+
+
+@dataclass(frozen=True)
+class KeeperTurn:
+    """One event given to the keeper, under the node's lock (see `LaneManager.keeper_turn`)."""
+
+    keeper: LaneKeeper
+    now: float  # time.monotonic() at the start of the turn
+    _carry_out: Callable[..., None]
+
+    def carry_out(self, actions: Sequence[Any], state_changed: bool = True) -> None:
+        """Carry out the keeper's actions; publish the lane state if anything changed."""
+        self._carry_out(actions, state_changed)
 
 
 class LaneManager(Node):
@@ -189,18 +202,17 @@ class LaneManager(Node):
         server = self._servers[skill_name]
         goal_id = server.goal_ids.get(id(goal)) or str(uuid.uuid4())
         big = is_big_goal(goal)
-        with self.keeper_turn():
+        with self.keeper_turn() as turn:
             if self._closing or goal_id in self._goals:
                 return GoalResponse.REJECT
             self._goals[goal_id] = CallerGoal(goal_id, skill_name, goal, big)
-            decision, actions = self._keeper.submit(goal_id, skill_name, time.monotonic())
+            decision, actions = turn.keeper.submit(goal_id, skill_name, turn.now)
             if not decision.accepted:
                 del self._goals[goal_id]
                 self.get_logger().info(f'refused {skill_name} goal {goal_id}: {decision.reason}')
-                self._publish_state()
+                turn.carry_out([])  # the refusal is in the lane state
                 return GoalResponse.REJECT
-            self._apply(actions)
-            self._publish_state()
+            turn.carry_out(actions)
         return GoalResponse.ACCEPT
 
     def _on_accepted(self, goal_handle: ServerGoalHandle) -> None:
@@ -216,13 +228,12 @@ class LaneManager(Node):
 
     def _on_cancel_request(self, goal_handle: ServerGoalHandle) -> CancelResponse:
         goal_id = goal_id_text(goal_handle.goal_id)
-        with self.keeper_turn():
+        with self.keeper_turn() as turn:
             caller = self._goals.get(goal_id)
             if caller is None or caller.done:
                 return CancelResponse.REJECT
             caller.caller_canceled = True
-            self._apply(self._keeper.cancel(goal_id, time.monotonic()))
-            self._publish_state()
+            turn.carry_out(turn.keeper.cancel(goal_id, turn.now))
         return CancelResponse.ACCEPT
 
     async def _execute(self, skill_name: str, goal_handle: ServerGoalHandle) -> Any:
@@ -268,34 +279,38 @@ class LaneManager(Node):
 
     # ------------------------------------------------------------ operator services
     def _on_release(self, lane: str, _request: Any, response: Any) -> Any:
-        with self.keeper_turn():
-            ok, message, actions = self._keeper.release(lane, time.monotonic())
-            self._apply(actions)
-            self._publish_state()
+        with self.keeper_turn() as turn:
+            ok, message, actions = turn.keeper.release(lane, turn.now)
+            turn.carry_out(actions)
         self.get_logger().warning(f'operator release of lane {lane}: {message}')
         response.success, response.message = ok, message
         return response
 
     def _on_stop(self, lane: str, _request: Any, response: Any) -> Any:
-        with self.keeper_turn():
-            ok, message, actions = self._keeper.stop(lane, time.monotonic())
-            self._apply(actions)
-            self._publish_state()
+        with self.keeper_turn() as turn:
+            ok, message, actions = turn.keeper.stop(lane, turn.now)
+            turn.carry_out(actions)
         self.get_logger().info(f'lane_stop {lane}: {message}')
         response.success, response.message = ok, message
         return response
 
     # ------------------------------------------------------------ keeper actions
-    @contextmanager
-    def keeper_turn(self) -> Iterator[None]:
-        """The lock for one event given to the keeper; the goals it sends go out after.
+    @property
+    def callback_group(self) -> ReentrantCallbackGroup:
+        """The group of the main thread's callbacks (services, timers, subscriptions)."""
+        return self._group
 
-        Sending converts the goal to its wire form: 0.3 s for a 150k-point trajectory. Done
-        under the lock, that would also hold up the drivers' status, handled on its own
-        thread, and every lane's goal intake. Every `_apply` happens inside a turn.
+    @contextmanager
+    def keeper_turn(self) -> Iterator['KeeperTurn']:
+        """The one door to the keeper: its lock for one event; the goals it sends go out after.
+
+        Every keeper call happens inside a turn (`turn.keeper`, `turn.now`) and its actions
+        are carried out with `turn.carry_out`. Sending converts the goal to its wire form:
+        0.3 s for a 150k-point trajectory. Done under the lock, that would also hold up the
+        drivers' status, handled on its own thread, and every lane's goal intake.
         """
         with self._lock:
-            yield
+            yield KeeperTurn(self._keeper, time.monotonic(), self._carry_out)
             sends, self._unsent = self._unsent, []
         for action, caller in sends:
             send = partial(self._send, action, caller)
@@ -303,6 +318,11 @@ class LaneManager(Node):
                 self._skill_intake[caller.skill].run_here(send)
             else:
                 send()
+
+    def _carry_out(self, actions: Sequence[Any], state_changed: bool = True) -> None:
+        self._apply(actions)
+        if state_changed or actions:
+            self._publish_state()
 
     def _apply(self, actions: Sequence[Any]) -> None:
         """Carry out the keeper's actions. Called inside `keeper_turn` (lock held)."""
@@ -359,10 +379,8 @@ class LaneManager(Node):
         if future.exception() is not None:
             return  # no answer: the keeper gives the caller up after driver_response_s
         handle = future.result()
-        with self.keeper_turn():
-            self._apply(self._keeper.driver_answer(driver_goal_id, handle.accepted,
-                                                   time.monotonic()))
-            self._publish_state()
+        with self.keeper_turn() as turn:
+            turn.carry_out(turn.keeper.driver_answer(driver_goal_id, handle.accepted, turn.now))
         if handle.accepted:
             handle.get_result_async().add_done_callback(
                 partial(self._on_driver_result, driver_goal_id))
@@ -374,22 +392,19 @@ class LaneManager(Node):
         outcome = STATUS_TO_OUTCOME.get(response.status)
         if outcome is None:
             return  # STATUS_UNKNOWN: not a result
-        with self.keeper_turn():
-            self._apply(self._keeper.driver_result(driver_goal_id, outcome, response.result,
-                                                   time.monotonic()))
-            self._publish_state()
+        with self.keeper_turn() as turn:
+            turn.carry_out(turn.keeper.driver_result(driver_goal_id, outcome, response.result,
+                                                     turn.now))
 
     def _on_driver_status(self, driver: str, data: bytes) -> None:
         """A driver's own status list (raw CDR: see lane_manager/status_wire.py)."""
         with self._lock:
-            wanted = {uuid.UUID(g.driver_goal_id).bytes for g in self._keeper.goals.values()
-                      if g.driver == driver}
+            wanted = {uuid.UUID(gid).bytes for gid in self._keeper.tracked_goal_ids(driver)}
         statuses = decode_status_array(data, wanted)
-        with self.keeper_turn():
-            actions = self._keeper.driver_status(driver, statuses, time.monotonic())
-            self._apply(actions)
-            if actions:  # a status that changes nothing waits for the periodic state
-                self._publish_state()
+        with self.keeper_turn() as turn:
+            actions = turn.keeper.driver_status(driver, statuses, turn.now)
+            # A status that changes nothing waits for the periodic state.
+            turn.carry_out(actions, state_changed=bool(actions))
 
     def _cancel_at_driver(self, action: CancelGoalAtDriver) -> None:
         self.get_logger().info(
@@ -401,11 +416,9 @@ class LaneManager(Node):
     def _on_cancel_answer(self, driver_goal_id: str, future: Future) -> None:
         if future.exception() is not None or future.result() is None:
             return
-        with self.keeper_turn():
-            actions = self._keeper.driver_cancel_answer(
-                driver_goal_id, future.result().return_code, time.monotonic())
-            self._apply(actions)
-            self._publish_state()
+        with self.keeper_turn() as turn:
+            turn.carry_out(turn.keeper.driver_cancel_answer(
+                driver_goal_id, future.result().return_code, turn.now))
 
     def _finish(self, action: EndCaller) -> None:
         """End a goal towards its caller."""
@@ -425,26 +438,27 @@ class LaneManager(Node):
 
     # ------------------------------------------------------------ watchdog
     def _watchdog(self) -> None:
-        now = time.monotonic()
         lost_s = self._settings.driver_lost_s
-        with self.keeper_turn():
-            busy = self._keeper.drivers_with_goals()
+        with self.keeper_turn() as turn:
+            keeper, now = turn.keeper, turn.now
+            busy = keeper.drivers_with_goals()
             for driver, link in self._driver_links.items():
                 if self._driver_available.get(driver):
                     # Matched, not merely on the graph: only then has a transient-local
                     # status list had its way to us (lane_manager/driver_status.py).
                     status_matched = self._status_subs[driver].get_publisher_count() > 0
-                    self._apply(self._keeper.driver_ready(
-                        driver, link.ready_for_goals(now), now, status_matched))
+                    turn.carry_out(keeper.driver_ready(
+                        driver, link.ready_for_goals(now), now, status_matched),
+                        state_changed=False)
                     if driver in busy and not link.probe(now, lost_s):
-                        self._apply(self._keeper.driver_lost(driver, now))
+                        turn.carry_out(keeper.driver_lost(driver, now), state_changed=False)
                         # That probe went to a process that may be gone for good: probe
                         # afresh, so a driver restarted under the same name is heard again.
                         link.reset_probe()
                 elif now - self._off_graph_since.get(driver, now) >= lost_s:
-                    self._apply(self._keeper.driver_gone(driver, now))
-            self._apply(self._keeper.tick(now))
-            for goal in self._keeper.goals_to_ask(now, RESULT_ASK_S):
+                    turn.carry_out(keeper.driver_gone(driver, now), state_changed=False)
+            turn.carry_out(keeper.tick(now), state_changed=False)
+            for goal in keeper.goals_to_ask(now, RESULT_ASK_S):
                 self._ask_result(goal.driver, goal.driver_goal_id)
 
     def _ask_result(self, driver: str, driver_goal_id: str) -> None:
@@ -459,10 +473,9 @@ class LaneManager(Node):
         if future.exception() is not None or future.result() is None:
             return
         response = future.result()
-        with self.keeper_turn():
-            self._apply(self._keeper.driver_result_answer(
-                driver_goal_id, response.status, response.result, time.monotonic()))
-            self._publish_state()
+        with self.keeper_turn() as turn:
+            turn.carry_out(turn.keeper.driver_result_answer(
+                driver_goal_id, response.status, response.result, turn.now))
 
     # ------------------------------------------------------------ state
     def lane_state(self) -> dict:
@@ -475,7 +488,7 @@ class LaneManager(Node):
             for name, skill in self.config.skills.items():
                 # Available = on the graph with its goal status known: it can take a goal.
                 available = (self._driver_available.get(skill.driver, False)
-                             and self._keeper.views[skill.driver].presence is Presence.KNOWN)
+                             and self._keeper.status_known(skill.driver))
                 skills[name] = {
                     'lane': skill.primary_lane, 'lanes': list(skill.all_lanes),
                     'action_type': skill.action_type,
@@ -553,10 +566,9 @@ class LaneManager(Node):
         cancels = []
         with self._lock:
             self._closing = True
-            for goal in self._keeper.goals.values():
-                if goal.may_run and goal.caller_goal_id is not None:
-                    cancels.append(self._driver_links[goal.driver].client.cancel_goal_async(
-                        goal_id_msg(goal.driver_goal_id)))
+            for driver, driver_goal_id in self._keeper.forwarded_goals():
+                cancels.append(self._driver_links[driver].client.cancel_goal_async(
+                    goal_id_msg(driver_goal_id)))
         deadline = time.monotonic() + SHUTDOWN_CANCEL_WAIT_S
         while cancels and time.monotonic() < deadline and not all(f.done() for f in cancels):
             time.sleep(0.02)

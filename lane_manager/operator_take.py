@@ -31,19 +31,18 @@ class OperatorTake:
         for lane in node.config.lanes:
             for verb, handler in ((TAKE_VERB, self._on_take), (GIVE_BACK_VERB, self._on_give)):
                 node.create_service(Trigger, lane_service_name(namespace, lane, verb),
-                                    partial(handler, lane), callback_group=node._group)
+                                    partial(handler, lane), callback_group=node.callback_group)
 
     def _on_take(self, lane: str, _request: Any, response: Any) -> Any:
         node = self._node
         cancel = node.config.lanes[lane].on_take == 'cancel'
-        with node.keeper_turn():
+        with node.keeper_turn() as turn:
             again = lane in self.taken
             self.taken.setdefault(lane, time.time())
-            message, actions = node._keeper.block(OPERATOR_REASON, True, [lane],
-                                                  take_reason(lane), time.monotonic(),
-                                                  cancel_running=cancel)
-            node._apply(actions)
-            node._publish_state()
+            message, actions = turn.keeper.block(OPERATOR_REASON, True, [lane],
+                                                 take_reason(lane), turn.now,
+                                                 cancel_running=cancel)
+            turn.carry_out(actions)
         text = (f'lane {lane!r} taken by an operator' + (' (already taken)' if again else '')
                 + f'; agents are refused until give_back. {message}')
         node.get_logger().warning(text)
@@ -52,12 +51,10 @@ class OperatorTake:
 
     def _on_give(self, lane: str, _request: Any, response: Any) -> Any:
         node = self._node
-        with node.keeper_turn():
+        with node.keeper_turn() as turn:
             was_taken = self.taken.pop(lane, None) is not None
-            _, actions = node._keeper.block(OPERATOR_REASON, False, [lane], '',
-                                            time.monotonic())
-            node._apply(actions)
-            node._publish_state()
+            _, actions = turn.keeper.block(OPERATOR_REASON, False, [lane], '', turn.now)
+            turn.carry_out(actions)
         text = (f'lane {lane!r} given back: agents may use it again' if was_taken
                 else f'lane {lane!r} was not taken')
         node.get_logger().warning(text)
