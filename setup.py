@@ -20,6 +20,7 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.xml')),
+        (f'share/{PACKAGE}/config/sros2', glob('config/sros2/*.xml')),
     ],
     python_requires='>=3.11',
     install_requires=[
@@ -48,6 +49,7 @@ setup(
             'sim_driver = lane_manager.sim_driver:main',
             'mcp_gateway = mcp_gateway.main:main',
             'skill_lanes_demo = mcp_gateway.demo:main',
+            'skill_lanes_sros2_policy = lane_manager.sros2_policy:main',
         ],
     },
 )
