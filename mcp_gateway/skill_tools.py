@@ -244,7 +244,7 @@ class SkillTools:
             return error_result('lane_manager_unavailable',
                                 'no lane state received from the lane manager yet',
                                 hint='retry', retry_after_ms=2000)
-        return tool_result({'lanes': state['lanes'], 'stamp': state.get('stamp')})
+        return tool_result(dict(state))  # the whole message: see lane_manager/lane_state.py
 
     async def _lane_stop(self, arguments: dict) -> types.CallToolResult:
         lane = arguments['lane']

@@ -12,6 +12,7 @@ from typing import Any, Union
 
 import mcp_types as types
 
+from lane_manager import lane_state
 from lane_manager.config import LaneConfig, SkillConfig
 from mcp_gateway.results import nullable, output_schema
 from mcp_gateway.ros_json import Limits, MessageClass
@@ -106,6 +107,15 @@ def operator_tools(lane_names: list[str]) -> list[types.Tool]:
     ]]
 
 
+def lane_state_output_schema() -> dict[str, Any]:
+    """`lanes_status` answers the whole lane state: its schema is the typed message's
+    (lane_manager/lane_state.py), plus the error envelope.
+    """
+    schema = lane_state.json_schema()
+    return output_schema(schema['properties'], ['lanes'], defs=schema['$defs'],
+                         description=schema.get('description'))
+
+
 def builtin_tools(skill_names: list[str], lane_names: list[str]) -> list[types.Tool]:
     """The gateway's own tools: lanes, operator actions and job handles."""
     lane_arg = {'type': 'string', 'enum': lane_names}
@@ -123,7 +133,7 @@ def builtin_tools(skill_names: list[str], lane_names: list[str]) -> list[types.T
          'description': 'Show every lane: which goal holds it, what waits in its queue, and '
                         'recent refusals and endings with their reasons. Read-only.',
          'inputSchema': {**OBJECT_NO_EXTRA, 'properties': {}},
-         'outputSchema': output_schema({'lanes': {'type': 'object'}, 'stamp': {}}, ['lanes']),
+         'outputSchema': lane_state_output_schema(),
          'annotations': _READ_ONLY},
         {'name': 'lane_stop',
          'description': 'Stop button for one lane: cancel every goal in it, running and '

@@ -1,0 +1,148 @@
+"""The typed lane state (lane_manager/lane_state.py) against what is really published.
+
+- Every lane the keeper's state machine reaches (queues, preemptions, adopted and external
+  goals, unknown drivers, unhonoured cancels, releases) snapshots into a `Lane` with no key
+  the model does not declare.
+- Every message a real lane manager process publishes while goals run, queue, are refused,
+  preempted and cancelled validates the same way.
+- The README's lane-state example is a valid message, and the `lanes_status` tool declares
+  the model's schema as its output.
+"""
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import invariant
+
+from lane_manager.agents import AgentBook
+from lane_manager.lane_state import (Lane, UndeclaredKey, _no_undeclared, json_schema, parse,
+                                     validate_published)
+from test_keeper import KeeperMachine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SnapshotMachine(KeeperMachine):
+    """The keeper's adversarial machine, checking every snapshot against the model."""
+
+    @invariant()
+    def snapshot_is_typed(self):
+        if not hasattr(self, 'keeper'):
+            return
+        lanes = AgentBook().join(self.keeper.snapshot(self.now, 1.7e9))
+        for name, lane in lanes.items():
+            _no_undeclared(Lane.model_validate(lane), f'lanes.{name}')
+
+
+SnapshotMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+test_keeper_snapshots_are_typed = SnapshotMachine.TestCase
+
+
+def test_an_undeclared_or_mistyped_key_is_named():
+    state = json.loads(_readme_example())
+    state['lanes']['motion']['holder']['colour'] = 'blue'
+    with pytest.raises(UndeclaredKey, match=r'lanes\.motion\.holder: .*colour'):
+        validate_published(state)
+    assert parse(state).lanes['motion'].holder.model_extra == {'colour': 'blue'}  # readers
+    state['lanes']['motion']['holder'].pop('colour')
+    state['lanes']['motion']['counters']['started'] = 'six'
+    with pytest.raises(ValueError, match='started'):
+        validate_published(state)
+
+
+def _readme_example() -> str:
+    text = (ROOT / 'README.md').read_text()
+    match = re.search(r'Lane state \(`/lane_manager/lane_state`\):\s*```json\n(.*?)```', text,
+                      re.S)
+    assert match, 'README: the lane state example is gone'
+    return match.group(1)
+
+
+def test_readme_example_is_a_valid_lane_state():
+    validate_published(json.loads(_readme_example()))
+
+
+def test_lanes_status_declares_the_lane_state_schema():
+    from mcp_gateway.tool_defs import builtin_tools
+    tool = next(t for t in builtin_tools(['navigate'], ['motion']) if t.name == 'lanes_status')
+    schema = tool.output_schema
+    body = json_schema()
+    for key in body['required']:
+        assert key in schema['properties'] or any(
+            key in alt.get('properties', {}) for alt in schema.get('oneOf', [])
+            + schema.get('anyOf', [])), key
+
+
+CONFIG = textwrap.dedent("""
+    lanes:
+      base:  {policy: queue, max_queue: 1}
+      arm:   {policy: preempt}
+      tools: {policy: reject}
+    skills:
+      drive:   {lane: base, action_type: test_msgs/action/Fibonacci, driver: /lsm/drive}
+      reach:   {lane: arm, action_type: test_msgs/action/Fibonacci, driver: /lsm/reach}
+      retract: {lane: arm, action_type: test_msgs/action/Fibonacci, driver: /lsm/retract,
+                priority: 5}
+      probe:   {lane: tools, action_type: test_msgs/action/Fibonacci, driver: /lsm/probe}
+      fetch:   {lanes: [base, arm], action_type: test_msgs/action/Fibonacci,
+                driver: /lsm/fetch}
+      look:    {action_type: test_msgs/action/Fibonacci, driver: /lsm/look}
+    sim:
+      default: {duration_s: 1.5, feedback_hz: 10}
+""")
+
+
+def test_every_published_lane_state_is_typed(tmp_path, rclpy_context):
+    from std_msgs.msg import String
+
+    from lane_manager.interfaces import LANE_STATE_QOS
+    from support import sim_robot_client
+    path = tmp_path / 'robot.yaml'
+    path.write_text(CONFIG)
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def keep(msg: String) -> None:
+        with lock:
+            seen.append(msg.data)
+    with sim_robot_client(path, '/lane_manager', 'lane_manager',
+                          ('drive', 'reach', 'retract', 'probe', 'fetch', 'look'),
+                          all_lanes_free=True) as client:
+        client.node.create_subscription(String, '/lane_manager/lane_state', keep,
+                                        LANE_STATE_QOS)
+        drive, queued, full = client.send('drive'), client.send('drive'), client.send('drive')
+        reach = client.send('reach')
+        assert reach.accepted()
+        retract = client.send('retract')  # preempts reach
+        probe, busy = client.send('probe'), client.send('probe')
+        look = client.send('look')
+        assert not full.accepted() and not busy.accepted()
+        queued.cancel()
+        fetch = client.send('fetch')  # waits for both lanes
+        for call in (drive, retract, probe, look, fetch, reach):
+            call.result(timeout=60)
+        client.wait_state(lambda s: all(lane['holder'] is None for lane in s['lanes'].values())
+                          and s['lanes']['arm']['last_endings'], what='every lane free')
+    with lock:
+        messages = list(seen)
+    import os
+    if os.environ.get('DUMP_LANE_STATE'):
+        Path(os.environ['DUMP_LANE_STATE']).write_text('\n'.join(messages))
+    assert len(messages) > 5
+    kinds = set()
+    for data in messages:
+        state = validate_published(json.loads(data))
+        for lane in state.lanes.values():
+            kinds |= {'holder'} if lane.holder else set()
+            kinds |= {'queue'} if lane.queue else set()
+            kinds |= {'refusal'} if lane.last_refusals else set()
+            kinds |= {e.outcome for e in lane.last_endings}
+    assert {'holder', 'queue', 'refusal', 'succeeded', 'canceled'} <= kinds, kinds
