@@ -27,11 +27,11 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-ACTIVE_STATUSES = frozenset({1, 2, 3})      # action_msgs GoalStatus ACCEPTED/EXECUTING/CANCELING
-TERMINAL_STATUSES = frozenset({4, 5, 6})    # SUCCEEDED/CANCELED/ABORTED
+from lane_manager.goal_outcome import (ACTIVE_STATUSES, TERMINAL_STATUSES,  # noqa: F401
+                                       outcome_of_status)
+
 CANCEL_REPEAT_S = 1.0                       # an unhonoured cancel is re-sent this often
 RESULT_WAIT_S = 2.0                         # a result this late after the driver's terminal
-TERMINAL_OUTCOMES = {4: 'succeeded', 5: 'canceled', 6: 'aborted'}  # status: end without it
 CANCEL_UNKNOWN_GOAL = 2  # action_msgs/CancelGoal ERROR_UNKNOWN_GOAL_ID
 
 
@@ -201,7 +201,7 @@ class DriverGoal:
         if confirmed_gone and self.caller_ended:
             self._move(Phase.ENDED, now)
         elif confirmed_gone and not self.driver_done:
-            return self._driver_says_over(TERMINAL_OUTCOMES.get(code, 'aborted'), now)
+            return self._driver_says_over(outcome_of_status(code) or 'aborted', now)
         return []
 
     def cancel_answer(self, return_code: int, now: float) -> list[Action]:

@@ -29,6 +29,7 @@ from lane_manager.config import LaneConfig, LaneManagerConfig
 from lane_manager.driver_status import DriverView, Presence
 from lane_manager.goal_lifecycle import (Action, DriverEnded, DriverGoal, EndCaller,
                                          Phase)
+from lane_manager.goal_outcome import outcome_of_status
 
 FINISHED_LIMIT = 4096
 
@@ -156,7 +157,7 @@ class LaneKeeper:
             return []
         if status == 0:
             return self.driver_cancel_answer(driver_goal_id, 2, now)
-        outcome = {4: 'succeeded', 5: 'canceled', 6: 'aborted'}.get(status)
+        outcome = outcome_of_status(status)
         if outcome is not None:
             self._run(goal, goal.result(outcome, result, now), now, how='result')
         return self._take()

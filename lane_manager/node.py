@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from action_msgs.msg import GoalStatus, GoalStatusArray
+from action_msgs.msg import GoalStatusArray
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.action import CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
@@ -51,6 +51,7 @@ from lane_manager.diagnostics import lane_diagnostics
 from lane_manager.emergency_stop import EmergencyStop
 from lane_manager.goal_intake import GoalIntake
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
+from lane_manager.goal_outcome import outcome_of_status
 from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, GOAL_AGENTS_TOPIC, LANE_STATE_QOS,
                                      is_big_goal, lane_service_name, lane_state_topic,
                                      skill_server_name)
@@ -72,11 +73,6 @@ STARTUP_DISCOVERY_S = 4.0
 CANCELING_WAIT_STEPS = 100  # x 10 ms
 EXECUTOR_THREADS = 1  # see main()
 
-STATUS_TO_OUTCOME = {
-    GoalStatus.STATUS_SUCCEEDED: 'succeeded',
-    GoalStatus.STATUS_CANCELED: 'canceled',
-    GoalStatus.STATUS_ABORTED: 'aborted',
-}
 
 
 @dataclass(frozen=True)
@@ -389,7 +385,7 @@ class LaneManager(Node):
         if future.exception() is not None:
             return  # the driver's status still tells when the goal ends
         response = future.result()
-        outcome = STATUS_TO_OUTCOME.get(response.status)
+        outcome = outcome_of_status(response.status)
         if outcome is None:
             return  # STATUS_UNKNOWN: not a result
         with self.keeper_turn() as turn:

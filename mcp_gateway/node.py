@@ -23,7 +23,6 @@ from functools import partial
 from typing import Any, Callable, Optional
 
 import anyio
-from action_msgs.msg import GoalStatus
 from action_msgs.srv import CancelGoal
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -33,19 +32,14 @@ from std_srvs.srv import Trigger
 from lane_manager.caller_side import goal_id_msg
 from lane_manager.config import Config, import_action_type
 from lane_manager.action_link import ActionServerLink
+from lane_manager.goal_outcome import TERMINAL_STATUSES, Outcome, outcome_of_status
 from lane_manager.interfaces import (GOAL_AGENTS_TOPIC, LANE_STATE_QOS, TOOL_LANES_TOPIC,
                                      is_big_goal, lane_service_name, lane_state_topic,
                                      skill_server_name)
 from lane_manager.runtime import BackgroundExecutor
 from mcp_gateway.agents import CURRENT_AGENT, RecentAgents
 
-STATUS_NAMES = {
-    GoalStatus.STATUS_SUCCEEDED: 'succeeded',
-    GoalStatus.STATUS_CANCELED: 'canceled',
-    GoalStatus.STATUS_ABORTED: 'aborted',
-}
 CANCEL_WAIT_S = 5.0
-TERMINAL_STATUSES = frozenset(STATUS_NAMES)
 RESULT_RETRY_S = 1.0  # after the status says the goal ended, ask again for a missing result
 
 
@@ -205,7 +199,7 @@ class GatewayNode(Node):
             with anyio.move_on_after(CANCEL_WAIT_S, shield=True):
                 await bridge_future(handle.cancel_goal_async(), loop)
             raise
-        status = STATUS_NAMES.get(response.status, 'aborted')
+        status = (outcome_of_status(response.status) or Outcome.ABORTED).value
         ending = None
         if status != 'succeeded' and lane is not None:
             ending = await self._wait_record(lane, 'last_endings', gid, settings.refusal_wait_s)
