@@ -46,6 +46,22 @@ class Phase(str, enum.Enum):
     ENDED = 'ended'
 
 
+# Every move a goal's phase may make (one event may make two: sent -> running -> cancelling
+# when a goal cancelled while its request was out is accepted). A goal starts WAITING (ours),
+# ADOPTED, EXTERNAL or, come back with a driver that had left, UNCONFIRMED. `_move` refuses
+# any other move; test/test_goal_transitions.py walks the table with the keeper's machine.
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.WAITING: frozenset({Phase.SENT, Phase.ENDED}),
+    Phase.SENT: frozenset({Phase.RUNNING, Phase.UNCONFIRMED, Phase.ENDED}),
+    Phase.RUNNING: frozenset({Phase.CANCELLING, Phase.UNCONFIRMED, Phase.ENDED}),
+    Phase.CANCELLING: frozenset({Phase.UNCONFIRMED, Phase.ENDED}),
+    Phase.UNCONFIRMED: frozenset({Phase.ENDED}),
+    Phase.ADOPTED: frozenset({Phase.ENDED}),
+    Phase.EXTERNAL: frozenset({Phase.ENDED}),
+    Phase.ENDED: frozenset(),
+}
+
+
 @dataclass(frozen=True)
 class SendToDriver:
     """Send the caller's goal to its driver under `driver_goal_id` (chosen here, kept)."""
@@ -320,6 +336,9 @@ class DriverGoal:
 
     def _move(self, phase: Phase, now: float) -> None:
         if phase is not self.phase:
+            if phase not in TRANSITIONS[self.phase]:
+                raise AssertionError(f'goal {self.driver_goal_id}: no move {self.phase.value} '
+                                     f'-> {phase.value} (TRANSITIONS)')
             self.phase = phase
             self.since = now
         if phase is Phase.ENDED:
