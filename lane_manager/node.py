@@ -187,7 +187,9 @@ class LaneManager(Node):
     # ------------------------------------------------------------ action server side
     def _on_goal_request(self, skill_name: str, goal: Any) -> GoalResponse:
         server = self._servers[skill_name]
-        goal_id = server.goal_ids.get(id(goal)) or str(uuid.uuid4())
+        goal_id = server.goal_id_of(goal)
+        if goal_id is None:  # logged there; a made-up id would key refusals nobody asked for
+            return GoalResponse.REJECT
         big = is_big_goal(goal)
         with self.keeper_turn():
             if self._closing or goal_id in self._goals:
