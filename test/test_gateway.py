@@ -261,12 +261,14 @@ def test_tools_list_one_tool_per_skill_with_lane_meta_and_schemas(gateway):
         tool = tools[skill]
         action = NestedMessage if skill == 'inspect' else Fibonacci
         meta = tool['_meta']
+        assert meta['skill-lanes/lanes'] == meta['lanes'] == ([] if lane is None else [lane])
         if lane is None:
-            assert 'lane' not in meta and 'skill_lanes/policy' not in meta
+            assert 'lane' not in meta and 'skill-lanes/lane' not in meta
+            assert 'skill-lanes/policy' not in meta and 'skill_lanes/policy' not in meta
         else:
-            assert meta['lane'] == lane
-            assert meta['skill_lanes/policy'] == POLICIES[lane]
-        assert meta['skill_lanes/action_type'] == (
+            assert meta['skill-lanes/lane'] == meta['lane'] == lane
+            assert meta['skill-lanes/policy'] == meta['skill_lanes/policy'] == POLICIES[lane]
+        assert meta['skill-lanes/action_type'] == meta['skill_lanes/action_type'] == (
             'test_msgs/action/NestedMessage' if skill == 'inspect'
             else 'test_msgs/action/Fibonacci')
         limits = Limits(allow_non_finite=skill == 'inspect', max_items=100_000)
