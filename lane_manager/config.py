@@ -6,13 +6,13 @@ file can be checked anywhere; importing the named action types (to prove they ex
 lazily and can be switched off.
 
 A bad file never produces a traceback: `load_config` raises `ConfigError`, whose message is a
-single line `FILE: key.path: what is wrong`, and `load_config_or_exit` prints it and exits 2.
+single line `FILE: key.path: what is wrong`, which the executables print before exiting 2
+(lane_manager/runtime.py, mcp_gateway/main.py).
 """
 from __future__ import annotations
 
 import importlib
 import re
-import sys
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -246,9 +246,6 @@ class Config(_Strict):
                 raise _KeyedError(('sim', 'skills', name), f'unknown skill {name!r}')
         return self
 
-    def lane_of(self, skill: str) -> Optional[str]:
-        return self.skills[skill].primary_lane
-
 
 class _KeyedError(ValueError):
     """A cross-reference error that knows its own key path."""
@@ -348,11 +345,3 @@ def load_config(path: str | Path, check_types: bool = True) -> Config:
         raise ConfigError(f'{source}: <file>: malformed YAML{where}: {problem}') from None
     return parse_config(data, source, check_types)
 
-
-def load_config_or_exit(path: str | Path, check_types: bool = True) -> Config:
-    """For executables: a bad file prints one line on stderr and exits with status 2."""
-    try:
-        return load_config(path, check_types)
-    except ConfigError as exc:
-        print(f'config error: {exc}', file=sys.stderr)
-        raise SystemExit(2) from None

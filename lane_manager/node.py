@@ -446,8 +446,10 @@ class LaneManager(Node):
                 elif now - self._off_graph_since.get(driver, now) >= lost_s:
                     self._apply(self._keeper.driver_gone(driver, now))
             self._apply(self._keeper.tick(now))
-            for goal in self._keeper.goals_to_ask(now, RESULT_ASK_S):
+            due = self._keeper.goals_to_ask(now, RESULT_ASK_S)
+            for goal in due:
                 self._ask_result(goal.driver, goal.driver_goal_id)
+            self._keeper.mark_asked(due, now)
 
     def _ask_result(self, driver: str, driver_goal_id: str) -> None:
         """Ask a driver again for a goal's result: a driver restarted under the same name
