@@ -148,12 +148,18 @@ class SimConfig(_Strict):
         return self.skills.get(skill, self.default)
 
 
+# The emergency stop topic's default name (lane_manager/interfaces.py describes the topic):
+# defined here because this module imports no ROS, and interfaces.py does (its QoS profiles).
+DEFAULT_EMERGENCY_STOP_TOPIC = '/emergency_stop'
+
+
 class LaneManagerConfig(_Strict):
     """Where the lane manager serves and how fast it notices faults."""
 
     namespace: str = Field('lane_manager', pattern=ROS_NAME_RE)  # relative: node's ns
     emergency_stop_topic: Optional[str] = Field(
-        '/emergency_stop', pattern=ROS_NAME_RE, description='std_msgs/Bool followed (reliable, '
+        DEFAULT_EMERGENCY_STOP_TOPIC, pattern=ROS_NAME_RE,
+        description='std_msgs/Bool followed (reliable, '
         'transient local): true cancels every goal and refuses new ones until false; null: off')
     emergency_stop_lanes: Optional[list[str]] = Field(
         None, description='the lanes an emergency stop stops (default: every lane)')
