@@ -6,91 +6,20 @@ only the standard action protocol, so it works against any driver, rclcpp or rcl
 """
 from __future__ import annotations
 
-import contextlib
-import threading
 import uuid
 from typing import Any, Optional
 
 from action_msgs.srv import CancelGoal
-import rclpy.logging
-from rclpy.action import ActionClient
 from rclpy.node import Node
 from rclpy.task import Future
 
+# RaceFreeActionClient touches rclpy internals: it lives with the others in rclpy_compat.
+from lane_manager.rclpy_compat import RaceFreeActionClient
 from lane_manager.statusless_client import StatuslessActionClient
 
+__all__ = ['ActionServerLink', 'RaceFreeActionClient']
+
 PROBE_PERIOD_S = 0.5
-
-
-# What RaceFreeActionClient.send_goal_async touches inside rclpy's ActionClient. Present in
-# rclpy 7.1 (Jazzy) and 9.1 (Kilted); checked on each client, not assumed.
-_CLIENT_INTERNALS = ('_client_handle', '_pending_goal_requests',
-                     '_goal_sequence_number_to_goal_id', '_feedback_callbacks',
-                     '_remove_pending_goal_request', '_generate_random_uuid', 'add_future')
-
-
-class RaceFreeActionClient(ActionClient):
-    """rclpy's ActionClient whose goal response always reaches the returned future.
-
-    rclpy 9.1 (Kilted) registers the goal-response future under its lock, then replaces it,
-    outside the lock, with a second future that it returns (ros2/rclpy#1123); rclpy 7.1
-    (Jazzy) has no lock and registers the future only after sending. Either way, when another
-    executor thread takes the response first, it is dropped or set on the wrong future: the
-    goal runs but its sender never learns it was accepted. Feedback registered after sending
-    can be lost the same way.
-
-    Here the feedback callback and the one future are registered before anyone can handle the
-    response: sending and registering happen under `_send_lock`, and `execute` passes that
-    lock before it handles a goal response. rclpy's own `_lock` is taken too where the
-    installed rclpy has one. If the installed rclpy lacks an internal this relies on
-    (`_CLIENT_INTERNALS`), the stock `send_goal_async` is used and a warning says so.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # rclpy 9.1 adds the client to its node's waitables before it creates `_lock`, which
-        # `get_num_entities` takes: an executor spinning in another thread meanwhile raises
-        # AttributeError (seen in the benchmark). A lock from the start closes that window.
-        self._lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-        self._send_lock = threading.Lock()
-        missing = [name for name in _CLIENT_INTERNALS if not hasattr(self, name)]
-        self.race_free = not missing
-        if missing:
-            rclpy.logging.get_logger('skill_lanes.action_link').warning(
-                f'this rclpy ActionClient lacks {", ".join(missing)}: using its own '
-                'send_goal_async, whose goal response can be lost under a multi-threaded '
-                'executor')
-
-    def send_goal_async(self, goal: Any, feedback_callback: Any = None,
-                        goal_uuid: Any = None) -> Future:
-        """Send a goal; the returned future gets the goal handle (see the class docstring)."""
-        if not self.race_free:
-            return super().send_goal_async(goal, feedback_callback, goal_uuid)
-        if not isinstance(goal, self._action_type.Goal):
-            raise TypeError(f'expected {self._action_type.Goal}, got {type(goal)}')
-        request = self._action_type.Impl.SendGoalService.Request()
-        request.goal_id = self._generate_random_uuid() if goal_uuid is None else goal_uuid
-        request.goal = goal
-        if feedback_callback is not None:
-            self._feedback_callbacks[bytes(request.goal_id.uuid)] = feedback_callback
-        future: Future = Future()
-        rclpy_lock = getattr(self, '_lock', None) or contextlib.nullcontext()
-        with self._send_lock, rclpy_lock:
-            sequence_number = self._client_handle.send_goal_request(request)
-            if sequence_number in self._pending_goal_requests:
-                raise RuntimeError(f'sequence {sequence_number} conflicts with a pending goal')
-            self._pending_goal_requests[sequence_number] = future
-            self._goal_sequence_number_to_goal_id[sequence_number] = request.goal_id
-            future.add_done_callback(self._remove_pending_goal_request)
-            self.add_future(future)
-        return future
-
-    async def execute(self, taken_data: Any) -> None:
-        """Handle what the executor took; a goal response only once its sender registered."""
-        if self.race_free and 'goal' in taken_data:
-            with self._send_lock:
-                pass  # the send that this response answers has registered its future
-        await super().execute(taken_data)
 
 
 class ActionServerLink:

@@ -88,7 +88,7 @@ class Arbiter:
                           f'(priority {priority} > {holder.goal.priority})')
                 lane.counters.preempted += 1
                 cancelled.add(holder.goal.goal_id)
-                effects.append(self._begin_cancel(lane, holder, now, reason))
+                effects.append(self._begin_cancel(holder, reason))
         effects.extend(self._start_ready(now))
         if any(isinstance(e, StartGoal) and e.goal_id == goal_id for e in effects):
             return Decision(True, tuple(effects))
@@ -155,7 +155,10 @@ class Arbiter:
         self.lanes[lane_name].occupants.pop(key, None)
         return self._start_ready(now)
 
-    def start_if_free(self, lane_name: str, now: float) -> list[Effect]:
+    def start_if_free(self, now: float) -> list[Effect]:
+        """Start every queued goal whose lanes are all free (a lane just freed outside a
+        holder's end, e.g. its last occupant gone: any lane's head may be waiting on it).
+        """
         return self._start_ready(now)
 
     def record_operator_release(self, lane_name: str, what: str, now: float) -> None:
@@ -183,7 +186,7 @@ class Arbiter:
         if holder is not None:
             if holder.state is HolderState.CANCELLING:
                 return []
-            return [self._begin_cancel(self.lanes[holder.goal.lane], holder, now, reason)]
+            return [self._begin_cancel(holder, reason)]
         goal = self._remove_queued(goal_id)
         if goal is None:
             return []
@@ -205,13 +208,10 @@ class Arbiter:
                 lane.counters.hold_timeouts += 1
                 reason = (f'held lane {lane.name!r} longer than '
                           f'max_hold_s={lane.config.max_hold_s:g}')
-                effects.append(self._begin_cancel(lane, holder, now, reason))
+                effects.append(self._begin_cancel(holder, reason))
         return effects
 
     # ---------------------------------------------------------------- queries
-    def lane_of(self, goal_id: str) -> Optional[str]:
-        return self._lane_of_goal.get(goal_id)
-
     def lanes_of(self, goal_id: str) -> tuple[str, ...]:
         """Every lane a known (holding or queued) goal asked for; () if unknown."""
         holder = self._holder_of(goal_id)
@@ -300,8 +300,7 @@ class Arbiter:
                     effects.extend(self._start(goal, now))
         return effects
 
-    def _begin_cancel(self, lane: Lane, holder: Holder, now: float,
-                      reason: str) -> CancelAtDriver:
+    def _begin_cancel(self, holder: Holder, reason: str) -> CancelAtDriver:
         holder.state = HolderState.CANCELLING
         holder.cancel_reason = reason
         return CancelAtDriver(holder.goal.goal_id, reason)

@@ -1,5 +1,6 @@
 """The caller side of the lane manager: its goals' ROS handles, and the action server that
-lets the goal callback learn a goal's id.
+lets the goal callback learn a goal's id (`GoalIdActionServer`, which reads rclpy internals
+and so lives in rclpy_compat.py).
 
 Split from node.py so the node stays a translator; no decisions live here.
 """
@@ -9,10 +10,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from rclpy.action import ActionServer
 from rclpy.action.server import ServerGoalHandle
 from rclpy.task import Future
 from unique_identifier_msgs.msg import UUID
+
+from lane_manager.rclpy_compat import GoalIdActionServer
+
+__all__ = ['CallerGoal', 'GoalIdActionServer', 'Outcome', 'goal_id_msg', 'goal_id_text']
 
 
 def goal_id_text(uuid_msg: Any) -> str:
@@ -53,28 +57,3 @@ class CallerGoal:
     @property
     def done(self) -> bool:
         return self.finished.done()
-
-
-class GoalIdActionServer(ActionServer):
-    """An ActionServer whose goal callback can learn the goal id.
-
-    rclpy hands the goal callback only the goal message, but a refusal must be published
-    keyed by goal id (a rejection carries no reason in ROS). `execute` is the Waitable entry
-    point that sees the whole request, so it records which id each goal message belongs to.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.goal_ids: dict[int, str] = {}
-        super().__init__(*args, **kwargs)
-
-    async def execute(self, taken_data) -> None:
-        request = taken_data.get('goal')
-        if request is not None:
-            goal_request = request[1]
-            self.goal_ids[id(goal_request.goal)] = goal_id_text(goal_request.goal_id)
-            try:
-                await super().execute(taken_data)
-            finally:
-                self.goal_ids.pop(id(goal_request.goal), None)
-        else:
-            await super().execute(taken_data)

@@ -6,13 +6,13 @@ file can be checked anywhere; importing the named action types (to prove they ex
 lazily and can be switched off.
 
 A bad file never produces a traceback: `load_config` raises `ConfigError`, whose message is a
-single line `FILE: key.path: what is wrong`, and `load_config_or_exit` prints it and exits 2.
+single line `FILE: key.path: what is wrong`, which the executables print before exiting 2
+(lane_manager/runtime.py, mcp_gateway/main.py).
 """
 from __future__ import annotations
 
 import importlib
 import re
-import sys
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -148,12 +148,18 @@ class SimConfig(_Strict):
         return self.skills.get(skill, self.default)
 
 
+# The emergency stop topic's default name (lane_manager/interfaces.py describes the topic):
+# defined here because this module imports no ROS, and interfaces.py does (its QoS profiles).
+DEFAULT_EMERGENCY_STOP_TOPIC = '/emergency_stop'
+
+
 class LaneManagerConfig(_Strict):
     """Where the lane manager serves and how fast it notices faults."""
 
     namespace: str = Field('lane_manager', pattern=ROS_NAME_RE)  # relative: node's ns
     emergency_stop_topic: Optional[str] = Field(
-        '/emergency_stop', pattern=ROS_NAME_RE, description='std_msgs/Bool followed (reliable, '
+        DEFAULT_EMERGENCY_STOP_TOPIC, pattern=ROS_NAME_RE,
+        description='std_msgs/Bool followed (reliable, '
         'transient local): true cancels every goal and refuses new ones until false; null: off')
     emergency_stop_lanes: Optional[list[str]] = Field(
         None, description='the lanes an emergency stop stops (default: every lane)')
@@ -245,9 +251,6 @@ class Config(_Strict):
             if name not in self.skills:
                 raise _KeyedError(('sim', 'skills', name), f'unknown skill {name!r}')
         return self
-
-    def lane_of(self, skill: str) -> Optional[str]:
-        return self.skills[skill].primary_lane
 
 
 class _KeyedError(ValueError):
@@ -348,11 +351,3 @@ def load_config(path: str | Path, check_types: bool = True) -> Config:
         raise ConfigError(f'{source}: <file>: malformed YAML{where}: {problem}') from None
     return parse_config(data, source, check_types)
 
-
-def load_config_or_exit(path: str | Path, check_types: bool = True) -> Config:
-    """For executables: a bad file prints one line on stderr and exits with status 2."""
-    try:
-        return load_config(path, check_types)
-    except ConfigError as exc:
-        print(f'config error: {exc}', file=sys.stderr)
-        raise SystemExit(2) from None

@@ -53,9 +53,6 @@ class DriverView:
             return set()
         return {gid for gid, code in self.statuses.items() if code in ACTIVE_STATUSES}
 
-    def code_of(self, goal_id: str) -> Optional[int]:
-        return self.statuses.get(goal_id)
-
     def report(self, statuses: dict[str, int]) -> bool:
         """A status message. Returns True when it made the status known (first word)."""
         first = self.presence is not Presence.KNOWN

@@ -10,6 +10,8 @@ from typing import Any
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from lane_manager.config import DEFAULT_EMERGENCY_STOP_TOPIC
+
 # Latched JSON topics: a late subscriber gets the last message at once.
 LANE_STATE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -47,7 +49,8 @@ def lane_service_name(namespace: str, lane: str, verb: str) -> str:
 # std_msgs/Bool the lane manager follows (config lane_manager.emergency_stop_topic): true
 # cancels every goal of the configured lanes and refuses new ones until it turns false.
 # Reliable + transient local: a stop published before the lane manager started still counts.
-EMERGENCY_STOP_TOPIC = '/emergency_stop'
+# Its default name is defined in config.py, which must not import ROS as this module does.
+EMERGENCY_STOP_TOPIC = DEFAULT_EMERGENCY_STOP_TOPIC
 EMERGENCY_STOP_QOS = LANE_STATE_QOS
 EMERGENCY_STOP_REASON = 'emergency_stop'
 

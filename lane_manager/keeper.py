@@ -163,15 +163,17 @@ class LaneKeeper:
         return self._take()
 
     def goals_to_ask(self, now: float, every_s: float) -> list[DriverGoal]:
-        """Goals a driver once reported running, not heard of for `every_s`: ask it again
-        (its result service answers at once for a goal it does not know).
+        """Goals a driver once reported running, not asked about for `every_s`: ask it again
+        (its result service answers at once for a goal it does not know). A query: once
+        asked, say so with `mark_asked`.
         """
-        due = []
-        for goal in self.goals.values():
-            if goal.seen_active and not goal.ended and now - goal.asked_at >= every_s:
-                goal.asked_at = now
-                due.append(goal)
-        return due
+        return [goal for goal in self.goals.values()
+                if goal.seen_active and not goal.ended and now - goal.asked_at >= every_s]
+
+    def mark_asked(self, goals: Iterable[DriverGoal], now: float) -> None:
+        """Their drivers were asked for these goals' results now (see goals_to_ask)."""
+        for goal in goals:
+            goal.asked_at = now
 
     def driver_status(self, driver: str, statuses: dict[str, int], now: float) -> list:
         """The driver's own status list (every goal it knows, by goal id)."""
@@ -280,13 +282,6 @@ class LaneKeeper:
         return ('; '.join(stopped) if active else 'goals accepted again'), actions
 
     # ------------------------------------------------------------ queries
-    def lane_of_caller(self, caller_goal_id: str) -> Optional[str]:
-        skill = self.caller_skill.get(caller_goal_id)
-        return None if skill is None else self.skills[skill].lane
-
-    def goal_of_caller(self, caller_goal_id: str) -> Optional[DriverGoal]:
-        return self._goal_of_caller(caller_goal_id)
-
     def drivers_with_goals(self) -> set[str]:
         """Drivers that may run a goal of ours: their liveness is worth probing."""
         return {g.driver for g in self.goals.values() if g.may_run}
@@ -494,4 +489,4 @@ class LaneKeeper:
             else:
                 lane.occupants.pop(key, None)
         if start and lane.holder is None and not lane.occupants:
-            self._effects(self.arbiter.start_if_free(lane_name, now), now)
+            self._effects(self.arbiter.start_if_free(now), now)

@@ -196,7 +196,9 @@ class LaneManager(Node):
     # ------------------------------------------------------------ action server side
     def _on_goal_request(self, skill_name: str, goal: Any) -> GoalResponse:
         server = self._servers[skill_name]
-        goal_id = server.goal_ids.get(id(goal)) or str(uuid.uuid4())
+        goal_id = server.goal_id_of(goal)
+        if goal_id is None:  # logged there; a made-up id would key refusals nobody asked for
+            return GoalResponse.REJECT
         big = is_big_goal(goal)
         with self.keeper_turn() as turn:
             if self._closing or goal_id in self._goals:
@@ -454,8 +456,10 @@ class LaneManager(Node):
                 elif now - self._off_graph_since.get(driver, now) >= lost_s:
                     turn.carry_out(keeper.driver_gone(driver, now), state_changed=False)
             turn.carry_out(keeper.tick(now), state_changed=False)
-            for goal in keeper.goals_to_ask(now, RESULT_ASK_S):
+            due = keeper.goals_to_ask(now, RESULT_ASK_S)
+            for goal in due:
                 self._ask_result(goal.driver, goal.driver_goal_id)
+            keeper.mark_asked(due, now)
 
     def _ask_result(self, driver: str, driver_goal_id: str) -> None:
         """Ask a driver again for a goal's result: a driver restarted under the same name

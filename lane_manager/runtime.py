@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import signal
 import sys
 import threading
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import rclpy
 from rclpy.context import Context
@@ -30,6 +29,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from lane_manager import dds_files
 from lane_manager.config import Config, ConfigError, load_config
+from lane_manager.stop_signal import StopSignal
 
 CONFIG_PARAMETER = 'config_file'
 # How often the spin thread checks its stop flag. `Executor.wake()` does not end a
@@ -82,21 +82,6 @@ def resolve_config(node: Node, cli_path: Optional[str]) -> Config:
     if not path:
         raise ConfigError(NO_CONFIG)
     return load_config(path)
-
-
-class ShutdownSignal:
-    """SIGINT / SIGTERM set an event instead of raising in a random place."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002 - signal API
-        self.event.set()
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        return self.event.wait(timeout)
 
 
 class BackgroundExecutor:
@@ -187,7 +172,7 @@ def run_node(build: Callable[[], Node], ready_message: str,
     every path, so no Fast DDS file is left in /dev/shm.
     """
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    stop = ShutdownSignal()
+    stop = StopSignal()
     node: Optional[Node] = None
     try:
         try:

@@ -78,8 +78,8 @@ async def narrated_session(config: str, env: dict[str, str], problems: Problems)
         tools = (await client.list_tools()).tools
         for tool in tools:
             meta = tool.meta or {}
-            lane = meta.get('lane', '-')
-            policy = meta.get('skill_lanes/policy', '')
+            lane = meta.get('skill-lanes/lane', '-')
+            policy = meta.get('skill-lanes/policy', '')
             say(f'  {tool.name:24} lane={lane:13} {policy}')
         await wait_for_lane_manager(client)
 

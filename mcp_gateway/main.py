@@ -15,12 +15,12 @@ pipe) ends it quietly. The node and the ROS context are destroyed on every path.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from lane_manager.stop_signal import StopSignal  # ROS-free: installed before the slow imports
 
 if TYPE_CHECKING:
     from lane_manager.config import Config
@@ -29,8 +29,20 @@ if TYPE_CHECKING:
 # Everything heavy (rclpy, the MCP SDK, pydantic models) is imported inside the functions,
 # after main() has taken over Ctrl-C and SIGTERM: a launch that stops while the gateway is
 # still importing then gets a clean exit instead of a KeyboardInterrupt traceback.
-VERSION = '0.1.0'
 CONFIG_ENV = 'SKILL_LANES_CONFIG'  # the same as lane_manager.runtime.CONFIG_ENV
+PACKAGE = 'skill_lanes'
+
+
+def package_version() -> str:
+    """This package's version (MCP serverInfo.version) from its installed metadata: what
+    setup.py and package.xml say, as pip or colcon installed it; '0+unknown' when run from a
+    source tree that was never installed.
+    """
+    import importlib.metadata
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return '0+unknown'
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -75,39 +87,6 @@ def _silence_stdout() -> None:
         pass
 
 
-class StopSignal:
-    """Ctrl-C and SIGTERM, from the first line of main on: one orderly stop for both.
-
-    A signal only records the request; once serving, `arm` names what a stop does, and a
-    request that came earlier (during start-up) takes effect at once. No exception is ever
-    raised at a random place (asyncio's own Ctrl-C handling could lose a stop that came
-    during start-up, and SIGTERM would kill the process without any clean-up).
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._stop: Optional[Callable[[], None]] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002 - signal API
-        self.requested = True
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop)
-
-    def arm(self, stop: Callable[[], None]) -> None:
-        """From now on a signal calls `stop` on the running event loop."""
-        self._loop = asyncio.get_running_loop()
-        self._stop = stop
-        if self.requested:
-            stop()
-
-    def disarm(self) -> None:
-        """Clean-up has begun: later signals change nothing."""
-        self._stop = None
-
-
 async def serve(config: Config, transport: str, host: str, port: int,
                 node_name: Optional[str], signals: StopSignal,
                 unity_config: Optional[UnityConfig] = None) -> None:
@@ -128,7 +107,7 @@ async def serve(config: Config, transport: str, host: str, port: int,
             unity = UnityTools(unity_config, owner=ros.node.get_fully_qualified_name())
             providers.append(unity)
         ros.node.publish_tool_lanes(config.gateway.name, transport, tools.tool_lanes())
-        server = build_server(config.gateway.name, VERSION, providers,
+        server = build_server(config.gateway.name, package_version(), providers,
                               lambda: ros.node.lane_state,
                               operator_token_env=config.gateway.operator_token_env)
         # Refusals (no token for a public bind) before anything runs: one clear line.

@@ -18,6 +18,14 @@ from mcp_gateway.results import nullable, output_schema
 from mcp_gateway.ros_json import Limits, MessageClass
 from mcp_gateway.ros_schema import skill_schema
 
+# A skill tool's `_meta`. The MCP spec's key grammar: an optional prefix of dot-separated
+# labels (letters, digits, hyphens) and a slash, then a name. The project's own prefix is
+# `skill-lanes/` (as its resource scheme `skill-lanes://`): every field is published under it.
+# Earlier releases published `lane`/`lanes` unprefixed and the rest under `skill_lanes/`,
+# which the grammar does not allow (no `_` in a label); both are kept for existing clients.
+META_PREFIX = 'skill-lanes/'
+LEGACY_META_PREFIX = 'skill_lanes/'
+UNPREFIXED_META = ('lane', 'lanes')  # published also without a prefix
 LANE_META_KEY = 'lane'
 LANES_META_KEY = 'lanes'  # every skill tool: all its lanes ([] = never arbitrated)
 OBJECT_NO_EXTRA: dict[str, Any] = {'type': 'object', 'additionalProperties': False}
@@ -47,15 +55,15 @@ def skill_tool(name: str, skill: SkillConfig,
     """The MCP tool of one configured skill (lanes: the configs of all its lanes)."""
     if not isinstance(lanes, list):
         lanes = [] if lanes is None else [lanes]
-    meta: dict[str, Any] = {'skill_lanes/action_type': skill.action_type,
-                            LANES_META_KEY: list(skill.all_lanes)}
+    fields: dict[str, Any] = {'action_type': skill.action_type,
+                              LANES_META_KEY: list(skill.all_lanes)}
     description = skill.description.strip() or f'Run the {name} skill ({skill.action_type}).'
     if not description.endswith('.'):
         description += '.'
     if len(lanes) == 1:
         lane = lanes[0]
-        meta[LANE_META_KEY] = skill.lane
-        meta['skill_lanes/policy'] = lane.policy
+        fields[LANE_META_KEY] = skill.lane
+        fields['policy'] = lane.policy
         description += (f" It runs in lane '{skill.lane}', where one goal runs at a time; "
                         + {'queue': 'a call made while the lane is busy waits its turn.',
                            'reject': 'a call made while the lane is busy is refused with '
@@ -64,7 +72,7 @@ def skill_tool(name: str, skill: SkillConfig,
                            }[lane.policy])
     elif lanes:
         names = ', '.join(f"'{n}'" for n in skill.all_lanes)
-        meta['skill_lanes/policies'] = [lane.policy for lane in lanes]
+        fields['policies'] = [lane.policy for lane in lanes]
         description += (f' It needs lanes {names} at once: it starts only when all are free '
                         'and holds none of them while it waits; a call made while one is '
                         'busy waits its turn, or is refused with error "operation_busy" if '
@@ -79,8 +87,19 @@ def skill_tool(name: str, skill: SkillConfig,
         'outputSchema': skill_output_schema(result_class),
         'annotations': {'readOnlyHint': hints.read_only, 'destructiveHint': hints.destructive,
                         'idempotentHint': hints.idempotent, 'openWorldHint': hints.open_world},
-        '_meta': meta,
+        '_meta': tool_meta(fields),
     })
+
+
+def tool_meta(fields: dict[str, Any]) -> dict[str, Any]:
+    """A skill tool's `_meta` from its fields (lanes, lane, policy, policies, action_type):
+    each under `skill-lanes/`, and as earlier releases published it (see META_PREFIX).
+    """
+    meta = {META_PREFIX + name: value for name, value in fields.items()}
+    for name, value in fields.items():
+        legacy = name if name in UNPREFIXED_META else LEGACY_META_PREFIX + name
+        meta[legacy] = value
+    return meta
 
 
 def operator_tools(lane_names: list[str]) -> list[types.Tool]:

@@ -147,14 +147,14 @@ class InProcessGateway:
     """The gateway's pieces in this process; `client()` connects a new in-memory session."""
 
     def __init__(self, config_file: Path) -> None:
-        from mcp_gateway.main import VERSION
+        from mcp_gateway.main import package_version
         from mcp_gateway.node import RosRuntime
         from mcp_gateway.server import build_server
         from mcp_gateway.skill_tools import SkillTools
         self.config = load_config(config_file)
         self.ros = RosRuntime.start(self.config, f'gw_test_{os.getpid()}_{id(self)}')
         self.tools = SkillTools(self.config, self.ros.node)
-        self.server = build_server(self.config.gateway.name, VERSION, [self.tools],
+        self.server = build_server(self.config.gateway.name, package_version(), [self.tools],
                                    lambda: self.ros.node.lane_state)
 
     def client(self, mode: str = 'legacy') -> Client:
@@ -261,12 +261,14 @@ def test_tools_list_one_tool_per_skill_with_lane_meta_and_schemas(gateway):
         tool = tools[skill]
         action = NestedMessage if skill == 'inspect' else Fibonacci
         meta = tool['_meta']
+        assert meta['skill-lanes/lanes'] == meta['lanes'] == ([] if lane is None else [lane])
         if lane is None:
-            assert 'lane' not in meta and 'skill_lanes/policy' not in meta
+            assert 'lane' not in meta and 'skill-lanes/lane' not in meta
+            assert 'skill-lanes/policy' not in meta and 'skill_lanes/policy' not in meta
         else:
-            assert meta['lane'] == lane
-            assert meta['skill_lanes/policy'] == POLICIES[lane]
-        assert meta['skill_lanes/action_type'] == (
+            assert meta['skill-lanes/lane'] == meta['lane'] == lane
+            assert meta['skill-lanes/policy'] == meta['skill_lanes/policy'] == POLICIES[lane]
+        assert meta['skill-lanes/action_type'] == meta['skill_lanes/action_type'] == (
             'test_msgs/action/NestedMessage' if skill == 'inspect'
             else 'test_msgs/action/Fibonacci')
         limits = Limits(allow_non_finite=skill == 'inspect', max_items=100_000)
@@ -771,14 +773,33 @@ def post(url: str, headers: dict, payload: dict = INITIALIZE):
 
 
 def test_http_gateway_call_works(stack, http_gateway):
+    import importlib.metadata
     _, url = http_gateway
     before = lane_counts(stack, 'motion')['goals']
 
     async def scenario():
         async with Client(url) as client:
-            return await client.call_tool('navigate', {'order': 1})
-    assert_succeeded(run(scenario), 'navigate')
+            return client.server_info, await client.call_tool('navigate', {'order': 1})
+    server_info, result = run(scenario)
+    assert_succeeded(result, 'navigate')
     assert lane_counts(stack, 'motion')['goals'] == before + 1
+    # serverInfo.version is the installed package's, not a second copy of it
+    assert server_info.version == importlib.metadata.version('skill_lanes')
+
+
+def test_the_gateway_version_is_the_package_metadata(monkeypatch):
+    import importlib.metadata
+
+    from mcp_gateway.main import package_version
+
+    def version(name: str) -> str:
+        if name != 'skill_lanes':
+            raise importlib.metadata.PackageNotFoundError(name)
+        return '7.7.7'
+    monkeypatch.setattr(importlib.metadata, 'version', version)
+    assert package_version() == '7.7.7'
+    monkeypatch.setattr(importlib.metadata, 'version', lambda name: version('not installed'))
+    assert package_version() == '0+unknown'
 
 
 def test_http_gateway_checks_host_and_origin(http_gateway):

@@ -407,3 +407,14 @@ def test_terminal_status_without_a_result_ends_the_caller_with_none():
     assert 'sent no result' in end.reason
     (record,) = [e for e in keeper.arbiter.lanes['q'].endings if e['goal_id'] == 'c0']
     assert not record['driver_result'] and 'sent no result' in record['reason']
+
+
+def test_goals_to_ask_is_a_query_and_mark_asked_resets_the_wait():
+    keeper = LaneKeeper(LANES, SKILLS, SETTINGS)
+    first, _ = _queued_pair(keeper)          # running at /a since 2.1, never asked about
+    goal = keeper.goals[first]
+    assert keeper.goals_to_ask(10.0, 5.0) == [goal]
+    assert keeper.goals_to_ask(10.0, 5.0) == [goal], 'asking changed what is due'
+    keeper.mark_asked([goal], 10.0)
+    assert keeper.goals_to_ask(14.0, 5.0) == []
+    assert keeper.goals_to_ask(15.0, 5.0) == [goal]

@@ -185,3 +185,35 @@ def test_stdio_client_killed_mid_call_cancels_the_goal_quietly(
     for word in ('Traceback', 'BrokenPipe', 'ExceptionGroup'):
         assert word not in errors, errors
     assert stats['drivers']['navigate']['canceled'] == 1, stats
+
+
+def test_one_stop_signal_for_waiting_and_for_an_event_loop():
+    """lane_manager/stop_signal.py, the one class behind both kinds of executables: a signal
+    wakes a waiting main thread, and one that came before `arm` (during start-up) stops the
+    event loop as soon as it is armed; after `disarm` a signal changes nothing.
+    """
+    import asyncio
+
+    from lane_manager.stop_signal import StopSignal
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop = StopSignal()
+        assert not stop.wait(0.01) and not stop.requested
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(10) and stop.requested
+
+        async def serve(signal_stop: StopSignal, early: bool) -> list[str]:
+            calls: list[str] = []
+            signal_stop.arm(lambda: calls.append('stop'))  # an early request: at once
+            if not early:
+                os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(0)  # one loop turn: a scheduled stop runs now
+            signal_stop.disarm()
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(0)
+            return calls
+        assert asyncio.run(serve(stop, early=True)) == ['stop']
+        assert asyncio.run(serve(StopSignal(), early=False)) == ['stop']
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

@@ -44,7 +44,6 @@ from mcp_gateway.unity.lease_files import (  # noqa: F401 - re-exported for call
     LEASE_DIR_ENV,
     MAX_ACQUIRE_ATTEMPTS,
     UNSETTLED_RECHECK_S,
-    Lease,
     LeaseBusy,
     LeaseError,
     LeaseLost,
@@ -377,3 +376,67 @@ class LeaseManager:
                 yield files.guard_fd
             finally:
                 fcntl.flock(files.guard_fd, fcntl.LOCK_UN)
+
+
+class Lease:
+    """One acquisition of an instance's lease. Release it (or use `with`) when done."""
+
+    def __init__(self, manager: LeaseManager, hold: _Hold) -> None:
+        self._manager = manager
+        self._hold = hold
+        self._released = False
+
+    @property
+    def instance_id(self) -> str:
+        return self._hold.instance_id
+
+    @property
+    def owner(self) -> str:
+        return self._hold.owner
+
+    @property
+    def operation(self) -> str:
+        return self._hold.operation
+
+    @property
+    def token(self) -> int:
+        """Fencing token: larger than every earlier holder's token for this instance."""
+        return self._hold.token
+
+    @property
+    def lost(self) -> bool:
+        """True once the lease is known to have been broken by another process."""
+        return self._hold.lost
+
+    def check(self) -> bool:
+        """Whether this process still holds the lease, renewing it now if it is due.
+
+        Call it right before each protected operation: a process that was stopped past its
+        TTL may have been replaced, and only this check (not the heartbeat) is synchronous.
+        """
+        return self._manager._check(self._hold)
+
+    def ensure(self) -> None:
+        """Raise `LeaseLost` unless `check()` passes."""
+        if not self.check():
+            raise LeaseLost(f'lease on {self.instance_id} (token {self.token}) was lost')
+
+    def expect_end_in(self, seconds: Optional[float]) -> None:
+        """Publish when the operation should end, so busy answers give a useful retry time."""
+        self._manager._set_expected_end(self._hold, seconds)
+
+    def release(self) -> None:
+        """Give the lease back (idempotent). An inner reentrant release keeps the outer hold."""
+        if not self._released:
+            self._released = True
+            self._manager._release(self._hold)
+
+    def __enter__(self) -> 'Lease':
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return (f'Lease({self.instance_id!r}, owner={self.owner!r}, token={self.token}, '
+                f'lost={self.lost})')

@@ -1,9 +1,10 @@
-"""The files behind the Unity lease (names, metadata, tokens, safe opening) and `Lease`.
+"""The files behind the Unity lease (names, metadata, tokens, safe opening).
 
-Split from `lease.py` (the holding logic) so each stays small. Everything here treats the
-lease folder as hostile ground: another user's folder, a symlink planted in place of the
-folder or a file, a FIFO that would block a reader forever, a corrupt or truncated guard
-file. None of these may hang the gateway or send fencing tokens backwards.
+Split from `lease.py` (the holding logic and `Lease`), which imports this module and never
+the other way round. Everything here treats the lease folder as hostile ground: another
+user's folder, a symlink planted in place of the folder or a file, a FIFO that would block a
+reader forever, a corrupt or truncated guard file. None of these may hang the gateway or
+send fencing tokens backwards.
 """
 from __future__ import annotations
 
@@ -16,10 +17,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
-
-if TYPE_CHECKING:
-    from mcp_gateway.unity.lease import LeaseManager
+from typing import Any, Optional
 
 LEASE_DIR_ENV = 'SKILL_LANES_LEASE_DIR'
 DEFAULT_TTL_S = 30.0
@@ -307,67 +305,3 @@ class _Hold:
         payload = json.dumps(self.metadata(), separators=(',', ':')).encode()
         os.pwrite(self.fd, payload, 0)
         os.ftruncate(self.fd, len(payload))
-
-
-class Lease:
-    """One acquisition of an instance's lease. Release it (or use `with`) when done."""
-
-    def __init__(self, manager: 'LeaseManager', hold: _Hold) -> None:
-        self._manager = manager
-        self._hold = hold
-        self._released = False
-
-    @property
-    def instance_id(self) -> str:
-        return self._hold.instance_id
-
-    @property
-    def owner(self) -> str:
-        return self._hold.owner
-
-    @property
-    def operation(self) -> str:
-        return self._hold.operation
-
-    @property
-    def token(self) -> int:
-        """Fencing token: larger than every earlier holder's token for this instance."""
-        return self._hold.token
-
-    @property
-    def lost(self) -> bool:
-        """True once the lease is known to have been broken by another process."""
-        return self._hold.lost
-
-    def check(self) -> bool:
-        """Whether this process still holds the lease, renewing it now if it is due.
-
-        Call it right before each protected operation: a process that was stopped past its
-        TTL may have been replaced, and only this check (not the heartbeat) is synchronous.
-        """
-        return self._manager._check(self._hold)
-
-    def ensure(self) -> None:
-        """Raise `LeaseLost` unless `check()` passes."""
-        if not self.check():
-            raise LeaseLost(f'lease on {self.instance_id} (token {self.token}) was lost')
-
-    def expect_end_in(self, seconds: Optional[float]) -> None:
-        """Publish when the operation should end, so busy answers give a useful retry time."""
-        self._manager._set_expected_end(self._hold, seconds)
-
-    def release(self) -> None:
-        """Give the lease back (idempotent). An inner reentrant release keeps the outer hold."""
-        if not self._released:
-            self._released = True
-            self._manager._release(self._hold)
-
-    def __enter__(self) -> 'Lease':
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        return (f'Lease({self.instance_id!r}, owner={self.owner!r}, token={self.token}, '
-                f'lost={self.lost})')
