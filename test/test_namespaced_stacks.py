@@ -128,3 +128,29 @@ def test_each_stop_button_stops_its_own_robot_only(tmp_path, processes, rclpy_co
     finally:
         for stack in stacks:
             stack.close()
+
+
+@pytest.mark.parametrize('node_namespace, configured, expected', [
+    ('/', 'lane_manager', '/lane_manager'),
+    ('/robot1', 'lane_manager', '/robot1/lane_manager'),
+    ('/robot1', '/lane_manager', '/lane_manager'),          # absolute: as written
+    ('/fleet/robot1', 'arms/lane_manager', '/fleet/robot1/arms/lane_manager'),
+])
+def test_stack_names_resolve_under_the_nodes_namespace(rclpy_context, node_namespace,
+                                                       configured, expected):
+    """The one rule both sides use (interfaces.StackNames), on a node in a namespace."""
+    from rclpy.node import Node
+
+    from lane_manager.interfaces import StackNames
+    node = Node('stack_names_probe', namespace=node_namespace)
+    try:
+        names = StackNames.of(node, configured)
+        assert names.lane_manager == expected
+        assert names.lane_service('motion', 'stop') == f'{expected}/lanes/motion/stop'
+        assert names.skill_server('navigate') == f'{expected}/skills/navigate'
+        assert names.lane_state == f'{expected}/lane_state'
+        under = node_namespace.rstrip('/')
+        assert names.tool_lanes == f'{under}/skill_lanes/tool_lanes'
+        assert names.goal_agents == f'{under}/skill_lanes/goal_agents'
+    finally:
+        node.destroy_node()
