@@ -34,7 +34,7 @@ if 'launch_pytest.plugin' not in sys.modules:
 
 from launch import LaunchDescription, LaunchService  # noqa: E402
 from launch.actions import (GroupAction, IncludeLaunchDescription,  # noqa: E402
-                            RegisterEventHandler)
+                            RegisterEventHandler, SetLaunchConfiguration)
 from launch.event_handlers import OnProcessExit, OnProcessIO, OnProcessStart  # noqa: E402
 from launch.launch_description_sources import (  # noqa: E402
     PythonLaunchDescriptionSource, get_launch_description_from_python_launch_file)
@@ -279,6 +279,7 @@ sim:
   default: {duration_s: 6.0, feedback_hz: 5}
 """
 ROBOT1, PLAIN = '/robot1', ''
+STOP_TIMEOUT_S = 20
 
 
 @pytest.fixture
@@ -294,6 +295,10 @@ def two_stacks(installed_package, tmp_path, gateway_port, second_port, stack_log
     config = tmp_path / 'two_stacks.yaml'
     config.write_text(TWO_STACKS_CONFIG)
     return LaunchDescription([
+        # Six processes stopping at once on a loaded 2-core machine: each still has to stop
+        # by itself on SIGINT (assert_stopped_cleanly), but gets more than launch's default
+        # 5 s before SIGTERM (seen on Jazzy under load: the gateways needed longer).
+        SetLaunchConfiguration('sigterm_timeout', str(STOP_TIMEOUT_S)),
         recorded(stack_log,
                  include(sim='true', config=str(config), namespace='robot1',
                          log_level='warn', port=str(gateway_port)),
