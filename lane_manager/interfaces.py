@@ -6,6 +6,7 @@ simulated driver never import `lane_manager.node`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -19,8 +20,8 @@ LANE_STATE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 # Relative names resolve under the node's namespace (`ros2 launch ... namespace:=robot1`
 # gives /robot1/skill_lanes/tool_lanes), so two stacks on one robot never collide. The lane
 # manager's namespace (config lane_manager.namespace, default 'lane_manager') is relative
-# too: each node expands it with `resolve_topic_name(..., only_expand=True)` and passes the
-# absolute result to the functions below. /diagnostics stays absolute (ROS convention).
+# too. Every node of a stack gets its names from one `StackNames` (below), never from the
+# config's namespace as written. /diagnostics stays absolute (ROS convention).
 TOOL_LANES_TOPIC = 'skill_lanes/tool_lanes'
 SIM_STATS_TOPIC = 'sim_driver/stats'
 DIAGNOSTICS_TOPIC = '/diagnostics'
@@ -44,6 +45,43 @@ def lane_state_topic(namespace: str) -> str:
 def lane_service_name(namespace: str, lane: str, verb: str) -> str:
     """Per-lane operator services, e.g. `<namespace>/lanes/<lane>/release`."""
     return f'{normalize_namespace(namespace)}/lanes/{lane}/{verb}'
+
+
+@dataclass(frozen=True)
+class StackNames:
+    """Every name the lane manager serves and a gateway uses, fully resolved: one rule.
+
+    Both sides build it with `StackNames.of(node, config.lane_manager.namespace)`: each
+    relative name is expanded under that node's own namespace (`--ros-args -r __ns:=/robot1`,
+    launch's `namespace:=robot1`) exactly as rclpy expands it (`resolve_topic_name(...,
+    only_expand=True)`; remap rules still apply when the name is used). A gateway in the
+    lane manager's namespace therefore names the very services the lane manager serves, and
+    a name built from the config's namespace as written (`/lane_manager/...` whatever the
+    node's namespace) cannot happen: in a namespaced stack beside a plain one, it reached the
+    other robot's lane manager (a stop button stopped the wrong robot).
+    """
+
+    lane_manager: str  # the lane manager's namespace, absolute, e.g. /robot1/lane_manager
+    tool_lanes: str    # TOOL_LANES_TOPIC, resolved
+    goal_agents: str   # GOAL_AGENTS_TOPIC, resolved
+
+    @classmethod
+    def of(cls, node: Any, lane_manager_namespace: str) -> 'StackNames':
+        """The names as `node` (any rclpy Node) resolves them."""
+        def resolve(name: str) -> str:
+            return node.resolve_topic_name(name, only_expand=True)
+        return cls(normalize_namespace(resolve(lane_manager_namespace)),
+                   resolve(TOOL_LANES_TOPIC), resolve(GOAL_AGENTS_TOPIC))
+
+    def skill_server(self, skill: str) -> str:
+        return skill_server_name(self.lane_manager, skill)
+
+    @property
+    def lane_state(self) -> str:
+        return lane_state_topic(self.lane_manager)
+
+    def lane_service(self, lane: str, verb: str) -> str:
+        return lane_service_name(self.lane_manager, lane, verb)
 
 
 # std_msgs/Bool the lane manager follows (config lane_manager.emergency_stop_topic): true

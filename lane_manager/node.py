@@ -52,9 +52,8 @@ from lane_manager.emergency_stop import EmergencyStop
 from lane_manager.goal_intake import GoalIntake
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
 from lane_manager.goal_outcome import outcome_of_status
-from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, GOAL_AGENTS_TOPIC, LANE_STATE_QOS,
-                                     is_big_goal, lane_service_name, lane_state_topic,
-                                     skill_server_name)
+from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, StackNames,
+                                     is_big_goal)
 from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
 from lane_manager.operator_take import OperatorTake
 from lane_manager.runtime import (BackgroundExecutor, config_argument_parser, parse_args,
@@ -108,7 +107,8 @@ class LaneManager(Node):
         self._state_seq = 0
         self._state_dirty = False
         self._closing = False
-        namespace = self.resolve_topic_name(settings.namespace, only_expand=True)
+        # Its names by the rule every gateway uses too (interfaces.StackNames).
+        names = self.names = StackNames.of(self, settings.namespace)
         # The drivers' status lists (three messages per goal, at the moments a goal is
         # answered and ends) are followed by a node of their own with its own executor
         # thread, so they never queue in front of the goal relay on the main executor.
@@ -128,8 +128,7 @@ class LaneManager(Node):
         self._driver_available: dict[str, bool] = {}
         self._off_graph_since: dict[str, float] = {}
         self._started_at = time.monotonic()
-        self.server_names = {name: skill_server_name(namespace, name)
-                             for name in self.config.skills}
+        self.server_names = {name: names.skill_server(name) for name in self.config.skills}
         for name, skill in self.config.skills.items():
             action_type = import_action_type(skill.action_type)
             self._action_types[name] = action_type
@@ -159,15 +158,15 @@ class LaneManager(Node):
                 callback_group=intake.group)
         for lane in self.config.lanes:
             for verb, handler in (('release', self._on_release), ('stop', self._on_stop)):
-                self.create_service(Trigger, lane_service_name(namespace, lane, verb),
+                self.create_service(Trigger, names.lane_service(lane, verb),
                                     partial(handler, lane), callback_group=self._group)
-        self._operator_take = OperatorTake(self, namespace)
+        self._operator_take = OperatorTake(self, names)
         self._agents = AgentBook()
-        self.create_subscription(String, GOAL_AGENTS_TOPIC, self._on_goal_agents,
+        self.create_subscription(String, names.goal_agents, self._on_goal_agents,
                                  LANE_STATE_QOS, callback_group=self._group)
         self._estop = EmergencyStop(self, settings.emergency_stop_topic,
                                     settings.emergency_stop_lanes or list(self.config.lanes))
-        self._state_pub = self.create_publisher(String, lane_state_topic(namespace),
+        self._state_pub = self.create_publisher(String, names.lane_state,
                                                 LANE_STATE_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self.create_timer(1.0 / settings.watchdog_hz, self._watchdog, callback_group=self._group)

@@ -13,8 +13,7 @@ from typing import Any
 
 from std_srvs.srv import Trigger
 
-from lane_manager.interfaces import (GIVE_BACK_VERB, OPERATOR_REASON, TAKE_VERB,
-                                     lane_service_name)
+from lane_manager.interfaces import GIVE_BACK_VERB, OPERATOR_REASON, TAKE_VERB, StackNames
 
 
 def take_reason(lane: str) -> str:
@@ -25,12 +24,12 @@ def take_reason(lane: str) -> str:
 class OperatorTake:
     """The take / give_back services of every lane of one lane manager."""
 
-    def __init__(self, node: Any, namespace: str) -> None:
+    def __init__(self, node: Any, names: StackNames) -> None:
         self._node = node
         self.taken: dict[str, float] = {}  # lane -> wall time taken
         for lane in node.config.lanes:
             for verb, handler in ((TAKE_VERB, self._on_take), (GIVE_BACK_VERB, self._on_give)):
-                node.create_service(Trigger, lane_service_name(namespace, lane, verb),
+                node.create_service(Trigger, names.lane_service(lane, verb),
                                     partial(handler, lane), callback_group=node.callback_group)
 
     def _on_take(self, lane: str, _request: Any, response: Any) -> Any:

@@ -17,7 +17,6 @@ current state at once.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -262,38 +261,28 @@ class LaneStopper:
     it cancels the holder and empties the queue, each goal ending "stopped by lane_stop");
     where that service is not served, the gateway's own `lane_stop` tool (cancel-all on
     every skill of the lane).
+
+    The service is called through the gateway node (`GatewayNode.call_lane_service`), whose
+    names are resolved under its own namespace (interfaces.StackNames): the view builds no
+    name of its own, so its button stops this stack's lane and never a lane of another stack
+    on the same ROS domain.
     """
 
-    def __init__(self, node: Any, tools: Any, namespace: str, lanes: list[str],
-                 wait_s: float) -> None:
-        from lane_manager.interfaces import lane_service_name
+    def __init__(self, node: Any, tools: Any) -> None:
+        self._node = node
         self._tools = tools
-        self._wait_s = wait_s
-        self._clients: dict[str, Any] = {}
-        try:
-            from std_srvs.srv import Trigger
-        except ImportError:  # no std_srvs here: the lane_stop tool only
-            self._trigger = None
-        else:
-            self._trigger = Trigger
-            self._clients = {lane: node.create_client(
-                Trigger, lane_service_name(namespace, lane, 'stop')) for lane in lanes}
 
     async def __call__(self, lane: str) -> dict:
-        client = self._clients.get(lane)
-        if client is not None and client.service_is_ready():
-            from mcp_gateway.node import bridge_future
-            loop = asyncio.get_running_loop()
-            try:
-                with anyio.fail_after(self._wait_s):
-                    response = await bridge_future(client.call_async(self._trigger.Request()),
-                                                   loop)
-            except TimeoutError:
-                return {'ok': False, 'via': 'lane_manager', 'message':
-                        f'the lane manager did not answer the stop within {self._wait_s:g} s'}
-            return {'ok': bool(response.success), 'via': 'lane_manager',
-                    'message': response.message}
-        return await self._lane_stop_tool(lane)
+        from mcp_gateway.node import LaneManagerUnavailable, ServiceAbsent
+        try:
+            # Not yet discovered = not served: the button must answer now, not in a second.
+            ok, message = await self._node.call_lane_service(lane, 'stop',
+                                                             discovery_wait_s=0.0)
+        except ServiceAbsent:
+            return await self._lane_stop_tool(lane)
+        except LaneManagerUnavailable as exc:
+            return {'ok': False, 'via': 'lane_manager', 'message': str(exc)}
+        return {'ok': ok, 'via': 'lane_manager', 'message': message}
 
     async def _lane_stop_tool(self, lane: str) -> dict:
         async def no_progress(progress: float, total: Optional[float],
@@ -331,8 +320,7 @@ def mount(app: ASGIApp, config: Any, host: str, node: Any, tools: Any) -> ASGIAp
     app: the MCP app (already behind the bearer middleware); node: the GatewayNode (lane
     state, service clients); tools: the SkillTools (its `lane_stop`).
     """
-    stopper = LaneStopper(node, tools, config.lane_manager.namespace, list(config.lanes),
-                          config.gateway.lane_manager_wait_s)
+    stopper = LaneStopper(node, tools)
     operator = None
     if config.gateway.operator_tools:
         async def operator(verb: str, lane: str) -> dict:

@@ -33,9 +33,8 @@ from lane_manager.caller_side import goal_id_msg
 from lane_manager.config import Config, import_action_type
 from lane_manager.action_link import ActionServerLink
 from lane_manager.goal_outcome import TERMINAL_STATUSES, Outcome, outcome_of_status
-from lane_manager.interfaces import (GOAL_AGENTS_TOPIC, LANE_STATE_QOS, TOOL_LANES_TOPIC,
-                                     is_big_goal, lane_service_name, lane_state_topic,
-                                     skill_server_name)
+from lane_manager.interfaces import (GIVE_BACK_VERB, LANE_STATE_QOS, TAKE_VERB, StackNames,
+                                     is_big_goal)
 from lane_manager.runtime import BackgroundExecutor
 from mcp_gateway.agents import CURRENT_AGENT, RecentAgents
 
@@ -100,26 +99,35 @@ class GatewayNode(Node):
     def __init__(self, config: Config, node_name: Optional[str] = None) -> None:
         super().__init__(node_name or f'mcp_gateway_{os.getpid()}')
         self.config = config
-        namespace = self.resolve_topic_name(config.lane_manager.namespace, only_expand=True)
+        # Every ROS name this gateway uses, resolved once under its own namespace as the lane
+        # manager resolves its own (interfaces.StackNames). Nothing else in the gateway (the
+        # lane view, the tools) builds a name: they go through this node.
+        self.names = StackNames.of(self, config.lane_manager.namespace)
+        names = self.names
         group = ReentrantCallbackGroup()
         self._group = group
         self.action_types = {name: import_action_type(skill.action_type)
                              for name, skill in config.skills.items()}
-        self.skill_servers = {name: skill_server_name(namespace, name) for name in config.skills}
+        self.skill_servers = {name: names.skill_server(name) for name in config.skills}
         self._links = {name: ActionServerLink(self, self.action_types[name], server, group)
                        for name, server in self.skill_servers.items()}
         self._state_lock = threading.Lock()
         self._lane_state: Optional[dict] = None
-        self.create_subscription(String, lane_state_topic(namespace), self._on_lane_state,
+        self.create_subscription(String, names.lane_state, self._on_lane_state,
                                  LANE_STATE_QOS, callback_group=group)
-        self._tool_lanes_pub = self.create_publisher(String, TOOL_LANES_TOPIC, LANE_STATE_QOS)
-        self._agents_pub = self.create_publisher(String, GOAL_AGENTS_TOPIC, LANE_STATE_QOS)
+        self._tool_lanes_pub = self.create_publisher(String, names.tool_lanes, LANE_STATE_QOS)
+        self._agents_pub = self.create_publisher(String, names.goal_agents, LANE_STATE_QOS)
         self._recent_agents = RecentAgents()
-        # The lane manager's operator services per lane (std_srvs/Trigger): stop, release.
+        # The lane manager's per-lane services (std_srvs/Trigger): stop and release; take and
+        # give_back only with gateway.operator_tools (a gateway holds no client it may not use:
+        # under SROS2 its enclave may not call them). The lane view's stop button calls these
+        # too (lane_view.LaneStopper).
+        verbs = ('stop', 'release') + (
+            (TAKE_VERB, GIVE_BACK_VERB) if config.gateway.operator_tools else ())
         self._lane_services = {
-            (lane, verb): self.create_client(Trigger, lane_service_name(namespace, lane, verb),
+            (lane, verb): self.create_client(Trigger, names.lane_service(lane, verb),
                                              callback_group=group)
-            for lane in config.lanes for verb in ('stop', 'release', 'take', 'give_back')}
+            for lane in config.lanes for verb in verbs}
         self._send_slots: Optional[asyncio.Semaphore] = None
 
     # ------------------------------------------------------------------ state
@@ -244,7 +252,10 @@ class GatewayNode(Node):
         Raises ServiceAbsent when no lane manager serves it within `discovery_wait_s`, and
         LaneManagerUnavailable when it does not answer in `lane_manager_wait_s`.
         """
-        client = self._lane_services[(lane, verb)]
+        client = self._lane_services.get((lane, verb))
+        if client is None:
+            raise ServiceAbsent(f'this gateway has no {verb} service client for lane {lane!r} '
+                                '(gateway.operator_tools is off)')
         deadline = time.monotonic() + discovery_wait_s
         while not client.service_is_ready():
             if time.monotonic() >= deadline:

@@ -14,6 +14,7 @@ answer_delay: the goal request is answered this late, for the first `delayed` go
 status=volatile: its goal status is published volatile, so the lane manager's status reader
 (transient local, like every action client's) is never matched with it: a driver that
 answers, but whose status never reaches the lane manager.
+Arguments after `--ros-args` go to rclpy (e.g. `-r __ns:=/robot1`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.utilities import remove_ros_args
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_action_status_default)
 from test_msgs.action import Fibonacci
@@ -106,7 +108,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument('--record', required=True)
     parser.add_argument('--driver', action='append', type=parse_driver, required=True)
-    args = parser.parse_args()
+    # ROS arguments (`--ros-args -r __ns:=/robot1`) are rclpy's: a relative driver name
+    # then lands in that namespace, as a launched driver's does.
+    args = parser.parse_args(remove_ros_args(sys.argv)[1:])
     rclpy.init()
     node = Node('recording_driver')
     group = ReentrantCallbackGroup()

@@ -33,7 +33,8 @@ if 'launch_pytest.plugin' not in sys.modules:
                 allow_module_level=True)
 
 from launch import LaunchDescription, LaunchService  # noqa: E402
-from launch.actions import IncludeLaunchDescription, RegisterEventHandler  # noqa: E402
+from launch.actions import (GroupAction, IncludeLaunchDescription,  # noqa: E402
+                            RegisterEventHandler, SetLaunchConfiguration)
 from launch.event_handlers import OnProcessExit, OnProcessIO, OnProcessStart  # noqa: E402
 from launch.launch_description_sources import (  # noqa: E402
     PythonLaunchDescriptionSource, get_launch_description_from_python_launch_file)
@@ -61,7 +62,11 @@ class StackLog:
 
     @staticmethod
     def _name(event) -> str:
-        return os.path.basename(event.cmd[0])
+        """The executable, after its ROS namespace if it has one: `robot1/lane_manager`."""
+        name = os.path.basename(event.cmd[0])
+        namespace = next((arg.split(':=', 1)[1].strip('/') for arg in event.cmd
+                          if arg.startswith('__ns:=')), '')
+        return f'{namespace}/{name}' if namespace else name
 
     def on_start(self, event, _context) -> None:
         self.pids[self._name(event)] = event.pid
@@ -140,16 +145,26 @@ def installed_package() -> str:
                     '(AMENT_PREFIX_PATH): build and source the workspace first')
 
 
-def bringup(stack_log: StackLog, **arguments: str) -> LaunchDescription:
-    """bringup.launch.py with these arguments, every process's output and exit recorded."""
+def include(**arguments: str) -> GroupAction:
+    """bringup.launch.py with these arguments, its launch configurations scoped to it."""
+    return GroupAction([IncludeLaunchDescription(PythonLaunchDescriptionSource(
+        str(LAUNCH_FILE)), launch_arguments=arguments.items())], scoped=True)
+
+
+def recorded(stack_log: StackLog, *stacks: GroupAction) -> LaunchDescription:
+    """These bring-ups, every process's output and exit recorded."""
     return LaunchDescription([
         RegisterEventHandler(OnProcessIO(on_stdout=stack_log.on_output,
                                          on_stderr=stack_log.on_output)),
         RegisterEventHandler(OnProcessStart(on_start=stack_log.on_start)),
         RegisterEventHandler(OnProcessExit(on_exit=stack_log.on_exit)),
-        IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
-                                 launch_arguments=arguments.items()),
+        *stacks,
     ])
+
+
+def bringup(stack_log: StackLog, **arguments: str) -> LaunchDescription:
+    """bringup.launch.py with these arguments, every process's output and exit recorded."""
+    return recorded(stack_log, include(**arguments))
 
 
 def run_launch(stack_log: StackLog, **arguments: str) -> int:
@@ -242,7 +257,7 @@ def namespaced_bringup(installed_package, gateway_port, stack_log):
 @pytest.mark.launch(fixture=namespaced_bringup)
 async def test_namespace_moves_every_interface(gateway_port, stack_log):
     for name in sorted(STACK):
-        await stack_log.wait_for(name, f'{name} ready')
+        await stack_log.wait_for(f'robot1/{name}', f'{name} ready')
     expected = {'/robot1/lane_manager/skills/navigate', '/robot1/sim/navigate'}
     names = await asyncio.to_thread(action_servers, expected)
     assert expected <= names, names
@@ -250,7 +265,172 @@ async def test_namespace_moves_every_interface(gateway_port, stack_log):
     await call_navigate(gateway_port, stack_log)
     record_shm(stack_log)
     yield
-    assert_stopped_cleanly(stack_log, STACK)
+    assert_stopped_cleanly(stack_log, {f'robot1/{name}' for name in STACK})
+
+
+# Both stacks from one config, the same lane and skill names; goals long enough for the other
+# robot's goal to be running when a stop button is pressed.
+TWO_STACKS_CONFIG = """\
+lanes:
+  motion: {policy: queue}
+skills:
+  navigate: {lane: motion, action_type: test_msgs/action/Fibonacci, driver: sim/navigate}
+sim:
+  default: {duration_s: 6.0, feedback_hz: 5}
+"""
+ROBOT1, PLAIN = '/robot1', ''
+STOP_TIMEOUT_S = 20
+
+
+@pytest.fixture
+def second_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@launch_pytest.fixture
+def two_stacks(installed_package, tmp_path, gateway_port, second_port, stack_log):
+    """bringup.launch.py twice on one ROS domain: namespace:=robot1, and no namespace."""
+    config = tmp_path / 'two_stacks.yaml'
+    config.write_text(TWO_STACKS_CONFIG)
+    return LaunchDescription([
+        # Six processes stopping at once on a loaded 2-core machine: each still has to stop
+        # by itself on SIGINT (assert_stopped_cleanly), but gets more than launch's default
+        # 5 s before SIGTERM (seen on Jazzy under load: the gateways needed longer).
+        SetLaunchConfiguration('sigterm_timeout', str(STOP_TIMEOUT_S)),
+        recorded(stack_log,
+                 include(sim='true', config=str(config), namespace='robot1',
+                         log_level='warn', port=str(gateway_port)),
+                 include(sim='true', config=str(config), namespace='',
+                         log_level='warn', port=str(second_port))),
+        ReadyToTest()])
+
+
+class SimStats:
+    """Each stack's simulated drivers' own counters (`<ns>/sim_driver/stats`): the judge."""
+
+    def __init__(self, namespaces: tuple[str, ...]) -> None:
+        import threading
+        from functools import partial
+
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from std_msgs.msg import String
+
+        from lane_manager.interfaces import LANE_STATE_QOS, SIM_STATS_TOPIC
+        self.latest: dict[str, dict] = {}
+        self._rclpy = rclpy
+        self._context = rclpy.Context()
+        rclpy.init(context=self._context)
+        self._node = rclpy.create_node('launch_test_sim_stats', context=self._context)
+        for namespace in namespaces:
+            self._node.create_subscription(
+                String, f'{namespace}/{SIM_STATS_TOPIC}',
+                partial(self._on_stats, namespace), LANE_STATE_QOS)
+        self._executor = SingleThreadedExecutor(context=self._context)
+        self._executor.add_node(self._node)
+        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
+
+    def _on_stats(self, namespace: str, msg) -> None:
+        import json
+        self.latest[namespace] = json.loads(msg.data)
+
+    def motion(self, namespace: str) -> dict:
+        return self.latest.get(namespace, {}).get('lanes', {}).get('motion', {})
+
+    async def wait_for(self, namespace: str, predicate, what: str,
+                       timeout: float = CALL_TIMEOUT_S) -> dict:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.motion(namespace)):
+            if time.monotonic() > deadline:
+                pytest.fail(f'timed out waiting for {what}: {self.latest}')
+            await asyncio.sleep(0.05)
+        return self.motion(namespace)
+
+    def close(self) -> None:
+        self._executor.shutdown()
+        self._node.destroy_node()
+        self._rclpy.shutdown(context=self._context)
+        self._thread.join(5)
+
+
+def press_stop(port: int) -> tuple[int, dict]:
+    """The lane view's stop button of the gateway on `port`: (HTTP status, answer)."""
+    import http.client
+    import json
+    headers = {'Content-Type': 'application/json', 'X-Skill-Lanes': '1'}
+    token = os.environ.get('SKILL_LANES_TOKEN')
+    if token:
+        headers['Authorization'] = f'Bearer {token}'
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=CALL_TIMEOUT_S)
+    try:
+        conn.request('POST', '/lanes/motion/stop', body=b'{}', headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+async def navigate(port: int) -> dict:
+    """A navigate call over MCP on HTTP, to its end: the answer's structured content."""
+    async with Client(f'http://127.0.0.1:{port}/mcp') as client:
+        result = await asyncio.wait_for(client.call_tool('navigate', {'order': 2}),
+                                        CALL_TIMEOUT_S)
+        return result.structured_content or {}
+
+
+@pytest.mark.launch(fixture=two_stacks)
+async def test_each_stop_button_stops_its_own_robot_only(gateway_port, second_port,
+                                                         stack_log):
+    """Issue #20: robot1's gateway once called `/lane_manager/lanes/motion/stop`, the other
+    robot's. Judged at the simulated drivers of each stack.
+    """
+    ports = {ROBOT1: gateway_port, PLAIN: second_port}
+    for prefix in ('robot1/', ''):
+        for name in sorted(STACK):
+            await stack_log.wait_for(prefix + name, f'{name} ready')
+    for port in ports.values():
+        await stack_log.wait_for_port(port)
+    stats = SimStats(tuple(ports))
+    try:
+        for namespace in ports:
+            await stats.wait_for(namespace, lambda s: s.get('goals') == 0,
+                                 f'{namespace or "/"}: sim driver stats')
+            # Until a gateway has discovered the stop service its button uses the gateway's
+            # own lane_stop tool: press (nothing runs yet) until it reaches a service.
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while (await asyncio.to_thread(press_stop, ports[namespace]))[1].get(
+                    'via') != 'lane_manager':
+                assert time.monotonic() < deadline, f'{namespace}: no stop service reached'
+                await asyncio.sleep(0.2)
+        canceled = {ROBOT1: 0, PLAIN: 0}
+        for turn, (pressed, other) in enumerate(((ROBOT1, PLAIN), (PLAIN, ROBOT1)), start=1):
+            calls = {ns: asyncio.create_task(navigate(port)) for ns, port in ports.items()}
+            for namespace in ports:
+                await stats.wait_for(namespace, lambda s: s.get('goals') == turn and
+                                     s.get('active') == 1,
+                                     f'{namespace or "/"}: goal {turn} running at its driver')
+            status, answer = await asyncio.to_thread(press_stop, ports[pressed])
+            assert status == 200 and answer['ok'] and answer['via'] == 'lane_manager', answer
+            answers = {ns: await call for ns, call in calls.items()}
+            canceled[pressed] += 1
+            assert answers[other].get('status') == 'succeeded', (answers, stack_log.dump())
+            assert answers[pressed].get('status') != 'succeeded', answers
+            assert 'stopped by lane_stop' in str(answers[pressed]), answers
+            for namespace in ports:
+                counts = await stats.wait_for(namespace, lambda s: s.get('active') == 0,
+                                              f'{namespace or "/"}: goal {turn} ended')
+                assert counts['goals'] == turn, (namespace, counts)
+                assert counts['canceled'] == canceled[namespace], (namespace, counts, answers)
+    finally:
+        stats.close()
+    assert not stack_log.exit_codes, f'a process exited while serving\n{stack_log.dump()}'
+    record_shm(stack_log)
+    yield
+    assert_stopped_cleanly(stack_log, {prefix + name for prefix in ('robot1/', '')
+                                       for name in STACK})
 
 
 def test_launch_arguments_and_defaults():
