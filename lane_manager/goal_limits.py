@@ -1,0 +1,271 @@
+"""Limits on what a goal may ask (`skills.<s>.limits`), checked on a goal before it is taken.
+
+Pure Python (no ROS import): the lane manager checks every goal at acceptance, whoever sent
+it, and the gateway checks the same goal message before sending it, with this one module, so
+both ends refuse exactly the same goals. A limit is bound to a dotted field path where `[]`
+after a name means "every element": `trajectory.points[].velocities[]`, `pose.position.x`,
+`joint_names`. What a limit may say:
+
+- `min` / `max`: a number field (or each element of a number array) must be a finite number
+  within the bounds (inclusive). NaN and the infinities are never within bounds.
+- `max_items`: an array may carry at most this many items.
+- `one_of`: a string field (or each element of a string array) must be one of these.
+
+A goal is a generated ROS message (fields read with getattr; arrays are lists, array.array
+or numpy arrays) or a JSON-like dict (the configuration's `fixed` values; a missing key is
+not checked). `check` returns the first violation with the concrete path
+(`trajectory.points[3].velocities[1]`), the value and the limit, or None.
+
+Cost: a check walks only the limited paths. Long number arrays are checked with numpy at
+once; a 150k-point trajectory with one limit on `points[].velocities[]` (6 joints) takes
+about 0.1 s, measured by bench/bench_goal_limits.py (README "Limits on what a goal may ask").
+"""
+from __future__ import annotations
+
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional, Union
+
+import numpy
+
+# A name, optionally followed by [] (every element), dot-separated.
+LIMIT_PATH_RE = r'^[A-Za-z][A-Za-z0-9_]*(\[\])?(\.[A-Za-z][A-Za-z0-9_]*(\[\])?)*$'
+_FINITE_MAX = sys.float_info.max
+_VECTOR_FROM = 32  # number arrays this long or longer are checked with numpy
+_SHOWN_CHARS = 80  # a string value is shown this long in a refusal at most
+Number = Union[int, float]
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    every: bool  # the path goes on into every element of this field's array
+
+
+def parse_path(path: str) -> tuple[Segment, ...]:
+    """`a.b[].c` -> (a, b[], c). Raises ValueError for anything else."""
+    if not re.match(LIMIT_PATH_RE, path):
+        raise ValueError(f'invalid limit path {path!r} (use dotted field names, [] after an '
+                         'array to mean every element: points[].velocities[])')
+    return tuple(Segment(part.removesuffix('[]'), part.endswith('[]'))
+                 for part in path.split('.'))
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One field's limit, as configured (see module doc)."""
+
+    min: Optional[Number] = None
+    max: Optional[Number] = None
+    max_items: Optional[int] = None
+    one_of: Optional[tuple[str, ...]] = None
+
+    def describe(self) -> str:
+        """The limit as a model or an operator reads it: `min -1, max 2`."""
+        parts = []
+        if self.min is not None:
+            parts.append(f'min {self.min!r}')
+        if self.max is not None:
+            parts.append(f'max {self.max!r}')
+        if self.max_items is not None:
+            parts.append(f'max_items {self.max_items}')
+        if self.one_of is not None:
+            parts.append('one_of [' + ', '.join(repr(s) for s in self.one_of) + ']')
+        return ', '.join(parts)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The first value of a goal that breaks a limit."""
+
+    field: str    # concrete path: trajectory.points[3].velocities[1]
+    value: Any    # the number or string (for max_items: the number of items)
+    limit: str    # the limit broken: 'max 2.0'
+    problem: str  # value and limit: '3.2 exceeds max 2.0'
+    text: str     # the whole sentence: 'trajectory.points[3].velocities[1] = 3.2 exceeds max 2.0'
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class _Node:
+    """The limits below one field: its own, its fields' and its elements'."""
+
+    limit: Optional[Limit] = None
+    low: float = -_FINITE_MAX   # min/max as compared (float32 fields: float32-rounded)
+    high: float = _FINITE_MAX
+    float32: bool = False
+    children: dict[str, '_Node'] = field(default_factory=dict)
+    each: Optional['_Node'] = None
+
+
+class GoalLimits:
+    """A skill's compiled limits. `check(goal)` -> the first Violation or None."""
+
+    def __init__(self, limits: Mapping[str, Limit],
+                 float32_paths: Iterable[str] = ()) -> None:
+        """limits: limit path -> Limit. float32_paths: the limit paths whose field is a
+        float32: their bounds and values are compared as float32 (what the wire carries), so a
+        bound of 0.1 admits the float32 nearest 0.1 that a client sending 0.1 sends.
+        """
+        self.limits = dict(limits)
+        float32 = set(float32_paths)
+        self._root = _Node()
+        for path, limit in self.limits.items():
+            node = self._root
+            for segment in parse_path(path):
+                node = node.children.setdefault(segment.name, _Node())
+                if segment.every:
+                    node.each = node.each or _Node()
+                    node = node.each
+            node.limit = limit
+            node.float32 = path in float32
+            if limit.min is not None:
+                node.low = _as_float32(limit.min) if node.float32 else limit.min
+            if limit.max is not None:
+                node.high = _as_float32(limit.max) if node.float32 else limit.max
+
+    def __bool__(self) -> bool:
+        return bool(self.limits)
+
+    def check(self, goal: Any) -> Optional[Violation]:
+        """The first violation in `goal` (a message or a JSON-like dict), or None."""
+        return _check_children(self._root, goal, '')
+
+
+NO_LIMITS = GoalLimits({})
+
+
+# ------------------------------------------------------------------------------ walking
+def _check_children(node: _Node, value: Any, path: str) -> Optional[Violation]:
+    is_dict = isinstance(value, dict)
+    for name, child in node.children.items():
+        if is_dict:
+            if name not in value:
+                continue  # a JSON value leaves it out (a message always has every field)
+            item = value[name]
+        else:
+            item = getattr(value, name)
+        found = _check(child, item, f'{path}.{name}' if path else name)
+        if found is not None:
+            return found
+    return None
+
+
+def _check(node: _Node, value: Any, path: str) -> Optional[Violation]:
+    if node.limit is not None:
+        found = _check_value(node, value, path)
+        if found is not None:
+            return found
+    each = node.each
+    if each is not None:
+        if not each.children and each.each is None and each.limit is not None \
+                and each.limit.one_of is None and each.limit.max_items is None:
+            found = _check_numbers(each, value, path)
+        else:
+            found = None
+            for index, item in enumerate(value):
+                found = _check(each, item, f'{path}[{index}]')
+                if found is not None:
+                    break
+        if found is not None:
+            return found
+    if node.children:
+        return _check_children(node, value, path)
+    return None
+
+
+def _check_value(node: _Node, value: Any, path: str) -> Optional[Violation]:
+    limit = node.limit
+    assert limit is not None
+    if limit.max_items is not None and len(value) > limit.max_items:
+        problem = f'{len(value)} items, more than max_items {limit.max_items}'
+        return Violation(path, len(value), f'max_items {limit.max_items}', problem,
+                         f'{path} has {problem}')
+    if limit.one_of is not None and value not in limit.one_of:
+        return _violation(path, _plain(value), limit.describe(),
+                          f'is not one of {list(limit.one_of)}')
+    if limit.min is not None or limit.max is not None:
+        return _check_number(node, value, path)
+    return None
+
+
+def _check_number(node: _Node, value: Any, path: str) -> Optional[Violation]:
+    if isinstance(value, bool) or not isinstance(value, (int, float, numpy.number)):
+        return _violation(path, _plain(value), node.limit.describe(), 'is not a number')
+    compared = _as_float32(value) if node.float32 else value
+    if node.low <= compared <= node.high:
+        return None
+    return _number_violation(node, _plain(value), path)
+
+
+def _check_numbers(node: _Node, values: Any, path: str) -> Optional[Violation]:
+    """Every element of a number array within node's bounds (the hot path: one array of
+    joint velocities per trajectory point).
+    """
+    low, high = node.low, node.high
+    if len(values) >= _VECTOR_FROM and not isinstance(values, list):
+        array = numpy.asarray(values)
+        if array.dtype.kind in 'iuf':
+            if node.float32:
+                array = array.astype(numpy.float32)
+            ok = (array >= low) & (array <= high)  # NaN: False
+            if bool(ok.all()):
+                return None
+            index = int(numpy.argmin(ok))
+            return _number_violation(node, _plain(values[index]), f'{path}[{index}]')
+    if not node.float32 and not isinstance(values, list):  # array.array: numbers only
+        for index, value in enumerate(values):
+            if not low <= value <= high:  # NaN: False
+                return _check_number(node, value, f'{path}[{index}]')
+        return None
+    for index, value in enumerate(values):
+        found = _check_number(node, value, f'{path}[{index}]')
+        if found is not None:
+            return found
+    return None
+
+
+def _number_violation(node: _Node, value: Any, path: str) -> Violation:
+    limit = node.limit
+    assert limit is not None
+    if isinstance(value, float) and not math.isfinite(value):
+        return _violation(path, value, limit.describe(),
+                          f'is not a finite number within {limit.describe()}')
+    if limit.max is not None and not value <= node.high:
+        return _violation(path, value, f'max {limit.max!r}', f'exceeds max {limit.max!r}')
+    return _violation(path, value, f'min {limit.min!r}', f'is below min {limit.min!r}')
+
+
+def _violation(path: str, value: Any, limit: str, verb: str) -> Violation:
+    problem = f'{_shown(value)} {verb}'
+    return Violation(path, value, limit, problem, f'{path} = {problem}')
+
+
+# ------------------------------------------------------------------------------ helpers
+def _as_float32(value: Number) -> float:
+    with numpy.errstate(over='ignore'):
+        return float(numpy.float32(value))
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python number it is (for messages and JSON)."""
+    return value.item() if isinstance(value, numpy.generic) else value
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        text = value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + '...'
+        return repr(text)
+    return repr(value)
+
+
+def limits_from_config(limits: Mapping[str, Any]) -> dict[str, Limit]:
+    """Config `limits` entries (objects with min/max/max_items/one_of) as Limits."""
+    return {path: Limit(spec.min, spec.max, spec.max_items,
+                        tuple(spec.one_of) if spec.one_of is not None else None)
+            for path, spec in limits.items()}
+
