@@ -46,10 +46,11 @@ from lane_manager.action_link import ActionServerLink
 from lane_manager.agents import AgentBook
 from lane_manager.caller_side import (CallerGoal, GoalIdActionServer, Outcome, goal_id_msg,
                                       goal_id_text)
-from lane_manager.config import Config, import_action_type
+from lane_manager.config import Config, import_action_type, skill_limits
 from lane_manager.diagnostics import lane_diagnostics
 from lane_manager.emergency_stop import EmergencyStop
 from lane_manager.goal_intake import GoalIntake
+from lane_manager.goal_limits import GoalLimits
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
 from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, GOAL_AGENTS_TOPIC, LANE_STATE_QOS,
                                      is_big_goal, lane_service_name, lane_state_topic,
@@ -129,6 +130,7 @@ class LaneManager(Node):
         self._intakes: dict[Optional[str], GoalIntake] = {}
         self._skill_intake: dict[str, GoalIntake] = {}
         self._action_types: dict[str, Any] = {}
+        self._limits: dict[str, GoalLimits] = {}  # per skill: what a goal may ask
         self._driver_available: dict[str, bool] = {}
         self._off_graph_since: dict[str, float] = {}
         self._started_at = time.monotonic()
@@ -137,6 +139,7 @@ class LaneManager(Node):
         for name, skill in self.config.skills.items():
             action_type = import_action_type(skill.action_type)
             self._action_types[name] = action_type
+            self._limits[name] = skill_limits(skill, action_type.Goal)
             link = ActionServerLink(self, action_type, skill.driver, self._group,
                                     statusless=True)
             self._links[name] = link
@@ -201,6 +204,16 @@ class LaneManager(Node):
     def _on_goal_request(self, skill_name: str, goal: Any) -> GoalResponse:
         server = self._servers[skill_name]
         goal_id = server.goal_ids.get(id(goal)) or str(uuid.uuid4())
+        limits = self._limits[skill_name]
+        # Outside the lock: on the lane's own thread, a big goal's check delays only its lane.
+        violation = limits.check(goal) if limits else None
+        if violation is not None:
+            reason = f'limits: {violation}'
+            with self.keeper_turn() as turn:
+                turn.keeper.refuse(goal_id, skill_name, reason, turn.now)
+                turn.carry_out([])  # the refusal is in the lane state
+            self.get_logger().warning(f'refused {skill_name} goal {goal_id}: {reason}')
+            return GoalResponse.REJECT
         big = is_big_goal(goal)
         with self.keeper_turn() as turn:
             if self._closing or goal_id in self._goals:
