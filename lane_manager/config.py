@@ -361,7 +361,8 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
 
 def skill_limits(skill: SkillConfig, goal_class: Any) -> Any:
     """The skill's compiled `GoalLimits`, checked against its Goal type (raises
-    ValueError(path, problem) for a limit that does not fit). Imports ROS type support.
+    limit_types.LimitTypeError, a ValueError `path: problem`, for a limit that does not
+    fit). Imports ROS type support.
     """
     from lane_manager.goal_limits import GoalLimits, limits_from_config
     from lane_manager.limit_types import check_limit_types
@@ -416,10 +417,8 @@ def parse_config(data: Any, source: str = '<config>', check_types: bool = True) 
             if skill.limits:
                 try:
                     skill_limits(skill, action.Goal)
-                except ValueError as exc:
-                    path, problem = exc.args
-                    raise ConfigError(
-                        f'{source}: skills.{name}.limits.{path}: {problem}') from None
+                except ValueError as exc:  # limit_types.LimitTypeError
+                    raise ConfigError(f'{source}: skills.{name}.limits.{exc}') from None
     return config
 
 

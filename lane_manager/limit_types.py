@@ -23,6 +23,15 @@ _INTEGER_RANGE: dict[str, tuple[int, int]] = {
 _FLOAT_MAX = {'float': 3.4028234663852886e+38, 'double': 1.7976931348623157e+308}
 
 
+class LimitTypeError(ValueError):
+    """A limit that does not fit the Goal type: `path` (as configured) and `problem`."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f'{path}: {problem}')
+        self.path = path
+        self.problem = problem
+
+
 def _fields(msg_class: Any) -> dict[str, Any]:
     return dict(zip(msg_class.get_fields_and_field_types(), msg_class.SLOT_TYPES))
 
@@ -44,7 +53,7 @@ def _type_text(slot: Any) -> str:
 
 
 def check_limit_types(goal_class: Any, limits: Mapping[str, Limit]) -> set[str]:
-    """Raise ValueError(path, problem) for the first limit that does not fit the Goal type;
+    """Raise LimitTypeError for the first limit that does not fit the Goal type;
     return the limit paths whose field is a float32 (compared as float32: goal_limits.py).
     """
     float32: set[str] = set()
@@ -53,7 +62,7 @@ def check_limit_types(goal_class: Any, limits: Mapping[str, Limit]) -> set[str]:
             slot = _leaf(goal_class, path)
             _fits(slot, limit)
         except ValueError as exc:
-            raise ValueError(path, str(exc)) from None
+            raise LimitTypeError(path, str(exc)) from None
         if isinstance(slot, idl.BasicType) and slot.typename == 'float':
             float32.add(path)
     return float32
