@@ -36,6 +36,8 @@ _FINITE_MAX = sys.float_info.max
 _VECTOR_FROM = 32  # number arrays this long or longer are checked with numpy
 _SHOWN_CHARS = 80  # a string value is shown this long in a refusal at most
 Number = Union[int, float]
+# A lane state refusal whose reason starts so: the goal broke its skill's limits (not busy).
+REFUSAL_PREFIX = 'limits: '
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,17 @@ class Violation:
 
     def __str__(self) -> str:
         return self.text
+
+    def as_json(self) -> dict[str, Any]:
+        """{field, value, limit} for JSON (lane state, tool errors): NaN and the infinities
+        spelled as strings ("NaN", "Infinity", "-Infinity"), a long string cut.
+        """
+        value = self.value
+        if isinstance(value, float) and not math.isfinite(value):
+            value = 'NaN' if math.isnan(value) else ('Infinity' if value > 0 else '-Infinity')
+        elif isinstance(value, str) and len(value) > _SHOWN_CHARS:
+            value = value[:_SHOWN_CHARS] + '...'
+        return {'field': self.field, 'value': value, 'limit': self.limit}
 
 
 @dataclass

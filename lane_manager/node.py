@@ -50,6 +50,7 @@ from lane_manager.config import Config, import_action_type, skill_limits
 from lane_manager.diagnostics import lane_diagnostics
 from lane_manager.emergency_stop import EmergencyStop
 from lane_manager.goal_intake import GoalIntake
+from lane_manager.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
 from lane_manager.goal_limits import GoalLimits
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
 from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, GOAL_AGENTS_TOPIC, LANE_STATE_QOS,
@@ -208,9 +209,9 @@ class LaneManager(Node):
         # Outside the lock: on the lane's own thread, a big goal's check delays only its lane.
         violation = limits.check(goal) if limits else None
         if violation is not None:
-            reason = f'limits: {violation}'
+            reason = f'{LIMITS_REFUSAL}{violation}'
             with self.keeper_turn() as turn:
-                turn.keeper.refuse(goal_id, skill_name, reason, turn.now)
+                turn.keeper.refuse(goal_id, skill_name, reason, turn.now, violation.as_json())
                 turn.carry_out([])  # the refusal is in the lane state
             self.get_logger().warning(f'refused {skill_name} goal {goal_id}: {reason}')
             return GoalResponse.REJECT

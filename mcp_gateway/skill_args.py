@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import re
 import time
 from typing import Any, Mapping, Optional, Sequence
@@ -77,8 +76,9 @@ class SkillArguments:
         goal = to_message(self.goal_class, value, '', self.limits)
         violation = self.goal_limits.check(goal) if self.goal_limits else None
         if violation is not None:
+            details = violation.as_json()
             raise ArgumentError(violation.field, violation.problem,
-                                value=_json_number(violation.value), limit=violation.limit)
+                                value=details['value'], limit=details['limit'])
         return goal
 
 
@@ -97,13 +97,6 @@ def _check_size(arguments: Any, limit: int) -> None:
         if size > limit:
             raise ArgumentError('', f'arguments are more than {limit} bytes as JSON (the '
                                     f'configured limit of {limit}): send less')
-
-
-def _json_number(value: Any) -> Any:
-    """NaN and the infinities as ros_json spells them (JSON has none)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return 'NaN' if math.isnan(value) else ('Infinity' if value > 0 else '-Infinity')
-    return value
 
 
 def _exposed(trie: dict[str, Any], field: str) -> bool:

@@ -21,6 +21,7 @@ import jsonschema
 import mcp_types as types
 
 from lane_manager.config import Config, ConfigError, skill_limits
+from lane_manager.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
 from lane_manager.limit_types import LimitTypeError
 from mcp_gateway.node import (GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable,
                               ServiceAbsent)
@@ -236,6 +237,13 @@ class SkillTools:
             stopped = str(goal_id) in self._stopped
             self._stopped.discard(str(goal_id))
         if not outcome.accepted:
+            refusal = outcome.refusal or {}
+            reason = str(refusal.get('reason') or '')
+            if reason.startswith(LIMITS_REFUSAL):  # the lane manager's limits (its config)
+                return error_result(
+                    'invalid_arguments', reason, problem=reason.removeprefix(LIMITS_REFUSAL),
+                    skill=skill, lane=lane, goal_id=outcome.goal_id,
+                    **{key: refusal.get(key) for key in ('field', 'value', 'limit')})
             if lane is None:
                 return error_result('goal_rejected', f'the lane manager refused {skill!r}',
                                     skill=skill, goal_id=outcome.goal_id)

@@ -306,6 +306,7 @@ def test_a_goal_breaking_its_skills_limits_never_reaches_the_driver(make_stack):
         assert not call.accepted()
         refusal = stack.client.refusal('motion', call.id)
         assert refusal['reason'] == f'limits: {why}', refusal
+        assert (refusal['field'], refusal['value']) == ('order', order), refusal
     reach = stack.client.send('reach', Fibonacci.Goal(order=12))
     assert not reach.accepted()
     for lane in ('arm', 'motion'):

@@ -176,6 +176,36 @@ def test_property_inside_passes_outside_fails_at_the_first_offender(low, span, s
     assert limits.check(as_json).field == violation.field
 
 
+def test_keeper_records_a_limits_refusal_in_every_lane_of_the_skill_and_nothing_else():
+    from lane_manager.config import LaneConfig, LaneManagerConfig
+    from lane_manager.keeper import LaneKeeper, SkillRoute
+    keeper = LaneKeeper({'arm': LaneConfig(), 'base': LaneConfig()}, {
+        'reach': SkillRoute('arm', '/d', 0, ('arm', 'base')),
+        'look': SkillRoute(None, '/e')}, LaneManagerConfig())
+    details = {'field': 'order', 'value': 11, 'limit': 'max 10'}
+    decision = keeper.refuse('g1', 'reach', 'limits: order = 11 exceeds max 10', 5.0, details)
+    assert not decision.accepted and decision.reason == 'limits: order = 11 exceeds max 10'
+    lanes = keeper.snapshot(5.0)
+    for name in ('arm', 'base'):
+        lane = lanes[name]
+        (record,) = lane['last_refusals']
+        assert record['goal_id'] == 'g1' and record['skill'] == 'reach'
+        assert {k: record[k] for k in details} == details
+        assert lane['counters']['rejected'] == 1 and lane['counters']['submitted'] == 1
+        assert lane['holder'] is None and lane['queue'] == []
+    assert not keeper.refuse('g2', 'look', 'limits: x', 6.0).accepted  # no lane: no record
+    keeper.check_invariants()
+
+
+def test_violation_as_json_spells_non_finite_numbers_and_cuts_long_strings():
+    nan = GoalLimits({VELOCITY: Limit(max=1)}).check(trajectory([[math.nan]]))
+    assert nan.as_json() == {'field': 'points[0].velocities[0]', 'value': 'NaN',
+                             'limit': 'max 1'}
+    long = GoalLimits({'joint_names[]': Limit(one_of=('a',))}).check(
+        trajectory([], ('x' * 500,)))
+    assert len(long.as_json()['value']) == 83 and len(str(long)) < 200
+
+
 # ------------------------------------------------------------------------------ the config
 def config(limits: str, action: str = 'test_msgs/action/NestedMessage', extra: str = '') -> Any:
     text = textwrap.dedent(f"""
