@@ -78,6 +78,23 @@ def goals_at_driver(stack, skill: str) -> int:
     return stack.wait_stats(lambda s: skill in s['drivers'])['drivers'][skill]['goals']
 
 
+def taken_in(stack, lane: str) -> int:
+    """How many goals the lane manager has taken in for `lane` (its `submitted` counter),
+    counting everything sent before this call: a plain client's goal that breaks the limits
+    is sent as a marker, and its refusal seen in the lane state (then counted here too).
+    """
+    from test_msgs.action import Fibonacci, NestedMessage
+    if lane == 'motion':
+        marker = stack.send('count', Fibonacci.Goal(order=99))
+    else:
+        goal = NestedMessage.Goal()
+        goal.nested_field.float64_value = 99.0
+        marker = stack.send('survey', goal, NestedMessage)
+    assert not marker.accepted()
+    stack.refusal(lane, marker.id)
+    return stack.lane_state['lanes'][lane]['counters']['submitted']
+
+
 def test_input_schema_shows_the_limits(gateway):
     async def scenario():
         async with gateway.client() as client:
@@ -109,13 +126,14 @@ def test_input_schema_shows_the_limits(gateway):
 def test_a_call_breaking_a_limit_is_refused_before_anything_is_sent(gateway, stack, tool,
                                                                     arguments, field, value,
                                                                     limit):
-    before = goals_at_driver(stack, tool)
+    before, lane_before = goals_at_driver(stack, tool), taken_in(stack, LANES[tool])
     answer = assert_error(call(gateway, tool, arguments), 'invalid_arguments')
     data = answer['data']
     assert (data['field'], data['value'], data['limit']) == (field, value, limit), answer
     assert limit in data['problem'] and field in answer['message']
     assert 'hint' not in answer  # the same call never succeeds later
-    assert goals_at_driver(stack, tool) == before, 'no goal may be sent'
+    assert goals_at_driver(stack, tool) == before, 'no goal may reach the driver'
+    assert taken_in(stack, LANES[tool]) == lane_before + 1, 'nor the lane manager'
 
 
 def test_skill_start_refuses_too_and_a_call_within_the_limits_runs(gateway, stack):
