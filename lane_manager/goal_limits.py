@@ -26,7 +26,8 @@ import math
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Union
+from functools import partial
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import numpy
 
@@ -141,81 +142,119 @@ class GoalLimits:
             if limit.max is not None:
                 node.high = _as_float32(limit.max) if node.float32 else limit.max
 
+        self._check = _compile(self._root)
+
     def __bool__(self) -> bool:
         return bool(self.limits)
 
     def check(self, goal: Any) -> Optional[Violation]:
         """The first violation in `goal` (a message or a JSON-like dict), or None."""
-        return _check_children(self._root, goal, '')
-
-
-NO_LIMITS = GoalLimits({})
+        miss = self._check(goal)
+        if miss is None:
+            return None
+        return miss.make(''.join(reversed(miss.parts)).lstrip('.'))
 
 
 # ------------------------------------------------------------------------------ walking
-def _check_children(node: _Node, value: Any, path: str) -> Optional[Violation]:
-    is_dict = isinstance(value, dict)
-    for name, child in node.children.items():
-        if is_dict:
-            if name not in value:
-                continue  # a JSON value leaves it out (a message always has every field)
-            item = value[name]
-        else:
-            item = getattr(value, name)
-        found = _check(child, item, f'{path}.{name}' if path else name)
-        if found is not None:
-            return found
-    return None
+# Limits are compiled to nested closures, one per limited field, that walk only the limited
+# paths. A path is built only for a violation, on the way out (`_Miss.parts`, innermost
+# first): a 150k-point trajectory is checked without 150k path strings.
+Maker = Callable[[str], Violation]  # the violation, given its concrete path
+Check = Callable[[Any], Optional['_Miss']]
 
 
-def _check(node: _Node, value: Any, path: str) -> Optional[Violation]:
+class _Miss:
+    __slots__ = ('make', 'parts')
+
+    def __init__(self, make: Maker, part: str = '') -> None:
+        self.make = make
+        self.parts = [part] if part else []
+
+    def at(self, part: str) -> '_Miss':
+        self.parts.append(part)
+        return self
+
+
+def _compile(node: _Node) -> Check:
+    steps: list[Check] = []
     if node.limit is not None:
-        found = _check_value(node, value, path)
-        if found is not None:
-            return found
-    each = node.each
-    if each is not None:
-        if not each.children and each.each is None and each.limit is not None \
-                and each.limit.one_of is None and each.limit.max_items is None:
-            found = _check_numbers(each, value, path)
-        else:
-            found = None
-            for index, item in enumerate(value):
-                found = _check(each, item, f'{path}[{index}]')
-                if found is not None:
-                    break
-        if found is not None:
-            return found
+        steps.append(partial(_check_value, node))
+    if node.each is not None:
+        steps.append(_each_step(node.each))
     if node.children:
-        return _check_children(node, value, path)
-    return None
+        steps.append(_children_step(node.children))
+    if len(steps) == 1:
+        return steps[0]
+
+    def every_step(value: Any) -> Optional[_Miss]:
+        for step in steps:
+            miss = step(value)
+            if miss is not None:
+                return miss
+        return None
+    return every_step
 
 
-def _check_value(node: _Node, value: Any, path: str) -> Optional[Violation]:
+def _children_step(children: dict[str, _Node]) -> Check:
+    compiled = [(name, f'.{name}', _compile(child)) for name, child in children.items()]
+
+    def step(value: Any) -> Optional[_Miss]:
+        if value.__class__ is dict:  # JSON: a missing key is not checked
+            for name, part, check in compiled:
+                if name in value:
+                    miss = check(value[name])
+                    if miss is not None:
+                        return miss.at(part)
+            return None
+        for name, part, check in compiled:
+            miss = check(getattr(value, name))
+            if miss is not None:
+                return miss.at(part)
+        return None
+    return step
+
+
+def _each_step(each: _Node) -> Check:
+    limit = each.limit
+    if (not each.children and each.each is None and limit is not None
+            and limit.one_of is None and limit.max_items is None):
+        return partial(_check_numbers, each)
+    check = _compile(each)
+
+    def step(values: Any) -> Optional[_Miss]:
+        for index, item in enumerate(values):
+            miss = check(item)
+            if miss is not None:
+                return miss.at(f'[{index}]')
+        return None
+    return step
+
+
+def _check_value(node: _Node, value: Any) -> Optional[_Miss]:
     limit = node.limit
     assert limit is not None
     if limit.max_items is not None and len(value) > limit.max_items:
-        problem = f'{len(value)} items, more than max_items {limit.max_items}'
-        return Violation(path, len(value), f'max_items {limit.max_items}', problem,
-                         f'{path} has {problem}')
+        return _Miss(partial(_too_many, len(value), limit.max_items))
     if limit.one_of is not None and value not in limit.one_of:
-        return _violation(path, _plain(value), limit.describe(),
-                          f'is not one of {list(limit.one_of)}')
+        return _Miss(partial(_violation, _plain(value), limit.describe(),
+                             f'is not one of {list(limit.one_of)}'))
     if limit.min is not None or limit.max is not None:
-        return _check_number(node, value, path)
+        return _check_number(node, value)
     return None
 
 
-def _check_number(node: _Node, value: Any, path: str) -> Optional[Violation]:
+def _check_number(node: _Node, value: Any, part: str = '') -> Optional[_Miss]:
     if isinstance(value, bool) or not isinstance(value, (int, float, numpy.number)):
-        return _violation(path, _plain(value), node.limit.describe(), 'is not a number')
+        assert node.limit is not None
+        return _Miss(partial(_violation, _plain(value), node.limit.describe(),
+                             'is not a number'), part)
     compared = _as_float32(value) if node.float32 else value
     if node.low <= compared <= node.high:
         return None
-    return _number_violation(node, _plain(value), path)
+    return _Miss(_number_violation(node, _plain(value)), part)
 
 
-def _check_numbers(node: _Node, values: Any, path: str) -> Optional[Violation]:
+def _check_numbers(node: _Node, values: Any) -> Optional[_Miss]:
     """Every element of a number array within node's bounds (the hot path: one array of
     joint velocities per trajectory point).
     """
@@ -229,33 +268,38 @@ def _check_numbers(node: _Node, values: Any, path: str) -> Optional[Violation]:
             if bool(ok.all()):
                 return None
             index = int(numpy.argmin(ok))
-            return _number_violation(node, _plain(values[index]), f'{path}[{index}]')
+            return _Miss(_number_violation(node, _plain(values[index])), f'[{index}]')
     if not node.float32 and not isinstance(values, list):  # array.array: numbers only
         for index, value in enumerate(values):
             if not low <= value <= high:  # NaN: False
-                return _check_number(node, value, f'{path}[{index}]')
+                return _check_number(node, value, f'[{index}]')
         return None
-    for index, value in enumerate(values):
-        found = _check_number(node, value, f'{path}[{index}]')
-        if found is not None:
-            return found
+    for index, value in enumerate(values):  # JSON lists (any value), float32 fields
+        miss = _check_number(node, value, f'[{index}]')
+        if miss is not None:
+            return miss
     return None
 
 
-def _number_violation(node: _Node, value: Any, path: str) -> Violation:
+def _number_violation(node: _Node, value: Any) -> Maker:
     limit = node.limit
     assert limit is not None
     if isinstance(value, float) and not math.isfinite(value):
-        return _violation(path, value, limit.describe(),
-                          f'is not a finite number within {limit.describe()}')
+        return partial(_violation, value, limit.describe(),
+                       f'is not a finite number within {limit.describe()}')
     if limit.max is not None and not value <= node.high:
-        return _violation(path, value, f'max {limit.max!r}', f'exceeds max {limit.max!r}')
-    return _violation(path, value, f'min {limit.min!r}', f'is below min {limit.min!r}')
+        return partial(_violation, value, f'max {limit.max!r}', f'exceeds max {limit.max!r}')
+    return partial(_violation, value, f'min {limit.min!r}', f'is below min {limit.min!r}')
 
 
-def _violation(path: str, value: Any, limit: str, verb: str) -> Violation:
+def _violation(value: Any, limit: str, verb: str, path: str) -> Violation:
     problem = f'{_shown(value)} {verb}'
     return Violation(path, value, limit, problem, f'{path} = {problem}')
+
+
+def _too_many(count: int, max_items: int, path: str) -> Violation:
+    problem = f'{count} items, more than max_items {max_items}'
+    return Violation(path, count, f'max_items {max_items}', problem, f'{path} has {problem}')
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -282,3 +326,5 @@ def limits_from_config(limits: Mapping[str, Any]) -> dict[str, Limit]:
                         tuple(spec.one_of) if spec.one_of is not None else None)
             for path, spec in limits.items()}
 
+
+NO_LIMITS = GoalLimits({})
