@@ -378,3 +378,30 @@ def test_gateway_refuses_to_start_when_a_hidden_default_breaks_a_limit():
                        goal_limits=limits)
     SkillArguments(actions.NestedMessage.Goal, Limits(), fields=['nested_different_pkg'],
                    fixed={'nested_field.int32_value': 3}, goal_limits=limits)
+
+
+AGREEMENT_LIMITS = {
+    'float64_values[]': Limit(min=-1.5, max=2), 'int8_values[]': Limit(min=-3),
+    'int32_values': Limit(max_items=3), 'string_values[]': Limit(one_of=('a', 'b')),
+    'uint16_values': Limit(max_items=2), 'uint16_values[]': Limit(max=9.5)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(arguments=st.fixed_dictionaries({}, optional={
+    'float64_values': st.lists(st.one_of(st.floats(-3, 3), st.sampled_from([-1.5, 2, 2.0001])),
+                               max_size=4),
+    'int8_values': st.lists(st.integers(-6, 3), max_size=4),
+    'int32_values': st.lists(st.integers(-5, 5), max_size=5),
+    'string_values': st.lists(st.sampled_from(['a', 'b', 'c', '']), max_size=3),
+    'uint16_values': st.lists(st.integers(0, 12), max_size=3)}))
+def test_property_the_schema_and_the_check_agree(arguments):
+    """What the inputSchema says of a call is what the gateway does with it."""
+    limits = GoalLimits(AGREEMENT_LIMITS)
+    skill = SkillArguments(msgs.UnboundedSequences, Limits(max_items=100), goal_limits=limits)
+    valid = jsonschema.Draft202012Validator(skill.schema).is_valid(arguments)
+    try:
+        skill.to_goal(arguments)
+    except ArgumentError:
+        assert not valid, arguments
+    else:
+        assert valid, arguments
