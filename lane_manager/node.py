@@ -5,6 +5,8 @@ For each configured skill it serves an action server of the skill's own type at
 Whether a goal is accepted, queued, refused or preempts the current holder is decided by the
 pure-Python `Arbiter` at goal acceptance (drivers such as Nav2 or ros2_control accept a new
 goal and abort the running one, so the decision must come before the goal reaches them).
+Before that, a goal breaking its skill's `limits` is rejected, whoever sent it
+(lane_manager/goal_limits.py): the refusal and its reason are in its lanes' lane state.
 
 This node only translates: ROS events in, `LaneKeeper` actions out (lane_manager/keeper.py
 holds every decision). It follows each driver's own `_action/status`: a lane is free only
