@@ -126,7 +126,7 @@ class GoalLimits:
         bound of 0.1 admits the float32 nearest 0.1 that a client sending 0.1 sends.
         """
         self.limits = dict(limits)
-        float32 = set(float32_paths)
+        self.float32_paths = float32 = frozenset(float32_paths)
         self._root = _Node()
         for path, limit in self.limits.items():
             node = self._root

@@ -54,9 +54,11 @@ class SkillArguments:
         """A field a call cannot give keeps its default: if that breaks a limit, every call
         would be refused. Raises ValueError naming the limit.
         """
+        hidden = {path: limit for path, limit in self.goal_limits.limits.items()
+                  if not _exposed(self._exposed, path)}
         goal = to_message(self.goal_class, _merge({}, self.fixed), '', self.limits)
-        violation = self.goal_limits.check(goal)
-        if violation is not None and not _exposed(self._exposed, violation.field):
+        violation = GoalLimits(hidden, self.goal_limits.float32_paths).check(goal)
+        if violation is not None:
             raise ValueError(f'limits: {violation}, the default of a field the tool does not '
                              'expose (fields): every call would be refused')
 
@@ -100,9 +102,9 @@ def _check_size(arguments: Any, limit: int) -> None:
 
 
 def _exposed(trie: dict[str, Any], field: str) -> bool:
-    """Whether a concrete field path (`a.b[3].c`) is one a call may give."""
+    """Whether a field path (`a.b[3].c` or `a.b[].c`) is one a call may give."""
     node: Optional[dict[str, Any]] = trie
-    for part in re.sub(r'\[\d+\]', '', field).split('.'):
+    for part in re.sub(r'\[\d*\]', '', field).split('.'):
         if node is None:
             return True
         if part not in node:

@@ -372,8 +372,10 @@ def test_gateway_arguments_out_of_limits_raise_naming_field_value_and_limit():
 
 
 def test_gateway_refuses_to_start_when_a_hidden_default_breaks_a_limit():
-    limits = GoalLimits({'nested_field.int32_value': Limit(min=1)})
-    with pytest.raises(ValueError, match='the default of a field the tool does not expose'):
+    limits = GoalLimits({'nested_different_pkg.sec': Limit(min=1),  # exposed: give it
+                         'nested_field.int32_value': Limit(min=1)})
+    with pytest.raises(ValueError, match='limits: nested_field.int32_value = 0 is below min 1, '
+                                         'the default of a field the tool does not expose'):
         SkillArguments(actions.NestedMessage.Goal, Limits(), fields=['nested_different_pkg'],
                        goal_limits=limits)
     SkillArguments(actions.NestedMessage.Goal, Limits(), fields=['nested_different_pkg'],
