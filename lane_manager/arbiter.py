@@ -95,6 +95,22 @@ class Arbiter:
         return Decision(True, tuple(effects), queued_position=max(positions),
                         reason=f'queued behind {held_text(busy[0])}')
 
+    def refuse(self, goal_id: str, skill: str, lanes: Sequence[str], priority: int,
+               now: float, reason: str, details: Optional[dict] = None) -> Decision:
+        """A goal refused before it asks for its lanes (it breaks its skill's limits):
+        recorded in the refusals of every one of its lanes, as any refusal, with `details`
+        added to the record; nothing else changes.
+        """
+        names = tuple(dict.fromkeys(lanes))
+        goal = GoalRequest(goal_id, skill, names[0], priority, now,
+                           names if len(names) > 1 else ())
+        decision = Decision(False, reason=reason)
+        for name in names:
+            self.lanes[name].counters.submitted += 1
+            decision = self._refuse(self.lanes[name], goal, now, reason)
+            self.lanes[name].refusals[-1].update(details or {})
+        return decision
+
     def driver_accepted(self, goal_id: str) -> None:
         """The driver accepted the forwarded goal."""
         holder = self._holder_of(goal_id)

@@ -12,13 +12,14 @@ single line `FILE: key.path: what is wrong`, which the executables print before 
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr,
+                      ValidationError, field_validator, model_validator)
 
 NAME_RE = r'^[A-Za-z][A-Za-z0-9_]{0,63}$'
 ACTION_TYPE_RE = r'^[A-Za-z][A-Za-z0-9_]*/action/[A-Z][A-Za-z0-9_]*$'
@@ -68,6 +69,44 @@ class ToolHints(_Strict):
     open_world: bool = True
 
 
+class FieldLimit(_Strict):
+    """A limit on one goal field (see lane_manager/goal_limits.py): at least one key."""
+
+    min: Optional[StrictInt | StrictFloat] = None
+    max: Optional[StrictInt | StrictFloat] = None
+    max_items: Optional[StrictInt] = Field(None, ge=0)
+    one_of: Optional[list[StrictStr]] = Field(None, min_length=1)
+
+    @field_validator('min', 'max', 'max_items', mode='before')
+    @classmethod
+    def _a_number(cls, value: Any, info: Any) -> Any:
+        wanted = (int,) if info.field_name == 'max_items' else (int, float)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, wanted)):
+            what = 'an integer' if info.field_name == 'max_items' else 'a number'
+            raise ValueError(f'must be {what}, got {value!r}')
+        return value
+
+    @model_validator(mode='after')
+    def _coherent(self) -> 'FieldLimit':
+        numeric = self.min is not None or self.max is not None
+        if not numeric and self.max_items is None and self.one_of is None:
+            raise ValueError('give min, max, max_items or one_of')
+        for key in ('min', 'max'):
+            bound = getattr(self, key)
+            if isinstance(bound, float) and not math.isfinite(bound):
+                raise ValueError(f'{key} must be a finite number, got {bound}')
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f'min {self.min} is above max {self.max}: nothing could pass')
+        if sum((numeric, self.max_items is not None, self.one_of is not None)) > 1:
+            raise ValueError('min/max bound a number, max_items an array, one_of a string: '
+                             'one kind per path (an array and its elements: `a` and `a[]`)')
+        for text in self.one_of or []:
+            if not text or '\x00' in text:
+                raise ValueError(f'one_of entries must be non-empty strings without NUL, '
+                                 f'got {text!r}')
+        return self
+
+
 class SkillConfig(_Strict):
     """One robot skill: an action type, the real driver's action server, and its lane."""
 
@@ -89,6 +128,9 @@ class SkillConfig(_Strict):
         [], description='goal fields a call must give (e.g. [pose])')
     allow_non_finite: bool = Field(
         False, description='accept "NaN"/"Infinity"/"-Infinity" for float goal fields')
+    limits: dict[str, FieldLimit] = Field(
+        {}, description='goal field path (`points[].velocities[]`) -> limit: enforced by the '
+        'lane manager on every goal (lane_manager/goal_limits.py), shown by the gateway')
 
     @model_validator(mode='after')
     def _one_lane_key(self) -> 'SkillConfig':
@@ -124,6 +166,23 @@ class SkillConfig(_Strict):
     def _fixed_paths(cls, value: dict[str, Any]) -> dict[str, Any]:
         cls._dotted_paths(list(value))
         return value
+
+    @model_validator(mode='after')
+    def _limits_fit(self) -> 'SkillConfig':
+        from lane_manager.goal_limits import GoalLimits, limits_from_config, parse_path
+        for path in self.limits:
+            try:
+                parse_path(path)
+            except ValueError as exc:
+                raise _KeyedError(('limits', path), str(exc)) from None
+        if self.fixed:  # a fixed value must keep its own skill's limits
+            violation = GoalLimits(limits_from_config(self.limits)).check(
+                _fixed_tree(self.fixed))
+            if violation is not None:
+                path = next(p for p in self.limits if _covers(p, violation.field))
+                raise _KeyedError(('limits', path),
+                                  f'the fixed value breaks it: {violation}')
+        return self
 
 
 class SimSkillConfig(_Strict):
@@ -253,6 +312,24 @@ class Config(_Strict):
         return self
 
 
+def _fixed_tree(fixed: dict[str, Any]) -> dict[str, Any]:
+    """`fixed` ({'a.b': 1}) as the JSON object it sets ({'a': {'b': 1}})."""
+    tree: dict[str, Any] = {}
+    for path, value in fixed.items():
+        node = tree
+        parts = path.split('.')
+        for part in parts[:-1]:
+            child = node.get(part)
+            node = node.setdefault(part, {}) if not isinstance(child, dict) else child
+        node[parts[-1]] = value
+    return tree
+
+
+def _covers(limit_path: str, concrete: str) -> bool:
+    """Whether a concrete path (`a.b[2].c`) is the one `limit_path` (`a.b[].c`) names."""
+    return re.sub(r'\[\d+\]', '[]', concrete) == limit_path
+
+
 class _KeyedError(ValueError):
     """A cross-reference error that knows its own key path."""
 
@@ -269,8 +346,9 @@ class ConfigError(Exception):
 def _format_validation_error(source: str, error: ValidationError) -> str:
     first = error.errors()[0]
     ctx_error = (first.get('ctx') or {}).get('error')
-    if isinstance(ctx_error, _KeyedError):
-        path, message = ctx_error.path, ctx_error.message
+    if isinstance(ctx_error, _KeyedError):  # its path is below the model that raised it
+        path = tuple(str(p) for p in first['loc']) + ctx_error.path
+        message = ctx_error.message
     else:
         path = tuple(str(p) for p in first['loc'])
         message = first['msg'].removeprefix('Value error, ')
@@ -282,6 +360,17 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
     suffix = f' (+{more} more error{"s" if more > 1 else ""})' if more > 0 else ''
     key = '.'.join(path) or '<top>'
     return f'{source}: {key}: {message}{suffix}'
+
+
+def skill_limits(skill: SkillConfig, goal_class: Any) -> Any:
+    """The skill's compiled `GoalLimits`, checked against its Goal type (raises
+    limit_types.LimitTypeError, a ValueError `path: problem`, for a limit that does not
+    fit). Imports ROS type support.
+    """
+    from lane_manager.goal_limits import GoalLimits, limits_from_config
+    from lane_manager.limit_types import check_limit_types
+    limits = limits_from_config(skill.limits)
+    return GoalLimits(limits, check_limit_types(goal_class, limits))
 
 
 def import_action_type(type_name: str) -> Any:
@@ -324,10 +413,15 @@ def parse_config(data: Any, source: str = '<config>', check_types: bool = True) 
     if check_types:
         for name, skill in config.skills.items():
             try:
-                import_action_type(skill.action_type)
+                action = import_action_type(skill.action_type)
             except ImportError as exc:
                 raise ConfigError(
                     f'{source}: skills.{name}.action_type: type not importable: {exc}') from None
+            if skill.limits:
+                try:
+                    skill_limits(skill, action.Goal)
+                except ValueError as exc:  # limit_types.LimitTypeError
+                    raise ConfigError(f'{source}: skills.{name}.limits.{exc}') from None
     return config
 
 

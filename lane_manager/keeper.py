@@ -102,6 +102,17 @@ class LaneKeeper:
             self._effects(decision.effects, now)
         return decision, self._take()
 
+    def refuse(self, caller_goal_id: str, skill: str, reason: str, now: float,
+               details: Optional[dict] = None) -> Decision:
+        """Refuse a goal before arbitration (its skill's limits): in its lanes' refusals,
+        with `details` (field, value, limit) in each record.
+        """
+        route = self.skills[skill]
+        if not route.all_lanes:
+            return Decision(False, reason=reason)
+        return self.arbiter.refuse(caller_goal_id, skill, route.all_lanes, route.priority,
+                                   now, reason, details)
+
     def cancel(self, caller_goal_id: str, now: float,
                reason: str = 'canceled by its caller') -> list:
         skill = self.caller_skill.get(caller_goal_id)

@@ -5,6 +5,8 @@ For each configured skill it serves an action server of the skill's own type at
 Whether a goal is accepted, queued, refused or preempts the current holder is decided by the
 pure-Python `Arbiter` at goal acceptance (drivers such as Nav2 or ros2_control accept a new
 goal and abort the running one, so the decision must come before the goal reaches them).
+Before that, a goal breaking its skill's `limits` is rejected, whoever sent it
+(lane_manager/goal_limits.py): the refusal and its reason are in its lanes' lane state.
 
 This node only translates: ROS events in, `LaneKeeper` actions out (lane_manager/keeper.py
 holds every decision). It follows each driver's own `_action/status`: a lane is free only
@@ -46,10 +48,12 @@ from lane_manager.action_link import ActionServerLink
 from lane_manager.agents import AgentBook
 from lane_manager.caller_side import (CallerGoal, GoalIdActionServer, Outcome, goal_id_msg,
                                       goal_id_text)
-from lane_manager.config import Config, import_action_type
+from lane_manager.config import Config, import_action_type, skill_limits
 from lane_manager.diagnostics import lane_diagnostics
 from lane_manager.emergency_stop import EmergencyStop
 from lane_manager.goal_intake import GoalIntake
+from lane_manager.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
+from lane_manager.goal_limits import GoalLimits
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
 from lane_manager.goal_outcome import outcome_of_status
 from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, StackNames,
@@ -125,6 +129,7 @@ class LaneManager(Node):
         self._intakes: dict[Optional[str], GoalIntake] = {}
         self._skill_intake: dict[str, GoalIntake] = {}
         self._action_types: dict[str, Any] = {}
+        self._limits: dict[str, GoalLimits] = {}  # per skill: what a goal may ask
         self._driver_available: dict[str, bool] = {}
         self._off_graph_since: dict[str, float] = {}
         self._started_at = time.monotonic()
@@ -132,6 +137,7 @@ class LaneManager(Node):
         for name, skill in self.config.skills.items():
             action_type = import_action_type(skill.action_type)
             self._action_types[name] = action_type
+            self._limits[name] = skill_limits(skill, action_type.Goal)
             link = ActionServerLink(self, action_type, skill.driver, self._group,
                                     statusless=True)
             self._links[name] = link
@@ -197,6 +203,16 @@ class LaneManager(Node):
         server = self._servers[skill_name]
         goal_id = server.goal_id_of(goal)
         if goal_id is None:  # logged there; a made-up id would key refusals nobody asked for
+            return GoalResponse.REJECT
+        limits = self._limits[skill_name]
+        # Outside the lock: on the lane's own thread, a big goal's check delays only its lane.
+        violation = limits.check(goal) if limits else None
+        if violation is not None:
+            reason = f'{LIMITS_REFUSAL}{violation}'
+            with self.keeper_turn() as turn:
+                turn.keeper.refuse(goal_id, skill_name, reason, turn.now, violation.as_json())
+                turn.carry_out([])  # the refusal is in the lane state
+            self.get_logger().warning(f'refused {skill_name} goal {goal_id}: {reason}')
             return GoalResponse.REJECT
         big = is_big_goal(goal)
         with self.keeper_turn() as turn:

@@ -67,10 +67,11 @@ class ArgumentError(ValueError):
     `to_message`, possibly '', when the value itself is wrong) so an agent can fix its call.
     """
 
-    def __init__(self, field: str, problem: str) -> None:
+    def __init__(self, field: str, problem: str, **details: JsonValue) -> None:
         super().__init__(field, problem)
         self.field = field
         self.problem = problem
+        self.details = details  # more for the error's `data` (a broken limit: value, limit)
 
     def __str__(self) -> str:
         return f'{self.field}: {self.problem}' if self.field else self.problem

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from rosidl_parser import definition as idl
 
+from lane_manager.goal_limits import Limit, parse_path
 from mcp_gateway.ros_docs import interface_docs
 from mcp_gateway.ros_json import (_FLOAT_LIMITS, _INTEGER_BOUNDS, _NON_FINITE, DEFAULT_LIMITS,
                                   NANOSEC_MAX, NORMALIZED_TIME_TYPES, Limits, MessageClass,
@@ -47,14 +48,19 @@ def message_schema(msg_class: MessageClass, limits: Limits = DEFAULT_LIMITS) -> 
 def skill_schema(msg_class: MessageClass, limits: Limits = DEFAULT_LIMITS,
                  fields: Optional[Sequence[str]] = None,
                  fixed: Optional[Mapping[str, Any]] = None,
-                 required: Sequence[str] = ()) -> dict[str, Any]:
+                 required: Sequence[str] = (),
+                 goal_limits: Optional[Mapping[str, Limit]] = None) -> dict[str, Any]:
     """A tool's inputSchema: the message's schema cut to a skill's config, then compacted.
 
     fields: dotted paths of the exposed fields (None: all); fixed: dotted path -> value,
     hidden from the schema (the gateway fills them in); required: dotted paths a call must
-    give. Raises ValueError naming a path the message does not have.
+    give; goal_limits: the skill's `limits` (lane_manager/goal_limits.py), shown where they
+    apply as minimum/maximum, maxItems and enum. Raises ValueError naming a path the message
+    does not have.
     """
     tree = _message_tree(msg_class, limits)
+    for path, limit in (goal_limits or {}).items():
+        _apply_limit(tree, path, limit)
     fixed_at = [_parent(tree, path) for path in fixed or {}]  # proves each path exists
     if fields is not None:
         tree = _keep(tree, path_trie(fields), '')
@@ -220,6 +226,38 @@ def _parent(tree: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
 
 def _join(path: str, name: str) -> str:
     return f'{path}.{name}' if path else name
+
+
+# ------------------------------------------------------------------------------ limits
+def _apply_limit(tree: dict[str, Any], path: str, limit: Limit) -> None:
+    """Narrow the schema of the field (or array elements) `path` names to `limit`.
+
+    Only ever narrows the type's own range. Every message occurrence in the tree is a node
+    of its own (built afresh per field), so a limited one differs from the others of its
+    type and `compact_schema` gives it a `$defs` entry of its own, or inlines it: a type
+    shared elsewhere never takes another field's limit.
+    """
+    node = tree
+    for segment in parse_path(path):
+        properties = node.get('properties')
+        if properties is None or segment.name not in properties:
+            raise ValueError(f'limits.{path}: no field {segment.name!r} there')
+        node = properties[segment.name]
+        if segment.every:
+            if node.get('type') != 'array':
+                raise ValueError(f'limits.{path}: {segment.name!r} is not an array')
+            node = node['items']
+    if limit.max_items is not None:
+        node['maxItems'] = min(node.get('maxItems', limit.max_items), limit.max_items)
+    if limit.one_of is not None:
+        node['enum'] = list(limit.one_of)
+    if limit.min is not None or limit.max is not None:
+        if 'anyOf' in node:  # "NaN"/"Infinity" allowed by the skill: never within bounds
+            node.update(node.pop('anyOf')[0])
+        if limit.min is not None:
+            node['minimum'] = max(node.get('minimum', limit.min), limit.min)
+        if limit.max is not None:
+            node['maximum'] = min(node.get('maximum', limit.max), limit.max)
 
 
 # ------------------------------------------------------------------------------ $defs

@@ -7,15 +7,19 @@ Checks, in order, each failing with an ArgumentError that names the field:
 size (the arguments as JSON, against `max_request_bytes`), fields the skill has fixed or does
 not expose, required fields, then `ros_json.to_message` (types, ranges, array lengths,
 normalized times, non-finite floats only where allowed). The skill's fixed values are put
-in last: a caller can never override them.
+in last: a caller can never override them. Last, the goal message is checked against the
+skill's `limits` by the lane manager's own checker (lane_manager/goal_limits.py), so the
+gateway refuses exactly the goals the lane manager would.
 """
 from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from typing import Any, Mapping, Optional, Sequence
 
+from lane_manager.goal_limits import NO_LIMITS, GoalLimits
 from mcp_gateway.ros_json import ArgumentError, Limits, MessageClass, _json_type, to_message
 from mcp_gateway.ros_schema import path_trie, skill_schema
 
@@ -28,18 +32,35 @@ class SkillArguments:
     def __init__(self, goal_class: MessageClass, limits: Limits,
                  fields: Optional[Sequence[str]] = None,
                  fixed: Optional[Mapping[str, Any]] = None,
-                 required: Sequence[str] = (), max_request_bytes: Optional[int] = None) -> None:
+                 required: Sequence[str] = (), max_request_bytes: Optional[int] = None,
+                 goal_limits: GoalLimits = NO_LIMITS) -> None:
         self.goal_class = goal_class
         self.limits = limits
+        self.goal_limits = goal_limits
         self.fixed = dict(fixed or {})
         self.required = list(required)
         self.max_request_bytes = max_request_bytes
         self._exposed = path_trie(fields) if fields is not None else None
         self._fixed_trie = path_trie(self.fixed)
         # Raises ValueError for a path the goal type lacks; also proves the fixed values fit.
-        self.schema = skill_schema(goal_class, limits, fields, self.fixed, self.required)
+        self.schema = skill_schema(goal_class, limits, fields, self.fixed, self.required,
+                                   goal_limits.limits)
         if self.fixed:
             to_message(goal_class, _merge({}, self.fixed), '', limits)
+        if goal_limits and self._exposed is not None:
+            self._check_hidden_defaults()
+
+    def _check_hidden_defaults(self) -> None:
+        """A field a call cannot give keeps its default: if that breaks a limit, every call
+        would be refused. Raises ValueError naming the limit.
+        """
+        hidden = {path: limit for path, limit in self.goal_limits.limits.items()
+                  if not _exposed(self._exposed, path)}
+        goal = to_message(self.goal_class, _merge({}, self.fixed), '', self.limits)
+        violation = GoalLimits(hidden, self.goal_limits.float32_paths).check(goal)
+        if violation is not None:
+            raise ValueError(f'limits: {violation}, the default of a field the tool does not '
+                             'expose (fields): every call would be refused')
 
     def to_goal(self, arguments: Any) -> Any:
         """The Goal message for these arguments; raises ArgumentError naming the field."""
@@ -54,7 +75,13 @@ class SkillArguments:
         for path in self.required:
             _check_required(arguments, path.split('.'), '')
         value = _merge(copy.deepcopy(arguments), self.fixed) if self.fixed else arguments
-        return to_message(self.goal_class, value, '', self.limits)
+        goal = to_message(self.goal_class, value, '', self.limits)
+        violation = self.goal_limits.check(goal) if self.goal_limits else None
+        if violation is not None:
+            details = violation.as_json()
+            raise ArgumentError(violation.field, violation.problem,
+                                value=details['value'], limit=details['limit'])
+        return goal
 
 
 def _check_size(arguments: Any, limit: int) -> None:
@@ -72,6 +99,18 @@ def _check_size(arguments: Any, limit: int) -> None:
         if size > limit:
             raise ArgumentError('', f'arguments are more than {limit} bytes as JSON (the '
                                     f'configured limit of {limit}): send less')
+
+
+def _exposed(trie: dict[str, Any], field: str) -> bool:
+    """Whether a field path (`a.b[3].c` or `a.b[].c`) is one a call may give."""
+    node: Optional[dict[str, Any]] = trie
+    for part in re.sub(r'\[\d*\]', '', field).split('.'):
+        if node is None:
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _join(path: str, name: str) -> str:

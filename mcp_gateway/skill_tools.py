@@ -20,7 +20,9 @@ import anyio
 import jsonschema
 import mcp_types as types
 
-from lane_manager.config import Config, ConfigError
+from lane_manager.config import Config, ConfigError, skill_limits
+from lane_manager.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
+from lane_manager.limit_types import LimitTypeError
 from mcp_gateway.node import (GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable,
                               ServiceAbsent)
 from mcp_gateway.results import error_body, error_result, tool_result
@@ -127,10 +129,13 @@ class SkillTools:
         self._arguments: dict[str, SkillArguments] = {}
         for name, skill in config.skills.items():
             try:
+                goal_class = ros.action_types[name].Goal
                 self._arguments[name] = SkillArguments(
-                    ros.action_types[name].Goal,
-                    Limits(skill.allow_non_finite, gateway.max_array_items),
-                    skill.fields, skill.fixed, skill.required, gateway.max_request_bytes)
+                    goal_class, Limits(skill.allow_non_finite, gateway.max_array_items),
+                    skill.fields, skill.fixed, skill.required, gateway.max_request_bytes,
+                    skill_limits(skill, goal_class))
+            except LimitTypeError as exc:
+                raise ConfigError(f'skills.{name}.limits.{exc}') from None
             except (ValueError, ArgumentError) as exc:
                 raise ConfigError(f'skills.{name}: {exc}') from None
         self._jobs: dict[str, Job] = {}
@@ -203,7 +208,7 @@ class SkillTools:
             goal = await self.make_goal_off_loop(skill, arguments)
         except ArgumentError as exc:
             return error_result('invalid_arguments', str(exc), field=exc.field,
-                                problem=exc.problem, skill=skill)
+                                problem=exc.problem, skill=skill, **exc.details)
         progress = ProgressPump(report_progress, skill, self.config.gateway.progress_interval_s)
         goal_id = uuid.UUID(job.goal_id) if job else uuid.uuid4()
 
@@ -232,6 +237,13 @@ class SkillTools:
             stopped = str(goal_id) in self._stopped
             self._stopped.discard(str(goal_id))
         if not outcome.accepted:
+            refusal = outcome.refusal or {}
+            reason = str(refusal.get('reason') or '')
+            if reason.startswith(LIMITS_REFUSAL):  # the lane manager's limits (its config)
+                return error_result(
+                    'invalid_arguments', reason, problem=reason.removeprefix(LIMITS_REFUSAL),
+                    skill=skill, lane=lane, goal_id=outcome.goal_id,
+                    **{key: refusal.get(key) for key in ('field', 'value', 'limit')})
             if lane is None:
                 return error_result('goal_rejected', f'the lane manager refused {skill!r}',
                                     skill=skill, goal_id=outcome.goal_id)
@@ -321,7 +333,7 @@ class SkillTools:
             await self.make_goal_off_loop(skill, arguments.get('arguments', {}))
         except ArgumentError as exc:
             return error_result('invalid_arguments', str(exc), field=f'arguments.{exc.field}',
-                                problem=exc.problem, skill=skill)
+                                problem=exc.problem, skill=skill, **exc.details)
         job = Job(str(uuid.uuid4()), skill)
         self._remember(job)
 

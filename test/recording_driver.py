@@ -86,7 +86,7 @@ class RecordingServer:
         """
         goal_id = str(__import__('uuid').UUID(bytes=bytes(handle.goal_id.uuid)))
         base = {'driver': self.spec['name'], 'lane': self.spec['lane'], 'goal': goal_id}
-        self.recorder.write(event='start', **base)
+        self.recorder.write(event='start', order=handle.request.order, **base)
         how = 'succeeded'
         try:
             end = time.monotonic() + self.spec['duration']

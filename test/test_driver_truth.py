@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import signal
 import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from action_msgs.msg import GoalStatus
@@ -276,3 +278,42 @@ def test_driver_whose_status_never_reaches_the_lane_manager_gets_no_goal(make_st
     assert blind.result(30)[0] == CANCELED   # its caller gets an end
     assert stack.goals_ran('motion') == []
     assert stack.peak().get('arm') == 1
+
+
+def test_a_goal_breaking_its_skills_limits_never_reaches_the_driver(make_stack):
+    """Limits bind every client (issue #20): a plain rclpy ActionClient sending straight to
+    `<ns>/skills/<skill>` gets its out-of-bounds goal rejected, the refusal with its reason
+    is in the lane state, and the recording driver never sees the goal; a goal within the
+    limits goes through. Both lanes of a multi-lane skill record the refusal.
+    """
+    stack = make_stack({}, {})
+    limits = 'limits: {order: {min: 1, max: 10}}'
+    Path(stack.config).write_text(textwrap.dedent(f"""
+        lanes: {{motion: {{policy: queue}}, arm: {{policy: queue}}}}
+        skills:
+          move:  {{lane: motion, action_type: {FIB}, driver: /rec/move, {limits}}}
+          reach: {{lanes: [arm, motion], action_type: {FIB}, driver: /rec/reach, {limits}}}
+        lane_manager: {{driver_lost_s: 3.0, driver_response_s: 1.0}}
+    """))
+    stack.driver('rec', '/rec/move:motion:duration=0.2', '/rec/reach:arm:duration=0.2')
+    stack.start_manager('move', 'reach')
+    stack.settled('motion')
+    stack.settled('arm')
+    from test_msgs.action import Fibonacci
+    for order, why in ((11, 'order = 11 exceeds max 10'), (0, 'order = 0 is below min 1'),
+                       (2 ** 31 - 1, 'order = 2147483647 exceeds max 10')):
+        call = stack.client.send('move', Fibonacci.Goal(order=order))
+        assert not call.accepted()
+        refusal = stack.client.refusal('motion', call.id)
+        assert refusal['reason'] == f'limits: {why}', refusal
+        assert (refusal['field'], refusal['value']) == ('order', order), refusal
+    reach = stack.client.send('reach', Fibonacci.Goal(order=12))
+    assert not reach.accepted()
+    for lane in ('arm', 'motion'):
+        assert stack.client.refusal(lane, reach.id)['reason'] == \
+            'limits: order = 12 exceeds max 10'
+    within = stack.client.send('move', Fibonacci.Goal(order=10))
+    assert within.accepted() and within.result(30)[0] == SUCCEEDED
+    ended(stack, 'motion', 1)
+    starts = [r for r in read_records(stack.records) if r['event'] == 'start']
+    assert [(r['driver'], r['order']) for r in starts] == [('/rec/move', 10)], starts
