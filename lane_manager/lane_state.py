@@ -96,6 +96,11 @@ class Refusal(AskedBy):
     held_because: Optional[str]
     holder_agent: Optional[Agent] = None
     holder_asked_by: Optional[str] = None
+    # A goal breaking its skill's limits (reason `limits: ...`): which field, its value, the
+    # limit it breaks (lane_manager/goal_limits.py).
+    field: Optional[str] = None
+    value: Any = None
+    limit: Optional[str] = None
 
 
 class Ending(AskedBy):

@@ -91,7 +91,8 @@ CONFIG = textwrap.dedent("""
       reach:   {lane: arm, action_type: test_msgs/action/Fibonacci, driver: /lsm/reach}
       retract: {lane: arm, action_type: test_msgs/action/Fibonacci, driver: /lsm/retract,
                 priority: 5}
-      probe:   {lane: tools, action_type: test_msgs/action/Fibonacci, driver: /lsm/probe}
+      probe:   {lane: tools, action_type: test_msgs/action/Fibonacci, driver: /lsm/probe,
+                limits: {order: {max: 10}}}
       fetch:   {lanes: [base, arm], action_type: test_msgs/action/Fibonacci,
                 driver: /lsm/fetch}
       look:    {action_type: test_msgs/action/Fibonacci, driver: /lsm/look}
@@ -102,6 +103,7 @@ CONFIG = textwrap.dedent("""
 
 def test_every_published_lane_state_is_typed(tmp_path, rclpy_context):
     from std_msgs.msg import String
+    from test_msgs.action import Fibonacci
 
     from lane_manager.interfaces import LANE_STATE_QOS
     from support import sim_robot_client
@@ -124,7 +126,8 @@ def test_every_published_lane_state_is_typed(tmp_path, rclpy_context):
         retract = client.send('retract')  # preempts reach
         probe, busy = client.send('probe'), client.send('probe')
         look = client.send('look')
-        assert not full.accepted() and not busy.accepted()
+        too_far = client.send('probe', Fibonacci.Goal(order=11))
+        assert not full.accepted() and not busy.accepted() and not too_far.accepted()
         queued.cancel()
         fetch = client.send('fetch')  # waits for both lanes
         for call in (drive, retract, probe, look, fetch, reach):
@@ -144,5 +147,6 @@ def test_every_published_lane_state_is_typed(tmp_path, rclpy_context):
             kinds |= {'holder'} if lane.holder else set()
             kinds |= {'queue'} if lane.queue else set()
             kinds |= {'refusal'} if lane.last_refusals else set()
+            kinds |= {'limits'} if any(r.limit for r in lane.last_refusals) else set()
             kinds |= {e.outcome for e in lane.last_endings}
-    assert {'holder', 'queue', 'refusal', 'succeeded', 'canceled'} <= kinds, kinds
+    assert {'holder', 'queue', 'refusal', 'limits', 'succeeded', 'canceled'} <= kinds, kinds
