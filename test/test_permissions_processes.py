@@ -105,6 +105,7 @@ def test_two_typescript_clients_each_see_and_use_only_their_skills(robot):
         'bob': {'token': TOKENS['PERMS_BOB_TOKEN'], 'own': 'grasp', 'other': 'navigate',
                 'otherLane': 'base'}},
         'jobSkill': {'alice': 'patrol', 'bob': 'arm_move'}}
+    before = ros.wait_stats(lambda s: 'drivers' in s)['drivers']
     done = subprocess.run(['node', str(ROOT / 'test' / 'ts_client' / 'permissions.mjs'),
                            json.dumps(options)], cwd=str(ROOT), env=gateway_env(),
                           capture_output=True, text=True, timeout=300)
@@ -148,10 +149,16 @@ def test_two_typescript_clients_each_see_and_use_only_their_skills(robot):
         assert all(a['authenticated'] and a['software'] == f'ts-{who}' for a in agents)
         ending = next(e for e in state['lanes'][lane]['last_endings'] if e.get('agent'))
         assert ending['asked_by'].startswith(f'agent {who} (ts-{who} 3.1.4, session ')
-    # Nothing of the forbidden calls reached the drivers: the other skills' goals came from
-    # their own clients only (the forbidden ones were never sent).
+    # At the drivers: each skill's goals are its own client's (one call, one job each);
+    # none of the forbidden calls reached a driver.
     wait_lanes_free(ros)
+    stats = ros.wait_stats(lambda s: all(d['active'] == 0 for d in s['drivers'].values()),
+                           20, what='the drivers idle')['drivers']
+    assert {skill: stats[skill]['goals'] - before[skill]['goals'] for skill in stats} == {
+        'navigate': 1, 'grasp': 1, 'patrol': 1, 'arm_move': 1}, stats
     output = gateway.output()
+    assert 'gateway.clients.dave: PERMS_DAVE_TOKEN is not set: this client cannot connect' \
+        in output, output[-3000:]
     assert "forbidden: client 'alice' called grasp" in output, output[-3000:]
     assert 'Traceback' not in output, output[-3000:]
 
