@@ -100,10 +100,11 @@ def wait_lanes_free(ros) -> None:
 def test_two_typescript_clients_each_see_and_use_only_their_skills(robot):
     ros, gateway = robot['ros'], robot['gateway']
     options = {'url': robot['url'] + '/mcp', 'clients': {
-        'alice': {'token': TOKENS['PERMS_ALICE_TOKEN'], 'own': 'navigate', 'other': 'grasp',
-                  'otherLane': 'arm'},
-        'bob': {'token': TOKENS['PERMS_BOB_TOKEN'], 'own': 'grasp', 'other': 'navigate',
-                'otherLane': 'base'}},
+        # alice's software calls itself "bob" in initialize: identity is the token's.
+        'alice': {'token': TOKENS['PERMS_ALICE_TOKEN'], 'software': 'bob', 'own': 'navigate',
+                  'other': 'grasp', 'otherLane': 'arm'},
+        'bob': {'token': TOKENS['PERMS_BOB_TOKEN'], 'software': 'ts-bob', 'own': 'grasp',
+                'other': 'navigate', 'otherLane': 'base'}},
         'jobSkill': {'alice': 'patrol', 'bob': 'arm_move'}}
     before = ros.wait_stats(lambda s: 'drivers' in s)['drivers']
     done = subprocess.run(['node', str(ROOT / 'test' / 'ts_client' / 'permissions.mjs'),
@@ -143,12 +144,12 @@ def test_two_typescript_clients_each_see_and_use_only_their_skills(robot):
         any((e.get('agent') or {}).get('client') == who for e in s['lanes'][lane]
             ['last_endings']) for lane, who in (('base', 'alice'), ('arm', 'bob'))),
         20, what='the endings attributed to alice and bob')
-    for lane, who in (('base', 'alice'), ('arm', 'bob')):
+    for lane, who, software in (('base', 'alice', 'bob'), ('arm', 'bob', 'ts-bob')):
         agents = [e['agent'] for e in state['lanes'][lane]['last_endings'] if e.get('agent')]
         assert {a['client'] for a in agents} == {who}, agents  # never the other one
-        assert all(a['authenticated'] and a['software'] == f'ts-{who}' for a in agents)
+        assert all(a['authenticated'] and a['software'] == software for a in agents), agents
         ending = next(e for e in state['lanes'][lane]['last_endings'] if e.get('agent'))
-        assert ending['asked_by'].startswith(f'agent {who} (ts-{who} 3.1.4, session ')
+        assert ending['asked_by'].startswith(f'agent {who} ({software} 3.1.4, session ')
     # At the drivers: each skill's goals are its own client's (one call, one job each);
     # none of the forbidden calls reached a driver.
     wait_lanes_free(ros)
@@ -232,9 +233,11 @@ def test_the_lane_view_offers_each_client_the_stop_buttons_of_its_lanes(robot):
     status, answer = view(url, '/lanes/arm/stop', alice, 'POST')
     assert status == 403 and answer['error'] == 'forbidden', answer
     assert "client 'alice' may not stop lane 'arm'" in answer['message']
-    status, answer = view(url, '/lanes/base/stop', alice, 'POST')
-    assert status == 200 and answer['ok'] is True, answer
-    assert view(url, '/lanes/arm/stop', carol, 'POST')[0] == 200
+    # Allowed: a stop of an idle lane (repeated until the gateway has discovered the lane
+    # manager's stop service: a just-started gateway may not have yet).
+    for token, lane in ((alice, 'base'), (carol, 'arm')):
+        wait_until(lambda: view(url, f'/lanes/{lane}/stop', token, 'POST')[0] == 200, 30,
+                   what=f'the stop of lane {lane} to be answered')
 
 
 # ------------------------------------------------------------------------------ stdio, start-up

@@ -3,8 +3,8 @@
 //
 // Usage: node permissions.mjs '<json>' where json is
 //   {"url": "http://127.0.0.1:PORT/mcp",
-//    "clients": {"<name>": {"token": "...", "own": "<skill>", "other": "<skill>",
-//                            "otherLane": "<lane>"}, ...},
+//    "clients": {"<name>": {"token": "...", "software": "<clientInfo name it declares>",
+//                            "own": "<skill>", "other": "<skill>", "otherLane": "<lane>"}},
 //    "jobSkill": {"<name>": "<a long skill of that client, started as a job>"}}
 // Prints one JSON object on stdout: {clientName: {step: record}}, judged by
 // test/test_permissions_processes.py. The SDK validates every structuredContent against the
@@ -30,10 +30,10 @@ async function step(records, name, body) {
   }
 }
 
-async function connect(name, token) {
+async function connect(name, token, software = `ts-${name}`) {
   const transport = new StreamableHTTPClientTransport(new URL(options.url), {
     requestInit: { headers: token === null ? {} : { Authorization: `Bearer ${token}` } } });
-  const client = new Client({ name: `ts-${name}`, version: '3.1.4' });
+  const client = new Client({ name: software, version: '3.1.4' });
   await client.connect(transport);
   return client;
 }
@@ -41,7 +41,7 @@ async function connect(name, token) {
 const out = {};
 const clients = {};
 for (const [name, spec] of Object.entries(options.clients)) {
-  clients[name] = await connect(name, spec.token);
+  clients[name] = await connect(name, spec.token, spec.software);
   out[name] = {};
 }
 
