@@ -49,7 +49,7 @@ class BearerTokenMiddleware:
                 grant = None
                 if supplied.startswith(b'Bearer '):
                     grant = self._permissions.authenticate(
-                        supplied[len(b'Bearer '):].decode('latin-1'))
+                        supplied[len(b'Bearer '):].decode('utf-8', 'surrogateescape'))
                 scope[SCOPE_KEY] = grant
                 allowed = grant is not None
             else:

@@ -133,8 +133,9 @@ class Permissions:
         not tell which one nearly matched. An empty token never matches.
         """
         found = None
+        given = supplied.encode('utf-8', 'surrogateescape')
         for name, token in self._tokens.items():
-            if hmac.compare_digest(supplied.encode(), token.encode()):
+            if hmac.compare_digest(given, token.encode('utf-8', 'surrogateescape')):
                 found = self._grants[name]
         return found if supplied else None
 

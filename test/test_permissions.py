@@ -19,7 +19,7 @@ from lane_manager.agents import describe
 from lane_manager.config import ConfigError, parse_config
 from mcp_gateway import lane_view_auth as auth
 from mcp_gateway.agents import agent_of
-from mcp_gateway.permissions import SCOPE_KEY, Grant, Permissions, grant_of
+from mcp_gateway.permissions import SCOPE_KEY, Permissions, grant_of
 from mcp_gateway.server import OPERATOR_TOOLS, operator_refusal
 from mcp_gateway.tool_defs import builtin_tools, operator_tools
 
@@ -113,6 +113,13 @@ def test_a_token_names_its_client_and_nothing_else(permissions):
     assert permissions.authenticate('b-secret').client == 'bob'
     for wrong in ('', 'a-secre', 'a-secret ', 'A-SECRET', 'c'):
         assert permissions.authenticate(wrong) is None
+
+
+def test_a_token_of_any_characters_names_its_client():
+    perms = Permissions.from_config(config(CLIENTS), {**TOKENS, 'DAVE_TOKEN': 'dävë-ß'})
+    supplied = 'dävë-ß'.encode().decode('utf-8', 'surrogateescape')  # as http.py decodes
+    assert perms.authenticate(supplied).client == 'dave'
+    assert perms.authenticate(b'\xff\xfe'.decode('utf-8', 'surrogateescape')) is None
 
 
 def test_a_client_without_its_variable_can_never_authenticate():
@@ -285,7 +292,3 @@ def test_the_lane_view_tells_clients_apart_by_token_or_cookie():
     assert auth.client_of(tokens, {'authorization': 'Bearer '}) is None
     assert auth.client_of({'dave': ''}, {'authorization': 'Bearer '}) is None
     assert auth.client_of(tokens, {'cookie': f'{auth.COOKIE_NAME}=a-secret'}) is None
-
-
-def test_an_unauthenticated_grant_has_nothing():
-    assert Grant(None, frozenset(), frozenset()).who() == 'this gateway'
