@@ -272,14 +272,23 @@ def test_a_stdio_gateway_offers_only_its_gateway_skills(robot):
         command=PYTHON, args=['-m', 'mcp_gateway', '--config', str(robot['stdio_config']),
                               '--transport', 'stdio'], env=gateway_env(), cwd=str(ROOT)))
 
+    published = ToolLanesListener()
+
     async def scenario():
         async with client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
             refused = await client.call_tool('grasp', {'order': 1})
             start = await client.call_tool('skill_start', {'skill': 'patrol'})
             allowed = await client.call_tool('navigate', {'order': 1})
+            # What it tells ROS it serves (/skill_lanes/tool_lanes): the same skills.
+            await anyio_to_thread(lambda: wait_until(
+                lambda: published.of('stdio'), 20, what='the stdio gateway on tool_lanes'))
             return tools, refused, start, allowed
-    tools, refused, start, allowed = run(scenario)
+    try:
+        tools, refused, start, allowed = run(scenario)
+    finally:
+        published.close()
+    assert sorted(t['tool'] for t in published.of('stdio')['tools']) == ['arm_move', 'navigate']
     assert sorted(set(tools) - set(GENERIC)) == ['arm_move', 'navigate'], sorted(tools)
     assert tools['skill_start'].input_schema['properties']['skill']['enum'] == [
         'arm_move', 'navigate']
@@ -288,6 +297,55 @@ def test_a_stdio_gateway_offers_only_its_gateway_skills(robot):
                                  'arm_move, navigate)')
     assert assert_error(start, 'forbidden')['data']['skill'] == 'patrol'
     assert not allowed.is_error and body(allowed)['status'] == 'succeeded'
+
+
+class ToolLanesListener:
+    """The gateways' /skill_lanes/tool_lanes messages (transient local), by transport."""
+
+    def __init__(self) -> None:
+        from rclpy.node import Node
+        from std_msgs.msg import String
+
+        from lane_manager.interfaces import LANE_STATE_QOS
+        from lane_manager.runtime import BackgroundExecutor
+        self.seen: dict[str, dict] = {}
+        self.node = Node('perms_tool_lanes_listener')
+        self.node.create_subscription(String, '/skill_lanes/tool_lanes', self._on, LANE_STATE_QOS)
+        self.executor = BackgroundExecutor(self.node)
+
+    def _on(self, msg) -> None:
+        body = json.loads(msg.data)
+        self.seen[body['transport']] = body
+
+    def of(self, transport: str):
+        return self.seen.get(transport)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def test_named_clients_serve_a_public_bind_without_the_single_token(robot):
+    """Beyond loopback a token is required: named clients' tokens are that token."""
+    config = write_config(Path(robot['directory']), ROBOT + GATEWAY, 'public.yaml')
+    group = ProcessGroup()
+    port = free_port()
+    try:
+        proc = group.python('mcp_gateway', '--config', str(config), '--transport', 'http',
+                            '--host', '127.0.0.2', '--port', str(port),
+                            env=gateway_env(**TOKENS, PERMS_DAVE_TOKEN=None),
+                            name='perms_public_gateway')
+        proc.wait_for_output(f'mcp_gateway ready on http://127.0.0.2:{port}/mcp', timeout=60)
+        url = f'http://127.0.0.2:{port}/mcp'
+
+        async def scenario():
+            async with http_client(url, bearer('PERMS_BOB_TOKEN')) as bob:
+                return sorted(t.name for t in (await bob.list_tools()).tools)
+        assert run(scenario) == sorted(['arm_move', 'grasp'] + GENERIC)
+        assert view(f'http://127.0.0.2:{port}', '/lanes/state')[0] == 401
+        assert 'Traceback' not in proc.output()
+    finally:
+        group.stop_all()
 
 
 @pytest.mark.parametrize('env, expected', [
