@@ -17,8 +17,14 @@ def describe(agent: Optional[dict]) -> str:
     if not agent:
         return PLAIN_ROS
     name = agent.get('client') or 'unknown client'
-    version = f" {agent['version']}" if agent.get('version') else ''
     session = str(agent.get('session') or '')
+    if agent.get('authenticated'):  # named by its token: "agent alice (claude-code 1.2, …)"
+        software = ' '.join(str(agent[key]) for key in ('software', 'software_version')
+                            if agent.get(key))
+        details = [part for part in (software, f'session {session[:4]}…' if session else '')
+                   if part]
+        return f"agent {name} ({', '.join(details)})" if details else f'agent {name}'
+    version = f" {agent['version']}" if agent.get('version') else ''
     short = f' (session {session[:4]}…)' if session else ''
     return f'agent {name}{version}{short}'
 

@@ -11,11 +11,12 @@ single line `FILE: key.path: what is wrong`, which the executables print before 
 """
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Iterable, Literal, Optional
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr,
@@ -236,8 +237,31 @@ class LaneManagerConfig(_Strict):
     state_period_s: float = Field(1.0, gt=0, description='diagnostics and state re-publish period')
 
 
+CLIENT_NAME_RE = r'^[A-Za-z][A-Za-z0-9_-]{0,63}$'
+ENV_NAME_RE = r'^[A-Za-z_][A-Za-z0-9_]*$'
+
+
+class GatewayClientConfig(_Strict):
+    """One named HTTP client: its token (by env var), the skills it may use, operator or not."""
+
+    token_env: str = Field(pattern=ENV_NAME_RE,
+                           description="env var holding this client's bearer token")
+    skills: list[str] = Field(
+        ['*'], description='globs (fnmatch) of the skills it may use, within gateway.skills')
+    operator: bool = Field(
+        False, description='may use the operator tools (lane_take, ...) without the operator '
+        'header, and stop or release every lane')
+
+
 class GatewayConfig(_Strict):
     """The MCP gateway's defaults (command-line flags override them)."""
+
+    skills: list[str] = Field(
+        ['*'], description='globs (fnmatch) of the skills this gateway offers at all (stdio: '
+        'the allowlist; HTTP: every client list is cut to it)')
+    clients: dict[str, GatewayClientConfig] = Field(
+        {}, description='named HTTP bearer tokens, each with its skills (none: one token, '
+        'gateway.token_env)')
 
     name: str = Field('skill_lanes', pattern=NAME_RE)
     transport: Literal['stdio', 'http'] = 'stdio'
@@ -263,6 +287,26 @@ class GatewayConfig(_Strict):
     max_goals_in_flight: int = Field(
         8, gt=0, description="goal requests awaiting the lane manager's answer at once; more "
         "wait (keep it below the action servers' request queue depth, 10 by default)")
+
+    @field_validator('clients')
+    @classmethod
+    def _client_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not isinstance(name, str) or not re.match(CLIENT_NAME_RE, name):
+                raise ValueError(f'invalid client name {name!r}: use letters, digits, _ and '
+                                 '-, starting with a letter')
+        return value
+
+    @model_validator(mode='after')
+    def _one_token_one_client(self) -> 'GatewayConfig':
+        seen: dict[str, str] = {}
+        for name, client in self.clients.items():
+            if client.token_env in seen:
+                raise _KeyedError(('gateway', 'clients', name, 'token_env'),
+                                  f'{client.token_env} is already the token of client '
+                                  f'{seen[client.token_env]!r} (one token, one identity)')
+            seen[client.token_env] = name
+        return self
 
 
 class Config(_Strict):
@@ -311,6 +355,21 @@ class Config(_Strict):
                 raise _KeyedError(('sim', 'skills', name), f'unknown skill {name!r}')
         return self
 
+    @model_validator(mode='after')
+    def _gateway_skill_globs(self) -> 'Config':
+        """A glob naming no skill is a typo: it must not silently allow less than meant."""
+        offered, unmatched = match_globs(self.gateway.skills, self.skills)
+        if unmatched:
+            raise _KeyedError(('gateway', 'skills'), f'{unmatched[0]!r} matches no '
+                              f'configured skill (known: {_names(self.skills)})')
+        for name, client in self.gateway.clients.items():
+            _, unmatched = match_globs(client.skills, offered)
+            if unmatched:
+                raise _KeyedError(('gateway', 'clients', name, 'skills'),
+                                  f'{unmatched[0]!r} matches no skill this gateway offers '
+                                  f'(gateway.skills: {_names(offered)})')
+        return self
+
 
 def _fixed_tree(fixed: dict[str, Any]) -> dict[str, Any]:
     """`fixed` ({'a.b': 1}) as the JSON object it sets ({'a': {'b': 1}})."""
@@ -328,6 +387,27 @@ def _fixed_tree(fixed: dict[str, Any]) -> dict[str, Any]:
 def _covers(limit_path: str, concrete: str) -> bool:
     """Whether a concrete path (`a.b[2].c`) is the one `limit_path` (`a.b[].c`) names."""
     return re.sub(r'\[\d+\]', '[]', concrete) == limit_path
+
+
+def match_globs(globs: Iterable[str], names: Iterable[str]) -> tuple[frozenset[str], list[str]]:
+    """(the names any glob matches, the globs matching none): how `gateway.skills` and
+    `gateway.clients.<c>.skills` are read. fnmatch, case-sensitive (skill names are tool
+    names). `*` alone never counts as matching none: it means "all, whatever they are"
+    (the default, also for a gateway without skills).
+    """
+    names = sorted(names)
+    matched: set[str] = set()
+    unmatched: list[str] = []
+    for glob in globs:
+        hits = [name for name in names if fnmatch.fnmatchcase(name, glob)]
+        if not hits and glob != '*':
+            unmatched.append(glob)
+        matched.update(hits)
+    return frozenset(matched), unmatched
+
+
+def _names(names: Iterable[str]) -> str:
+    return ', '.join(sorted(names)) or 'none'
 
 
 class _KeyedError(ValueError):

@@ -35,6 +35,7 @@ from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gateway import lane_view_auth as auth
+from mcp_gateway.permissions import SCOPE_KEY, Grant, Permissions, grant_of
 
 log = logging.getLogger('mcp_gateway.lane_view')
 
@@ -108,7 +109,12 @@ class LaneView:
     def __init__(self, state: StateSource, lanes: list[str], stop: Optional[StopLane],
                  token: str, security: TransportSecuritySettings,
                  operator: Optional[Callable[[str, str], Awaitable[dict]]] = None,
-                 operator_token_env: Optional[str] = None) -> None:
+                 operator_token_env: Optional[str] = None,
+                 permissions: Optional[Permissions] = None) -> None:
+        # Named clients (gateway.clients): their tokens open the view, and each may stop
+        # the lanes of its skills only (an operator client every lane).
+        self._permissions = permissions if permissions is not None and permissions.named \
+            else None
         self._operator = operator  # (verb 'take'|'give_back', lane) -> {ok, message}
         self._operator_token_env = operator_token_env
         self._state = state
@@ -133,13 +139,27 @@ class LaneView:
         await self.router(scope, receive, send)
 
     # ------------------------------------------------------------- checks
+    def _viewer(self, request: Request) -> Optional[Grant]:
+        """The named client this request comes from (None: none, or no named clients)."""
+        if self._permissions is None:
+            return None
+        name = auth.client_of(self._permissions.client_tokens(), request.headers)
+        return self._permissions.grant(name) if name is not None else None
+
+    def _authorized(self, request: Request) -> bool:
+        if self._permissions is None:
+            return auth.authorized(self._token, request.headers)
+        grant = self._viewer(request)
+        request.scope[SCOPE_KEY] = grant  # operator_refusal: an operator client may take
+        return grant is not None
+
     async def _refused(self, request: Request) -> Optional[Response]:
         """A response refusing the request (Host/Origin, token), or None to go on."""
         refused = await self._security.validate_request(request,
                                                         is_post=request.method == 'POST')
         if refused is not None:
             return refused
-        if not auth.authorized(self._token, request.headers):
+        if not self._authorized(request):
             if request.url.path.rstrip('/') == PREFIX:
                 return HTMLResponse(UNAUTHORIZED_PAGE, status_code=401, headers={
                     **SECURITY_HEADERS, 'www-authenticate': 'Bearer realm="skill_lanes"'})
@@ -149,8 +169,11 @@ class LaneView:
     # ------------------------------------------------------------- routes
     async def _page(self, request: Request) -> Response:
         supplied = request.query_params.get('token')
-        if supplied is not None and self._token:
-            if not auth.token_matches(supplied, self._token):
+        tokens = (self._permissions.client_tokens() if self._permissions is not None
+                  else {'': self._token} if self._token else {})
+        if supplied is not None and tokens:
+            token = next((t for t in tokens.values() if auth.token_matches(supplied, t)), None)
+            if token is None:
                 return HTMLResponse(UNAUTHORIZED_PAGE, status_code=401, headers={
                     **SECURITY_HEADERS, 'www-authenticate': 'Bearer realm="skill_lanes"'})
             refused = await self._security.validate_request(request)
@@ -158,7 +181,7 @@ class LaneView:
                 return refused
             response = RedirectResponse(PREFIX, status_code=303, headers=SECURITY_HEADERS)
             response.headers.append('set-cookie', auth.set_cookie_header(
-                self._token, secure=request.url.scheme == 'https'))
+                token, secure=request.url.scheme == 'https'))
             return response
         refused = await self._refused(request)
         if refused is not None:
@@ -174,10 +197,16 @@ class LaneView:
             return _error(404, 'not_found', f'no asset {name!r}')
         return Response(_static(name), media_type=STATIC[name], headers=SECURITY_HEADERS)
 
-    def _hello(self) -> dict:
-        return {'can_stop': self._stop is not None, 'can_take': self._operator is not None,
-                'lanes': self._lanes,
-                'auth': 'token' if self._token else 'none', 'stream_max_s': STREAM_MAX_S}
+    def _hello(self, request: Request) -> dict:
+        hello = {'can_stop': self._stop is not None, 'can_take': self._operator is not None,
+                 'lanes': self._lanes,
+                 'auth': 'token' if self._token or self._permissions else 'none',
+                 'stream_max_s': STREAM_MAX_S}
+        grant = grant_of(request)
+        if self._permissions is not None and grant is not None:
+            hello['client'] = grant.client
+            hello['stop_lanes'] = sorted(grant.lanes)
+        return hello
 
     async def _events(self, request: Request) -> Response:
         refused = await self._refused(request)
@@ -185,7 +214,8 @@ class LaneView:
             return refused
 
         async def stream():
-            yield f'retry: {RETRY_MS}\nevent: hello\ndata: {json.dumps(self._hello())}\n\n'
+            hello = json.dumps(self._hello(request))
+            yield f'retry: {RETRY_MS}\nevent: hello\ndata: {hello}\n\n'
             last: Any = object()
             deadline = time.monotonic() + STREAM_MAX_S
             while time.monotonic() < deadline:
@@ -202,7 +232,7 @@ class LaneView:
         refused = await self._refused(request)
         if refused is not None:
             return refused
-        return JSONResponse({'view': self._hello(), 'state': self._state()},
+        return JSONResponse({'view': self._hello(request), 'state': self._state()},
                             headers=SECURITY_HEADERS)
 
     async def _stop_lane(self, request: Request) -> Response:
@@ -216,6 +246,12 @@ class LaneView:
             return _error(403, 'read_only', 'this lane view has no stop buttons')
         if lane not in self._lanes:
             return _error(404, 'unknown_lane', f'unknown lane {lane!r}', known=self._lanes)
+        grant = grant_of(request)
+        if self._permissions is not None and grant is not None and lane not in grant.lanes:
+            return _error(403, 'forbidden', f'client {grant.client!r} may not stop lane '
+                          f'{lane!r}: it has no skill there (its lanes: '
+                          f"{', '.join(sorted(grant.lanes)) or 'none'})", lane=lane,
+                          client=grant.client)
         try:
             outcome = await self._stop(lane)
         except Exception as exc:  # a bug must reach the operator as text, not a traceback
@@ -314,7 +350,8 @@ class _Dispatch:
             await self.other(scope, receive, send)
 
 
-def mount(app: ASGIApp, config: Any, host: str, node: Any, tools: Any) -> ASGIApp:
+def mount(app: ASGIApp, config: Any, host: str, node: Any, tools: Any,
+          permissions: Optional[Permissions] = None) -> ASGIApp:
     """The gateway's HTTP app with the lane view at /lanes beside it (one call in main).
 
     app: the MCP app (already behind the bearer middleware); node: the GatewayNode (lane
@@ -333,5 +370,5 @@ def mount(app: ASGIApp, config: Any, host: str, node: Any, tools: Any) -> ASGIAp
                     or body.get('message') or name}
     view = LaneView(lambda: node.lane_state, list(config.lanes), stopper,
                     os.environ.get(config.gateway.token_env, ''), security_settings(host),
-                    operator, config.gateway.operator_token_env)
+                    operator, config.gateway.operator_token_env, permissions)
     return _Dispatch(view, app)

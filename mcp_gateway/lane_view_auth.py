@@ -11,6 +11,9 @@ Pure functions (no ROS, no Starlette), so the rules can be checked exhaustively.
   scoped to `/lanes` and the browser is redirected to `/lanes` (the token leaves the address
   bar and the history). The cookie holds an HMAC of the token, not the token: it opens the
   lane view only, never `/mcp`.
+- Named clients (gateway.clients): any client's token (or the cookie of one) opens the view;
+  which client it is decides which lanes it may stop (the lanes of its skills; an operator
+  client every lane). `client_of` tells which.
 - Buttons (POST) additionally need the header `X-Skill-Lanes: 1`: a cross-site form or
   `fetch` cannot send it without a CORS preflight, which the lane view never grants.
 """
@@ -66,6 +69,27 @@ def authorized(token: str, headers: Mapping[str, str]) -> bool:
     cookie = cookie_from_header(headers.get('cookie', ''))
     return cookie is not None and hmac.compare_digest(cookie.encode(),
                                                       cookie_value(token).encode())
+
+
+def client_of(tokens: Mapping[str, str], headers: Mapping[str, str]) -> Optional[str]:
+    """The named client whose token (bearer) or cookie this request carries (None: none).
+
+    tokens: client name -> token (unset ones absent). Every token is compared, each in
+    constant time.
+    """
+    bearer = headers.get('authorization', '')
+    supplied = bearer[len('Bearer '):] if bearer.startswith('Bearer ') else None
+    cookie = cookie_from_header(headers.get('cookie', ''))
+    by_bearer = by_cookie = None
+    for name, token in sorted(tokens.items()):
+        if not token:
+            continue
+        if supplied is not None and token_matches(supplied, token):
+            by_bearer = name
+        if cookie is not None and hmac.compare_digest(cookie.encode(),
+                                                      cookie_value(token).encode()):
+            by_cookie = name
+    return by_bearer or by_cookie
 
 
 def action_allowed(headers: Mapping[str, str]) -> bool:

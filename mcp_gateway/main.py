@@ -95,6 +95,7 @@ async def serve(config: Config, transport: str, host: str, port: int,
 
     from mcp_gateway.http import http_app, serve_http
     from mcp_gateway.node import RosRuntime
+    from mcp_gateway.permissions import Permissions
     from mcp_gateway.server import build_server
     from mcp_gateway.skill_tools import SkillTools
     ros = RosRuntime.start(config, node_name)
@@ -106,15 +107,21 @@ async def serve(config: Config, transport: str, host: str, port: int,
             from mcp_gateway.unity.tools import UnityTools
             unity = UnityTools(unity_config, owner=ros.node.get_fully_qualified_name())
             providers.append(unity)
-        ros.node.publish_tool_lanes(config.gateway.name, transport, tools.tool_lanes())
+        # Named clients (gateway.clients) only over HTTP: stdio has gateway.skills alone.
+        permissions = Permissions.from_config(config, os.environ,
+                                              with_clients=transport == 'http')
+        ros.node.publish_tool_lanes(config.gateway.name, transport, [
+            entry for entry in tools.tool_lanes() if entry['skill'] in permissions.offered])
         server = build_server(config.gateway.name, package_version(), providers,
                               lambda: ros.node.lane_state,
-                              operator_token_env=config.gateway.operator_token_env)
+                              operator_token_env=config.gateway.operator_token_env,
+                              permissions=permissions, job_skill=tools.job_skill)
         # Refusals (no token for a public bind) before anything runs: one clear line.
         app = None
         if transport == 'http':
             from mcp_gateway import lane_view
-            app = lane_view.mount(http_app(server, config, host), config, host, ros.node, tools)
+            app = lane_view.mount(http_app(server, config, host, permissions), config, host,
+                                  ros.node, tools, permissions)
         async with anyio.create_task_group() as group:
             if transport == 'stdio':
                 # Cancelling the stdio session cancels its running calls (and their goals).

@@ -12,13 +12,14 @@ import hmac
 import json
 import logging
 import os
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 import mcp_types as types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from mcp_gateway.agents import CURRENT_AGENT, agent_of
+from mcp_gateway.permissions import Grant, Permissions, grant_of
 from mcp_gateway.results import error_result
 from mcp_gateway.skill_tools import ReportProgress
 
@@ -40,22 +41,60 @@ class ToolProvider(Protocol):
 
 
 def build_server(name: str, version: str, providers: list[ToolProvider],
-                 lane_state: Any, operator_token_env: Optional[str] = None) -> Server:
+                 lane_state: Any, operator_token_env: Optional[str] = None,
+                 permissions: Optional[Permissions] = None,
+                 job_skill: Optional[Callable[[str], Optional[str]]] = None) -> Server:
     """An MCP server exposing the providers' tools and the lane state resource.
 
     lane_state: a callable returning the latest lane state dict (or None).
     operator_token_env: over HTTP, the operator tools (lane_take, lane_give_back) need header
-    X-Skill-Lanes-Operator equal to this env var's value (over stdio: the local user).
+    X-Skill-Lanes-Operator equal to this env var's value (over stdio: the local user), or a
+    named client with `operator: true`.
+    permissions: which caller may use which tools (mcp_gateway/permissions.py; None: all);
+    job_skill: goal id -> skill of a skill_start job, so job handles obey the same lists.
     """
+    def all_tools() -> list[types.Tool]:
+        return [t for p in providers for t in p.tools()]
+
+    def grant_for(ctx: ServerRequestContext) -> Optional[Grant]:
+        """The caller's grant: the authenticated client's over HTTP, else the gateway's."""
+        if permissions is None:
+            return None
+        request = getattr(ctx, 'request', None)
+        grant = grant_of(request)
+        if grant is not None:
+            return grant
+        if request is not None and permissions.named:
+            return Grant(None, frozenset(), frozenset())  # not authenticated: nothing
+        return permissions.default
+
+    def visible(ctx: ServerRequestContext, grant: Optional[Grant]) -> list[types.Tool]:
+        if permissions is None or grant is None:
+            return all_tools()
+        # Operator tools are listed as before for the single-token setup (a call without
+        # the header is refused); a named client sees them only when it may use them.
+        operator_ok = grant.client is None or operator_refusal(
+            getattr(ctx, 'request', None), operator_token_env) is None
+        return permissions.visible_tools(all_tools(), grant, operator_ok, OPERATOR_TOOLS)
+
     async def list_tools(ctx: ServerRequestContext, params: Any) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[t for p in providers for t in p.tools()])
+        return types.ListToolsResult(tools=visible(ctx, grant_for(ctx)))
 
     async def call_tool(ctx: ServerRequestContext,
                         params: types.CallToolRequestParams) -> types.CallToolResult:
+        grant = grant_for(ctx)
         provider = next((p for p in providers if p.handles(params.name)), None)
         if provider is None:
-            known = sorted(t.name for p in providers for t in p.tools())
+            known = sorted(t.name for t in visible(ctx, grant))
             return error_result('unknown_tool', f'unknown tool {params.name!r}', known=known)
+
+        if permissions is not None and grant is not None:
+            refusal = permissions.refusal(grant, params.name, dict(params.arguments or {}),
+                                          job_skill or (lambda goal_id: None))
+            if refusal is not None:
+                log.warning('%s: %s called %s: %s', refusal.error, grant.who(), params.name,
+                            refusal.message)
+                return error_result(refusal.error, refusal.message, **refusal.data)
 
         if params.name in OPERATOR_TOOLS:
             refusal = operator_refusal(getattr(ctx, 'request', None), operator_token_env)
@@ -108,8 +147,16 @@ OPERATOR_HEADER = 'x-skill-lanes-operator'
 
 
 def operator_refusal(request: Any, token_env: Optional[str]) -> Optional[str]:
-    """Why an operator tool call is refused (None: allowed). stdio has no HTTP request."""
+    """Why an operator tool call is refused (None: allowed). stdio has no HTTP request.
+
+    Over HTTP: a named client with `operator: true` (gateway.clients), or the operator
+    token in header X-Skill-Lanes-Operator. The one guard of every operator action (MCP
+    tools and lane view buttons).
+    """
     if request is None:
+        return None
+    grant = grant_of(request)
+    if grant is not None and grant.operator:
         return None
     token = os.environ.get(token_env or '', '')
     if not token:

@@ -353,6 +353,11 @@ class SkillTools:
         await asyncio.sleep(0)
         return tool_result(self._job_body(job))
 
+    def job_skill(self, goal_id: str) -> Optional[str]:
+        """The skill of a skill_start job (None: no such job), for the permission check."""
+        job = self._jobs.get(goal_id)
+        return job.skill if job is not None else None
+
     def _remember(self, job: Job) -> None:
         self._jobs[job.goal_id] = job
         if len(self._jobs) > JOB_LIMIT:

@@ -7,7 +7,7 @@
 const WINDOWS_S = [30, 60, 300]; // timeline widths offered
 let WINDOW_S = 60;
 const LOST_AFTER_MS = 3500;    // the lane state is re-published every second
-const view = {canStop: false, canTake: false, lanes: []};
+const view = {canStop: false, canTake: false, lanes: [], stopLanes: null};
 let latest = null;             // the last lane state
 let offset = 0;                // server clock - browser clock, seconds
 let lastMessage = 0;
@@ -245,7 +245,8 @@ function render() {
     c.state.textContent = state;
     c.state.className = `badge state state-${state}`;
     c.health.innerHTML = driverHealth(name, lane);
-    c.button.hidden = !view.canStop;
+    // stop_lanes (named clients): only the lanes this viewer has a skill in.
+    c.button.hidden = !view.canStop || (view.stopLanes !== null && !view.stopLanes.includes(name));
     for (const b of c.takeButtons) b.hidden = !view.canTake;
     renderTimeline(c, name, lane);
     renderHolder(c, lane);
@@ -332,6 +333,7 @@ function connect() {
     const hello = JSON.parse(event.data);
     view.canStop = !!hello.can_stop;
     view.canTake = !!hello.can_take;
+    view.stopLanes = Array.isArray(hello.stop_lanes) ? hello.stop_lanes : null;
     view.lanes = hello.lanes || [];
     lastMessage = Date.now();
   });
