@@ -302,7 +302,7 @@ class GatewayConfig(_Strict):
         seen: dict[str, str] = {}
         for name, client in self.clients.items():
             if client.token_env in seen:
-                raise _KeyedError(('gateway', 'clients', name, 'token_env'),
+                raise _KeyedError(('clients', name, 'token_env'),
                                   f'{client.token_env} is already the token of client '
                                   f'{seen[client.token_env]!r} (one token, one identity)')
             seen[client.token_env] = name

@@ -197,12 +197,13 @@ class LaneView:
             return _error(404, 'not_found', f'no asset {name!r}')
         return Response(_static(name), media_type=STATIC[name], headers=SECURITY_HEADERS)
 
-    def _hello(self, request: Request) -> dict:
+    def _hello(self, request: Optional[Request] = None) -> dict:
+        """What the page learns first; with named clients, whose token it holds (request)."""
         hello = {'can_stop': self._stop is not None, 'can_take': self._operator is not None,
                  'lanes': self._lanes,
                  'auth': 'token' if self._token or self._permissions else 'none',
                  'stream_max_s': STREAM_MAX_S}
-        grant = grant_of(request)
+        grant = grant_of(request) if request is not None else None
         if self._permissions is not None and grant is not None:
             hello['client'] = grant.client
             hello['stop_lanes'] = sorted(grant.lanes)
