@@ -57,6 +57,20 @@ TAKE_VERB = 'take'
 GIVE_BACK_VERB = 'give_back'
 OPERATOR_REASON = 'operator'
 
+# Approval of goals of `approval: operator` skills. Per lane, std_srvs/SetBool at
+# lane_service_name(ns, lane, APPROVE_VERB): data true approves, false denies the lane's
+# OLDEST goal awaiting approval (a physical button). Per goal, std_msgs/String JSON
+# {"goal_id", "approve": bool, "by"} on approval_decisions_topic(ns) (reliable, volatile: a
+# decision is for now, never replayed to a restarted lane manager); the decision is confirmed
+# by the lane state (`approvals`: goal_id, decision, by, at).
+APPROVE_VERB = 'approve'
+APPROVAL_DECISIONS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                                    durability=DurabilityPolicy.VOLATILE)
+
+
+def approval_decisions_topic(namespace: str) -> str:
+    return f'{normalize_namespace(namespace)}/approval_decisions'
+
 # Who asked for each goal (std_msgs/String JSON, LANE_STATE_QOS: latched per gateway).
 # Each gateway publishes {"gateway": <node>, "agents": {<goal id>: {"client", "version",
 # "session", "tool", "skill"}}} with its most recent goals; the lane manager joins it into
