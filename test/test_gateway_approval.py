@@ -185,3 +185,52 @@ def test_skill_start_shows_awaiting_approval_and_unknown_goals_are_refused(robot
     assert status['state'] == 'aborted'
     assert status['result']['message'].startswith('denied by'), status
     assert grip_ran(record) == before
+
+
+def test_lane_view_buttons_and_http_need_the_operator_token(robot):
+    """Over HTTP, goal_approve is an operator tool like lane_take (header
+    X-Skill-Lanes-Operator); the lane view's Approve button (POST
+    /lanes/<lane>/goals/<goal_id>/approve) needs the same token.
+    """
+    import httpx2
+    from test_gateway import free_port, gateway_env, http_client
+    config_file, record, ros = robot
+    before = grip_ran(record)
+    group = ProcessGroup()
+    port = free_port()
+    try:
+        proc = group.python('mcp_gateway', '--config', str(config_file), '--transport',
+                            'http', '--port', str(port),
+                            env=gateway_env(SKILL_LANES_OPERATOR_TOKEN='op-secret'),
+                            name='gwa_http_gateway')
+        proc.wait_for_output('mcp_gateway ready on', timeout=60)
+        base = f'http://127.0.0.1:{port}'
+        grip = ros.send('grip')                      # a plain ROS client's goal
+        assert grip.accepted()
+        def listed() -> bool:
+            state = httpx2.get(f'{base}/lanes/state', timeout=10).json()['state'] or {}
+            waiting = state.get('lanes', {}).get('arm', {}).get('awaiting_approval') or []
+            return [w['goal_id'] for w in waiting] == [grip.id]
+        wait_until(listed, 20, what='the lane view to list the goal awaiting approval')
+        url = f'{base}/lanes/arm/goals/{grip.id}/approve'
+        button = {'Content-Type': 'application/json', 'X-Skill-Lanes': '1'}
+        refused = httpx2.post(url, headers=button, content=b'{}', timeout=30)
+        assert refused.status_code == 403 and refused.json()['error'] == 'operator_token'
+
+        async def over_mcp():
+            async with http_client(f'{base}/mcp') as client:
+                return await client.call_tool('goal_approve', {'goal_id': grip.id})
+        assert_error(anyio.run(over_mcp), 'unauthorized')
+        assert grip_ran(record) == before            # still waiting, never sent
+        pressed = httpx2.post(url, headers={**button, 'X-Skill-Lanes-Operator': 'op-secret'},
+                              content=b'{}', timeout=30)
+        assert pressed.status_code == 200, pressed.text
+        answer = pressed.json()
+        assert answer['ok'] is True and answer['decision'] == 'approved'
+        assert answer['goal_id'] == grip.id and 'operator (lane view)' in answer['message']
+        assert grip.result(30)[0] == 4
+        assert grip_ran(record) == before + ['start', 'end']
+        decision = ros.lane_state['lanes']['arm']['approvals'][-1]
+        assert decision['goal_id'] == grip.id and decision['by'] == 'operator (lane view)'
+    finally:
+        group.stop_all()
