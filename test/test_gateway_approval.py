@@ -234,3 +234,54 @@ def test_lane_view_buttons_and_http_need_the_operator_token(robot):
         assert decision['goal_id'] == grip.id and decision['by'] == 'operator (lane view)'
     finally:
         group.stop_all()
+
+
+def test_typescript_client_stays_alive_on_progress_until_approved(robot):
+    """The TS SDK client (what Claude Desktop, Cursor... use) with a 0.8 s request timeout
+    reset by progress: the call outlives it while awaiting approval, then succeeds after
+    goal_approve; goal_deny ends another aborted; every answer passes the SDK's schema check.
+    """
+    import json
+    import subprocess
+    from support import PYTHON, ROOT
+    from test_gateway import gateway_env
+    from test_ts_client import _node_missing
+    if _node_missing():
+        pytest.skip(_node_missing())
+    config_file, record, _ = robot
+    before = grip_ran(record)
+    options = {'command': PYTHON, 'cwd': str(ROOT), 'skill': 'grip', 'waitMs': 2500,
+               'args': ['-m', 'mcp_gateway', '--config', str(config_file), '--transport',
+                        'stdio']}
+    done = subprocess.run(['node', str(ROOT / 'test' / 'ts_client' / 'approval.mjs'),
+                           json.dumps(options)], cwd=str(ROOT), env=gateway_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f'node exited {done.returncode}:\n{done.stderr[-4000:]}'
+    steps = {r['step']: r for r in json.loads(done.stdout.strip().splitlines()[-1])}
+    for name, step in steps.items():
+        assert 'thrown' not in step, (name, step)
+    tools = {t['name']: t for t in steps['list_tools']['tools']}
+    assert tools['goal_approve']['hasOutputSchema'] and tools['goal_deny']['hasOutputSchema']
+    assert 'An operator must approve' in tools['grip']['description']
+
+    approved = steps['approved']
+    assert approved['waitedMs'] >= 2500  # three times the request timeout, kept alive
+    assert sum('awaiting approval' in m for m in approved['messages']) >= 3
+    assert approved['decision']['structured']['decision'] == 'approved'
+    assert approved['decision']['structured']['by'] == "operator 'skill-lanes-ts-operator' (MCP)"
+    assert approved['call']['structured']['status'] == 'succeeded'
+    assert approved['call']['structured']['goal_id'] == approved['goalId']
+
+    denied = steps['denied']
+    assert denied['decision']['structured']['decision'] == 'denied'
+    ended = denied['call']
+    assert ended['isError'] and ended['structured']['status'] == 'aborted'
+    assert ended['structured']['message'].startswith(
+        "denied by operator 'skill-lanes-ts-operator' (MCP)"), ended
+
+    job = steps['job']
+    assert job['waiting']['structured']['state'] == 'awaiting_approval', job
+    assert job['denied']['structured']['decision'] == 'denied'
+    assert job['again']['isError']
+    assert job['again']['structured']['error'] == 'not_awaiting_approval'
+    assert grip_ran(record) == before + ['start', 'end']  # only the approved one ran
