@@ -22,10 +22,8 @@ from typing import Any, Optional
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
-from lane_manager.interfaces import (APPROVAL_DECISIONS_QOS, APPROVE_VERB,
+from lane_manager.interfaces import (APPROVAL_BY_LIMIT, APPROVAL_DECISIONS_QOS, APPROVE_VERB,
                                      approval_decisions_topic, lane_service_name)
-
-BY_LIMIT = 120  # characters of a decision's `by` kept (it is shown, never interpreted)
 
 
 def parse_decision(data: str) -> Optional[tuple[str, bool, str]]:
@@ -39,7 +37,7 @@ def parse_decision(data: str) -> Optional[tuple[str, bool, str]]:
     goal_id, approve, by = body.get('goal_id'), body.get('approve'), body.get('by')
     if not isinstance(goal_id, str) or not isinstance(approve, bool):
         return None
-    by = by.strip()[:BY_LIMIT] if isinstance(by, str) and by.strip() else 'an operator'
+    by = by.strip()[:APPROVAL_BY_LIMIT] if isinstance(by, str) and by.strip() else 'an operator'
     return goal_id, approve, by
 
 

@@ -64,6 +64,7 @@ OPERATOR_REASON = 'operator'
 # decision is for now, never replayed to a restarted lane manager); the decision is confirmed
 # by the lane state (`approvals`: goal_id, decision, by, at).
 APPROVE_VERB = 'approve'
+APPROVAL_BY_LIMIT = 120  # characters of a decision's `by` kept (shown, never interpreted)
 APPROVAL_DECISIONS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                                     durability=DurabilityPolicy.VOLATILE)
 

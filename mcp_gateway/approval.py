@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import mcp_types as types
 
+from lane_manager.interfaces import APPROVAL_BY_LIMIT
 from mcp_gateway.agents import CURRENT_AGENT
 from mcp_gateway.results import error_result, tool_result
 
@@ -27,10 +28,9 @@ def decider(agent: Optional[dict]) -> str:
     """
     if not agent:
         return DEFAULT_DECIDER
-    if agent.get('by'):
-        return str(agent['by'])
     client = agent.get('client')
-    return f'operator {client!r} (MCP)' if client else DEFAULT_DECIDER
+    by = str(agent.get('by') or (f'operator {client!r} (MCP)' if client else DEFAULT_DECIDER))
+    return by.strip()[:APPROVAL_BY_LIMIT]  # as the lane manager records it
 
 
 async def decide_tool(ros: Any, goal_id: str, approve: bool) -> types.CallToolResult:

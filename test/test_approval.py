@@ -237,3 +237,13 @@ def test_decision_message_parsing():
     for bad in ('nope', '[]', json.dumps({'goal_id': 'g', 'approve': 'yes'}),
                 json.dumps({'goal_id': 3, 'approve': True})):
         assert parse_decision(bad) is None
+
+
+def test_who_decides_as_the_gateway_names_it():
+    from mcp_gateway.approval import decider
+    assert decider(None) == 'operator (MCP)'
+    assert decider({'client': None, 'session': 's'}) == 'operator (MCP)'
+    assert decider({'client': 'claude-code'}) == "operator 'claude-code' (MCP)"
+    assert decider({'by': 'operator (lane view)'}) == 'operator (lane view)'
+    long = decider({'client': 'x' * 300})  # cut as the lane manager cuts it, so it matches
+    assert parse_decision(json.dumps({'goal_id': 'g', 'approve': True, 'by': long}))[2] == long
