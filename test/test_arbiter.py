@@ -1,7 +1,9 @@
 """The arbitration core, without ROS: examples for each policy plus a hypothesis state machine
 that drives random interleavings of goals, driver ends, cancels and time, and checks after
 every step that no lane ever forwards two goals to its drivers, that queues are FIFO within a
-priority, and that every accepted goal eventually ends (no hung lane).
+priority, and that every accepted goal eventually ends (no hung lane). Goals of approval
+skills are among them: none starts while its approval is pending, a denied or timed-out one
+never starts.
 """
 from __future__ import annotations
 
