@@ -56,6 +56,16 @@ async def decide_tool(ros: Any, goal_id: str, approve: bool) -> types.CallToolRe
     return tool_result({'goal_id': goal_id, 'decision': wanted, 'by': by, 'detail': detail})
 
 
+def approval_note(skill: Any) -> str:
+    """What the acceptance progress adds for a skill needing approval ('' otherwise): said
+    at once, before the first keep-alive (progress_interval_s) can read the lane state.
+    """
+    if getattr(skill, 'approval', 'none') != 'operator':
+        return ''
+    return (f', awaiting approval by an operator (up to {skill.approval_timeout_s:g} s; '
+            "goal_approve, the lane view or the lane's approve service)")
+
+
 def awaiting_text(ros: Any, goal_id: str) -> Optional[str]:
     """`awaiting approval (goal <id>, N s left)` while the lane state lists the goal as
     awaiting approval, else None.

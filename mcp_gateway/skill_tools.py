@@ -21,7 +21,7 @@ import jsonschema
 import mcp_types as types
 
 from lane_manager.config import Config, ConfigError
-from mcp_gateway.approval import awaiting_text, decide_tool
+from mcp_gateway.approval import approval_note, awaiting_text, decide_tool
 from mcp_gateway.node import (GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable,
                               ServiceAbsent)
 from mcp_gateway.results import error_body, error_result, tool_result
@@ -219,7 +219,8 @@ class SkillTools:
                 job.feedback_count += 1
 
         def on_accepted(gid: str) -> None:
-            progress.note(f'{skill}: accepted (goal {gid})')
+            progress.note(f'{skill}: accepted (goal {gid})' + approval_note(
+                self.config.skills[skill]))
             if job is not None:
                 job.state = 'accepted'
 

@@ -131,6 +131,8 @@ def test_a_call_waits_with_progress_and_runs_after_goal_approve(robot):
     assert not outcome['call'].is_error, answer
     assert answer['status'] == 'succeeded' and answer['goal_id'] == goal_id
     assert grip_ran(record) == ['start', 'end']
+    assert any(m.startswith(f'grip: accepted (goal {goal_id}), awaiting approval by an '
+                            'operator (up to 60 s') for m in progress), progress
     left = [int(AWAITING.search(m).group(2)) for m in progress if AWAITING.search(m)]
     assert all(0 < s <= 60 for s in left), left
 
