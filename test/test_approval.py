@@ -247,3 +247,17 @@ def test_who_decides_as_the_gateway_names_it():
     assert decider({'by': 'operator (lane view)'}) == 'operator (lane view)'
     long = decider({'client': 'x' * 300})  # cut as the lane manager cuts it, so it matches
     assert parse_decision(json.dumps({'goal_id': 'g', 'approve': True, 'by': long}))[2] == long
+
+
+def test_diagnostics_warn_while_goals_await_approval():
+    from lane_manager.diagnostics import WARN, lane_diagnostics
+    arb = arbiter()
+    await_one(arb)
+    state = {'lanes': arb.snapshot(1.0), 'skills': {}}
+    by_name = {name: (level, message, values)
+               for name, level, message, values in lane_diagnostics(state)}
+    level, message, values = by_name['skill_lanes: lane lane']
+    assert level == WARN
+    assert message == 'idle; 1 goal(s) awaiting approval (oldest: careful goal w)'
+    assert values['awaiting_approval'] == 1 and values['count_approved'] == 0
+    assert by_name['skill_lanes: lane arm'][0] == 0
