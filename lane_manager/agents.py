@@ -47,9 +47,10 @@ class AgentBook:
         return self._agents.get(goal_id) if goal_id else None
 
     def join(self, lanes: dict) -> dict:
-        """Add `agent` and `asked_by` to holders, queue entries, endings and refusals."""
+        """Add `agent` and `asked_by` to holders, queued and awaiting goals, endings, refusals."""
         for lane in lanes.values():
-            records = [lane.get('holder')] + list(lane.get('queue') or [])
+            records = ([lane.get('holder')] + list(lane.get('queue') or [])
+                       + list(lane.get('awaiting_approval') or []))
             records += list(lane.get('last_endings') or [])
             for record in records:
                 if record:

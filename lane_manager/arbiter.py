@@ -19,13 +19,19 @@ waits in each of those queues and holds nothing. Queues are ordered by one total
 (priority, then arrival), so no two waiting goals block each other (no deadlock), and a free
 lane whose queue is headed by such a goal starts nothing else (no starvation: it is not
 overtaken forever by single-lane goals of equal priority).
+
+A goal of an approval skill (`approval: operator`) is accepted into its lanes' `awaiting`
+lists instead: it holds, queues and reserves nothing, so it never blocks another goal and
+can never start while it waits. Only `decide` (an operator) lets it in, and then as a goal
+arriving at that moment; denied, timed out (`tick`), cancelled or stopped it ends without
+ever having been forwarded.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 from lane_manager.config import LaneConfig
-from lane_manager.lane_model import (RECENT_LIMIT, CancelAtDriver, Decision, Effect,
+from lane_manager.lane_model import (RECENT_LIMIT, Awaiting, CancelAtDriver, Decision, Effect,
                                      EndWithoutDriver, GoalRequest, Holder, HolderState, Lane,
                                      LaneCounters, Occupant, StartGoal)
 from lane_manager.lane_snapshot import held_because, held_text, lane_snapshot
@@ -44,10 +50,14 @@ class Arbiter:
 
     # ----------------------------------------------------------------- events
     def submit(self, goal_id: str, skill: str, lane_name: str, priority: int,
-               now: float, lanes: Optional[Sequence[str]] = None) -> Decision:
+               now: float, lanes: Optional[Sequence[str]] = None,
+               approval_timeout_s: Optional[float] = None) -> Decision:
         """A goal asks for its lane(s). Accept (start now or queue), or refuse with a reason.
 
         lanes: every lane of a multi-lane skill (lane_name is then ignored); all or none.
+        approval_timeout_s: the skill needs an operator's approval (None: it does not); the
+        goal is accepted to await it (`Decision.awaiting_approval`) unless a lane is blocked
+        or already has max_awaiting_approval goals waiting.
         """
         names = tuple(dict.fromkeys(lanes)) if lanes else (lane_name,)
         goal = GoalRequest(goal_id, skill, names[0], priority, now,
@@ -57,6 +67,14 @@ class Arbiter:
             lane.counters.submitted += 1
         if goal_id in self._lane_of_goal:
             return self._refuse(mine[0], goal, now, f'goal id {goal_id} is already known')
+        if approval_timeout_s is not None and not any(lane.blocked for lane in mine):
+            return self._await_approval(goal, now, approval_timeout_s)
+        return self._admit(goal, now)
+
+    def _admit(self, goal: GoalRequest, now: float) -> Decision:
+        """A new goal, or one an operator just approved, asks for its lanes."""
+        goal_id, skill, priority = goal.goal_id, goal.skill, goal.priority
+        mine = [self.lanes[name] for name in goal.all_lanes]
         for lane in mine:
             if lane.blocked:
                 return self._refuse(lane, goal, now, '; '.join(lane.blocked.values()))
@@ -110,6 +128,49 @@ class Arbiter:
             decision = self._refuse(self.lanes[name], goal, now, reason)
             self.lanes[name].refusals[-1].update(details or {})
         return decision
+    def _await_approval(self, goal: GoalRequest, now: float, timeout_s: float) -> Decision:
+        mine = [self.lanes[name] for name in goal.all_lanes]
+        for lane in mine:
+            if len(lane.awaiting) >= lane.config.max_awaiting_approval:
+                return self._refuse(
+                    lane, goal, now, f'lane {lane.name!r} already has {len(lane.awaiting)} '
+                    'goal(s) awaiting approval (max_awaiting_approval)')
+        waiting = Awaiting(goal, timeout_s)
+        for lane in mine:
+            lane.awaiting.append(waiting)
+        self._lane_of_goal[goal.goal_id] = goal.lane
+        return Decision(True, awaiting_approval=True,
+                        reason=f'awaiting approval by an operator (approval_timeout_s='
+                               f'{timeout_s:g} s)')
+
+    def decide(self, goal_id: str, approve: bool, by: str,
+               now: float) -> tuple[bool, str, list[Effect]]:
+        """An operator approves or denies a goal awaiting approval: (decided, text, effects).
+
+        Approved, the goal asks for its lanes from this moment, as a goal arriving now
+        would: it queues behind the goals already queued (a goal that waited for a person
+        does not overtake ones that waited for the lane), a reject lane that is busy refuses
+        it, a preempt lane may preempt for it. Refused then, it ends aborted with that
+        reason (its caller was accepted: it cannot be refused any more). Denied, it ends
+        aborted `denied by <by>`. Not decided when no such goal awaits approval.
+        """
+        waiting = self._take_awaiting(goal_id)
+        if waiting is None:
+            return False, f'no goal {goal_id} awaits approval', []
+        goal = waiting.goal
+        self._record_decision(goal, 'approved' if approve else 'denied', by, now)
+        text = f'skill {goal.skill!r} goal {goal_id} {"approved" if approve else "denied"} by {by}'
+        if not approve:
+            return True, text, self._end_awaiting(goal, f'denied by {by}', now)
+        decision = self._admit(GoalRequest(goal_id, goal.skill, goal.lane, goal.priority, now,
+                                           goal.lanes), now)
+        if not decision.accepted:
+            reason = f'approved by {by}, then refused: {decision.reason}'
+            return True, f'{text}, then refused: {decision.reason}', self._end_awaiting(
+                goal, reason, now)
+        if decision.queued_position is not None:
+            text += f'; {decision.reason}'
+        return True, text, list(decision.effects)
 
     def driver_accepted(self, goal_id: str) -> None:
         """The driver accepted the forwarded goal."""
@@ -193,7 +254,17 @@ class Arbiter:
         return self._start_ready(now)
 
     def queued(self, lane_name: str) -> list[str]:
-        return [g.goal_id for g in self.lanes[lane_name].queue]
+        """Every goal waiting in the lane: queued, then awaiting approval."""
+        lane = self.lanes[lane_name]
+        return [g.goal_id for g in lane.queue] + [w.goal.goal_id for w in lane.awaiting]
+
+    def awaiting(self, lane_name: str) -> list[str]:
+        """The lane's goals awaiting approval, oldest first."""
+        return [w.goal.goal_id for w in self.lanes[lane_name].awaiting]
+
+    def is_awaiting(self, goal_id: str) -> bool:
+        name = self._lane_of_goal.get(goal_id)
+        return name is not None and goal_id in self.awaiting(name)
 
     def cancel(self, goal_id: str, now: float,
                reason: str = 'canceled by its caller') -> list[Effect]:
@@ -225,6 +296,14 @@ class Arbiter:
                 reason = (f'held lane {lane.name!r} longer than '
                           f'max_hold_s={lane.config.max_hold_s:g}')
                 effects.append(self._begin_cancel(holder, reason))
+        for lane in self.lanes.values():
+            for waiting in [w for w in lane.awaiting if now >= w.deadline]:
+                if self._take_awaiting(waiting.goal.goal_id) is None:
+                    continue  # a multi-lane goal, ended from another of its lanes
+                self._record_decision(waiting.goal, 'timed_out', None, now)
+                effects.extend(self._end_awaiting(
+                    waiting.goal, 'not approved within approval_timeout_s='
+                    f'{waiting.timeout_s:g} s', now))
         return effects
 
     # ---------------------------------------------------------------- queries
@@ -237,6 +316,9 @@ class Arbiter:
         for goal in self.lanes[name].queue if name else ():
             if goal.goal_id == goal_id:
                 return goal.all_lanes
+        for waiting in self.lanes[name].awaiting if name else ():
+            if waiting.goal.goal_id == goal_id:
+                return waiting.goal.all_lanes
         return ()
 
     def is_holder(self, goal_id: str) -> bool:
@@ -267,6 +349,15 @@ class Arbiter:
                 for name in lane.holder.goal.all_lanes:
                     assert self.lanes[name].holder is lane.holder, 'multi-lane hold not whole'
             assert len(ids) == len(set(ids)), f'duplicate goal in lane {lane.name}'
+            # A goal awaiting approval holds and queues for nothing: it cannot start.
+            waiting = [w.goal.goal_id for w in lane.awaiting]
+            assert not set(waiting) & set(ids), f'lane {lane.name}: awaiting goal queued/held'
+            assert len(waiting) == len(set(waiting)), f'duplicate awaiting in {lane.name}'
+            assert len(waiting) <= lane.config.max_awaiting_approval
+            for entry in lane.awaiting:
+                for name in entry.goal.all_lanes:
+                    assert entry in self.lanes[name].awaiting, 'multi-lane awaiting not whole'
+            tracked.update(waiting)
             assert len(lane.queue) <= lane.config.max_queue, f'lane {lane.name} over max_queue'
             if lane.config.policy == 'reject':
                 assert not lane.queue, f'reject lane {lane.name} has a queue'
@@ -335,7 +426,10 @@ class Arbiter:
         return Decision(False, reason=reason, retry_after_ms=retry)
 
     def _remove_queued(self, goal_id: str) -> Optional[GoalRequest]:
-        """Take a waiting goal out of every queue it waits in."""
+        """Take a waiting goal out of every queue (or awaiting list) it waits in."""
+        waiting = self._take_awaiting(goal_id)
+        if waiting is not None:
+            return waiting.goal
         found = None
         for lane in self.lanes.values():
             for index, goal in enumerate(lane.queue):
@@ -346,6 +440,35 @@ class Arbiter:
         if found is not None:
             self._lane_of_goal.pop(goal_id, None)
         return found
+
+    def _take_awaiting(self, goal_id: str) -> Optional[Awaiting]:
+        """Take a goal out of every awaiting list it is in (None: it awaits nothing)."""
+        found = None
+        for lane in self.lanes.values():
+            for entry in lane.awaiting:
+                if entry.goal.goal_id == goal_id:
+                    lane.awaiting.remove(entry)
+                    found = entry
+                    break
+        if found is not None:
+            self._lane_of_goal.pop(goal_id, None)
+        return found
+
+    def _end_awaiting(self, goal: GoalRequest, reason: str, now: float) -> list[Effect]:
+        """End a goal that awaited approval: aborted, never forwarded."""
+        for name in goal.all_lanes:
+            self._record_end(self.lanes[name], goal, 'aborted', reason, now)
+        return [EndWithoutDriver(goal.goal_id, 'aborted', reason)]
+
+    def _record_decision(self, goal: GoalRequest, decision: str, by: Optional[str],
+                         now: float) -> None:
+        counter = {'approved': 'approved', 'denied': 'denied',
+                   'timed_out': 'approval_timeouts'}[decision]
+        for name in goal.all_lanes:
+            lane = self.lanes[name]
+            setattr(lane.counters, counter, getattr(lane.counters, counter) + 1)
+            lane.approvals.append({'goal_id': goal.goal_id, 'skill': goal.skill,
+                                   'decision': decision, 'by': by, 'at': now})
 
     def _record_end(self, lane: Lane, goal: GoalRequest, outcome: str,
                     reason: Optional[str], now: float, driver_result: bool = False) -> None:

@@ -31,6 +31,7 @@ FIELD_PATH_RE = r'^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$'
 RESERVED_TOOL_NAMES = frozenset({
     'lanes_status', 'lane_stop', 'lane_release', 'skill_start', 'skill_status', 'skill_cancel',
     'unity_refresh', 'unity_run_tests', 'unity_instances', 'lane_take', 'lane_give_back',
+    'goal_approve', 'goal_deny',
 })
 
 
@@ -59,6 +60,10 @@ class LaneConfig(_Strict):
         'cancel', description='an operator taking the lane (<ns>/lanes/<lane>/take) cancels '
         'its running goal, or lets it finish; either way the queue is emptied and agents '
         'are refused with reason operator until it is given back')
+    max_awaiting_approval: int = Field(
+        8, ge=1, description='goals of approval skills waiting for an operator in this lane '
+        '(counted apart from max_queue: they hold and queue for nothing); beyond this they '
+        'are refused')
 
 
 class ToolHints(_Strict):
@@ -132,11 +137,23 @@ class SkillConfig(_Strict):
     limits: dict[str, FieldLimit] = Field(
         {}, description='goal field path (`points[].velocities[]`) -> limit: enforced by the '
         'lane manager on every goal (lane_manager/goal_limits.py), shown by the gateway')
+    approval: Literal['none', 'operator'] = Field(
+        'none', description='operator: every goal waits (holding no lane) until an operator '
+        'approves it; denied or not approved within approval_timeout_s it ends aborted, '
+        'never sent to the driver')
+    approval_timeout_s: float = Field(
+        120.0, gt=0, description='how long a goal of an approval skill waits for a decision')
 
     @model_validator(mode='after')
     def _one_lane_key(self) -> 'SkillConfig':
         if self.lane is not None and self.lanes is not None:
             raise ValueError('give either lane (one lane) or lanes (several), not both')
+        if self.approval != 'none' and self.lane is None and self.lanes is None:
+            # A waiting goal is shown, approved and denied per lane (lane state, the lane's
+            # approve service, the lane view): a skill without a lane has no such place, and
+            # running it unapproved would defeat the setting.
+            raise ValueError('approval: operator needs a lane (lane or lanes): goals await '
+                             "approval in their lane's list")
         if self.lanes is not None and len(set(self.lanes)) != len(self.lanes):
             raise ValueError(f'lanes {self.lanes} names a lane twice')
         return self

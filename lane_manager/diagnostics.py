@@ -6,7 +6,8 @@ Plain Python (no ROS import) so the wording is tested without a graph. Levels:
   driver that stopped answering, a goal request it never answered): the lane stays held
   until the driver confirms or an operator releases it.
 - WARN: the lane is busy, or held by a goal sent around the lane manager (external) or found
-  running at start (adopted), or a driver's status is not known yet.
+  running at start (adopted), or a driver's status is not known yet, or (idle) goals await
+  an operator's approval: someone has to decide.
 - OK: idle.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ def lane_diagnostics(state: dict) -> list[tuple[str, int, str, dict]]:
         unconfirmed += lane.get('unhonoured', [])
         foreign = [o['why'] for o in lane.get('occupants', [])
                    if o['origin'] in ('adopted', 'external', 'unknown')]
+        waiting = lane.get('awaiting_approval') or []
         if lane.get('blocked_because'):
             level, message = ERROR, lane['blocked_because']
             if unconfirmed:
@@ -40,9 +42,14 @@ def lane_diagnostics(state: dict) -> list[tuple[str, int, str, dict]]:
             level = WARN
             message = (f"busy: {holder['skill']} goal {holder['goal_id']} "
                        f"({len(lane['queue'])} queued)")
+        elif waiting:
+            level = WARN
+            message = (f"idle; {len(waiting)} goal(s) awaiting approval (oldest: "
+                       f"{waiting[0]['skill']} goal {waiting[0]['goal_id']})")
         else:
             level, message = OK, 'idle'
         values = {'policy': lane['policy'], 'queue_length': len(lane['queue']),
+                  'awaiting_approval': len(waiting),
                   'holder_skill': (holder or {}).get('skill') or '',
                   'holder_goal': (holder or {}).get('goal_id') or '',
                   'holder_origin': (holder or {}).get('origin') or '',

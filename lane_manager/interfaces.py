@@ -83,6 +83,10 @@ class StackNames:
     def lane_service(self, lane: str, verb: str) -> str:
         return lane_service_name(self.lane_manager, lane, verb)
 
+    @property
+    def approval_decisions(self) -> str:
+        return approval_decisions_topic(self.lane_manager)
+
 
 # std_msgs/Bool the lane manager follows (config lane_manager.emergency_stop_topic): true
 # cancels every goal of the configured lanes and refuses new ones until it turns false.
@@ -97,6 +101,22 @@ EMERGENCY_STOP_REASON = 'emergency_stop'
 TAKE_VERB = 'take'
 GIVE_BACK_VERB = 'give_back'
 OPERATOR_REASON = 'operator'
+
+# Approval of goals of `approval: operator` skills. Per lane, std_srvs/SetBool at
+# lane_service_name(ns, lane, APPROVE_VERB): data true approves, false denies the lane's
+# OLDEST goal awaiting approval (a physical button). Per goal, std_msgs/String JSON
+# {"goal_id", "approve": bool, "by"} on approval_decisions_topic(ns) (reliable, volatile: a
+# decision is for now, never replayed to a restarted lane manager); the decision is confirmed
+# by the lane state (`approvals`: goal_id, decision, by, at).
+APPROVE_VERB = 'approve'
+APPROVAL_BY_LIMIT = 120  # characters of a decision's `by` kept (shown, never interpreted)
+APPROVAL_DECISIONS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                                    durability=DurabilityPolicy.VOLATILE)
+
+
+def approval_decisions_topic(namespace: str) -> str:
+    return f'{normalize_namespace(namespace)}/approval_decisions'
+
 
 # Who asked for each goal (std_msgs/String JSON, LANE_STATE_QOS: latched per gateway).
 # Each gateway publishes {"gateway": <node>, "agents": {<goal id>: {"client", "version",

@@ -40,6 +40,7 @@ class SkillRoute:
     driver: str
     priority: int = 0
     lanes: tuple[str, ...] = ()  # a multi-lane skill: all its lanes (`lane` is the first)
+    approval_timeout_s: Optional[float] = None  # approval: operator (None: no approval)
 
     @property
     def all_lanes(self) -> tuple[str, ...]:
@@ -96,7 +97,11 @@ class LaneKeeper:
             self._start_goal(caller_goal_id, now)
             return Decision(True), self._take()
         decision = self.arbiter.submit(caller_goal_id, skill, route.lane, route.priority, now,
-                                       lanes=route.lanes or None)
+                                       lanes=route.lanes or None,
+                                       approval_timeout_s=route.approval_timeout_s)
+        if decision.awaiting_approval:
+            self._actions.append(Notice('info', f'{skill} goal {caller_goal_id} awaits an '
+                                        f"operator's approval: {decision.reason}"))
         if decision.accepted:
             self.caller_skill[caller_goal_id] = skill
             self._effects(decision.effects, now)
@@ -231,6 +236,23 @@ class LaneKeeper:
         return self._take()
 
     # ------------------------------------------------------------ operator
+    def decide(self, caller_goal_id: str, approve: bool, by: str,
+               now: float) -> tuple[bool, str, list]:
+        """An operator approves or denies a goal awaiting approval (Arbiter.decide)."""
+        decided, text, effects = self.arbiter.decide(caller_goal_id, approve, by, now)
+        if decided:
+            self._actions.append(Notice('info' if approve else 'warn', text))
+            self._effects(effects, now)
+        return decided, text, self._take()
+
+    def decide_oldest(self, lane: str, approve: bool, by: str,
+                      now: float) -> tuple[bool, str, list]:
+        """Approve or deny the lane's oldest goal awaiting approval (a physical button)."""
+        waiting = self.arbiter.awaiting(lane)
+        if not waiting:
+            return False, f'no goal awaits approval in lane {lane!r}', []
+        return self.decide(waiting[0], approve, by, now)
+
     def release(self, lane: str, now: float) -> tuple[bool, str, list]:
         """Free a lane held only because a driver never confirmed an end. Never automatic."""
         freed = []
@@ -329,6 +351,10 @@ class LaneKeeper:
 
     def check_invariants(self) -> None:
         self.arbiter.check_invariants()
+        for lane_name in self.arbiter.lanes:
+            for caller_goal_id in self.arbiter.awaiting(lane_name):
+                assert caller_goal_id not in self.by_caller, ('awaiting approval yet at a '
+                                                              'driver', caller_goal_id)
         for lane_name, lane in self.arbiter.lanes.items():
             running = [g for g in self.goals.values()
                        if lane_name in self._lanes_of(g) and g.may_run]

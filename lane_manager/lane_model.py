@@ -34,6 +34,21 @@ class GoalRequest:
         return self.lanes or (self.lane,)
 
 
+@dataclass(frozen=True)
+class Awaiting:
+    """A goal of an approval skill, accepted and waiting for an operator's decision.
+
+    It holds and reserves nothing (it is in no queue): other goals of its lanes run meanwhile.
+    """
+
+    goal: GoalRequest
+    timeout_s: float  # approval_timeout_s: not decided by then, it ends aborted
+
+    @property
+    def deadline(self) -> float:
+        return self.goal.submitted_at + self.timeout_s
+
+
 @dataclass
 class Holder:
     goal: GoalRequest
@@ -93,6 +108,7 @@ class Decision:
     queued_position: Optional[int] = None  # 0 = next to start; None = starts now or refused
     reason: Optional[str] = None           # why it was refused (or why it waits)
     retry_after_ms: Optional[int] = None
+    awaiting_approval: bool = False        # accepted, waiting for an operator's decision
 
 
 @dataclass
@@ -109,6 +125,9 @@ class LaneCounters:
     operator_releases: int = 0
     adopted: int = 0
     external: int = 0
+    approved: int = 0
+    denied: int = 0
+    approval_timeouts: int = 0
 
 
 @dataclass
@@ -123,6 +142,11 @@ class Lane:
     endings: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
     # Why the lane refuses every goal ('emergency_stop' | 'operator' -> text); empty: open.
     blocked: dict[str, str] = field(default_factory=dict)
+    # Goals awaiting an operator's approval, oldest first (not in `queue`: they hold nothing).
+    awaiting: list[Awaiting] = field(default_factory=list)
+    # Every decision on such a goal: goal_id, skill, decision (approved | denied |
+    # timed_out), by, at.
+    approvals: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
 
     def enqueue(self, goal: GoalRequest) -> int:
         """Insert by priority (higher first), FIFO within a priority. Returns the position."""

@@ -62,12 +62,22 @@ def lane_snapshot(lane: 'Lane', now: float, wall_offset: float) -> dict:
         'queue': [{'goal_id': g.goal_id, 'skill': g.skill, 'priority': g.priority,
                    'since': round(g.submitted_at + wall_offset, 3),
                    'lanes': list(g.all_lanes)} for g in lane.queue],
+        # Goals of approval skills waiting for an operator: they hold and queue for nothing.
+        'awaiting_approval': [{'goal_id': w.goal.goal_id, 'skill': w.goal.skill,
+                               'priority': w.goal.priority, 'state': 'awaiting_approval',
+                               'since': round(w.goal.submitted_at + wall_offset, 3),
+                               'deadline': round(w.deadline + wall_offset, 3),
+                               'left_s': round(max(0.0, w.deadline - now), 3),
+                               'approval_timeout_s': w.timeout_s,
+                               'lanes': list(w.goal.all_lanes)} for w in lane.awaiting],
+        'approvals': [stamped(r) for r in lane.approvals],
         'last_refusals': [stamped(r) for r in lane.refusals],
         'last_endings': [stamped(e) for e in lane.endings],
         'counters': vars(lane.counters).copy(),
         'retry_after_ms': lane.config.retry_after_ms,
         'max_queue': lane.config.max_queue,
         'max_hold_s': lane.config.max_hold_s,
+        'max_awaiting_approval': lane.config.max_awaiting_approval,
     }
 
 

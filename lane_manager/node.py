@@ -19,7 +19,8 @@ keeper event runs under one lock (`keeper_turn`).
 
 Topics and services (see README): `<namespace>/lane_state` (std_msgs/String, JSON, transient
 local, published on every change), `/diagnostics` (one DiagnosticStatus per lane), and per
-lane `<namespace>/lanes/<lane>/release` and `.../stop` (std_srvs/Trigger).
+lane `<namespace>/lanes/<lane>/release` and `.../stop` (std_srvs/Trigger), `.../approve`
+(std_srvs/SetBool, lane_manager/approvals.py).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ from std_srvs.srv import Trigger
 
 from lane_manager.action_link import ActionServerLink
 from lane_manager.agents import AgentBook
+from lane_manager.approvals import Approvals
 from lane_manager.caller_side import (CallerGoal, GoalIdActionServer, Outcome, goal_id_msg,
                                       goal_id_text)
 from lane_manager.config import Config, import_action_type, skill_limits
@@ -102,7 +104,8 @@ class LaneManager(Node):
         self._settings = settings
         self._lock = threading.RLock()
         self._group = ReentrantCallbackGroup()
-        routes = {name: SkillRoute(s.primary_lane, s.driver, s.priority, tuple(s.lanes or ()))
+        routes = {name: SkillRoute(s.primary_lane, s.driver, s.priority, tuple(s.lanes or ()),
+                                   s.approval_timeout_s if s.approval == 'operator' else None)
                   for name, s in self.config.skills.items()}
         self._keeper = LaneKeeper(self.config.lanes, routes, settings)
         self._goals: dict[str, CallerGoal] = {}
@@ -167,6 +170,7 @@ class LaneManager(Node):
                 self.create_service(Trigger, names.lane_service(lane, verb),
                                     partial(handler, lane), callback_group=self._group)
         self._operator_take = OperatorTake(self, names)
+        self._approvals = Approvals(self, names)
         self._agents = AgentBook()
         self.create_subscription(String, names.goal_agents, self._on_goal_agents,
                                  LANE_STATE_QOS, callback_group=self._group)
@@ -509,6 +513,7 @@ class LaneManager(Node):
                     'action_type': skill.action_type,
                     'driver': skill.driver, 'server': self.server_names[name],
                     'priority': skill.priority, 'driver_available': available,
+                    'approval': skill.approval,
                 }
                 for lane_name in skill.all_lanes:
                     lane = lanes[lane_name]

@@ -6,6 +6,8 @@
                                 `state` (the gateway's latest lane state) on every change
     GET  /lanes/state           the same lane state once, as JSON (scripts, curl)
     POST /lanes/<lane>/stop     the stop button: cancel the lane's holder and its queue
+    POST /lanes/<lane>/take, .../give_back, .../goals/<goal_id>/approve, .../deny
+                                operator buttons (gateway.operator_tools + operator token)
 
 Who may do what is in `lane_view_auth.py` (the bearer-token rules of MCP over HTTP). The
 lane view is mounted beside the MCP app by `mount()`, with the same Host/Origin checks.
@@ -58,6 +60,7 @@ SECURITY_HEADERS = {
     'cache-control': 'no-store',
 }
 LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '::1')
+LANE_VIEW_DECIDER = 'operator (lane view)'  # `by` of a decision made with the view's buttons
 
 
 def _static(name: str) -> bytes:
@@ -115,7 +118,8 @@ class LaneView:
         # the lanes of its skills only (an operator client every lane).
         self._permissions = permissions if permissions is not None and permissions.named \
             else None
-        self._operator = operator  # (verb 'take'|'give_back', lane) -> {ok, message}
+        # (verb 'take'|'give_back', lane) or (verb 'approve'|'deny', goal id) -> {ok, message}
+        self._operator = operator
         self._operator_token_env = operator_token_env
         self._state = state
         self._lanes = sorted(lanes)
@@ -133,6 +137,10 @@ class LaneView:
                   methods=['POST']),
             Route(f'{PREFIX}/{{lane}}/give_back', partial(self._operator_action, 'give_back'),
                   methods=['POST']),
+            Route(f'{PREFIX}/{{lane}}/goals/{{goal_id}}/approve',
+                  partial(self._operator_action, 'approve'), methods=['POST']),
+            Route(f'{PREFIX}/{{lane}}/goals/{{goal_id}}/deny',
+                  partial(self._operator_action, 'deny'), methods=['POST']),
         ])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -264,8 +272,8 @@ class LaneView:
 
 
     async def _operator_action(self, verb: str, request: Request) -> Response:
-        """Take-over buttons: only with gateway.operator_tools, and the operator token
-        (header X-Skill-Lanes-Operator) on top of the view's own token.
+        """Take-over and approval buttons: only with gateway.operator_tools, and the
+        operator token (header X-Skill-Lanes-Operator) on top of the view's own token.
         """
         refused = await self._refused(request)
         if refused is not None:
@@ -281,11 +289,14 @@ class LaneView:
         lane = request.path_params['lane']
         if lane not in self._lanes:
             return _error(404, 'unknown_lane', f'unknown lane {lane!r}', known=self._lanes)
+        goal_id = request.path_params.get('goal_id')  # approve / deny: that goal
         try:
-            outcome = await self._operator(verb, lane)
+            outcome = await self._operator(verb, goal_id or lane)
         except Exception as exc:  # a bug must reach the operator as text, not a traceback
             log.exception('%s of lane %s failed', verb, lane)
             return _error(502, f'{verb}_failed', f'{type(exc).__name__}: {exc}', lane=lane)
+        if goal_id is not None:
+            outcome = {'goal_id': goal_id, **outcome}
         return JSONResponse({'lane': lane, **outcome},
                             status_code=200 if outcome.get('ok') else 503,
                             headers=SECURITY_HEADERS)
@@ -364,6 +375,16 @@ def mount(app: ASGIApp, config: Any, host: str, node: Any, tools: Any,
         async def operator(verb: str, lane: str) -> dict:
             async def no_progress(*_args: Any) -> None:
                 pass
+            if verb in ('approve', 'deny'):  # `lane` is the goal id here
+                from mcp_gateway.agents import CURRENT_AGENT
+                token = CURRENT_AGENT.set({'by': LANE_VIEW_DECIDER})
+                try:
+                    result = await tools.call(f'goal_{verb}', {'goal_id': lane}, no_progress)
+                finally:
+                    CURRENT_AGENT.reset(token)
+                body = result.structured_content or {}
+                return {'ok': not result.is_error, 'decision': body.get('decision'),
+                        'message': body.get('detail') or body.get('message') or verb}
             name = 'lane_take' if verb == 'take' else 'lane_give_back'
             result = await tools.call(name, {'lane': lane}, no_progress)
             body = result.structured_content or {}

@@ -33,8 +33,8 @@ from lane_manager.caller_side import goal_id_msg
 from lane_manager.config import Config, import_action_type
 from lane_manager.action_link import ActionServerLink
 from lane_manager.goal_outcome import TERMINAL_STATUSES, Outcome, outcome_of_status
-from lane_manager.interfaces import (GIVE_BACK_VERB, LANE_STATE_QOS, TAKE_VERB, StackNames,
-                                     is_big_goal)
+from lane_manager.interfaces import (APPROVAL_DECISIONS_QOS, GIVE_BACK_VERB, LANE_STATE_QOS,
+                                     TAKE_VERB, StackNames, is_big_goal)
 from lane_manager.runtime import BackgroundExecutor
 from mcp_gateway.agents import CURRENT_AGENT, RecentAgents
 
@@ -129,6 +129,8 @@ class GatewayNode(Node):
                                              callback_group=group)
             for lane in config.lanes for verb in verbs}
         self._send_slots: Optional[asyncio.Semaphore] = None
+        self._decisions_pub = self.create_publisher(
+            String, names.approval_decisions, APPROVAL_DECISIONS_QOS)
 
     # ------------------------------------------------------------------ state
     def _on_lane_state(self, msg: String) -> None:
@@ -151,6 +153,64 @@ class GatewayNode(Node):
             if record.get('goal_id') == goal_id:
                 return record
         return None
+
+    def awaiting_approval(self, goal_id: str) -> Optional[tuple[str, dict]]:
+        """(lane, entry) of a goal the lane state lists as awaiting approval, else None."""
+        state = self.lane_state or {}
+        for lane, record in state.get('lanes', {}).items():
+            for entry in record.get('awaiting_approval') or []:
+                if entry.get('goal_id') == goal_id:
+                    return lane, entry
+        return None
+
+    def approval_record(self, goal_id: str) -> Optional[dict]:
+        """The lane state's latest decision on a goal (approved, denied, timed_out)."""
+        state = self.lane_state or {}
+        found = None
+        for record in state.get('lanes', {}).values():
+            for decision in record.get('approvals') or []:
+                if decision.get('goal_id') == goal_id:
+                    found = decision
+        return found
+
+    async def decide_goal(self, goal_id: str, approve: bool, by: str) -> dict:
+        """Approve or deny a goal awaiting approval, confirmed by the lane state.
+
+        Returns the lane state's decision record (goal_id, decision, by, at). Raises
+        KeyError (text: why) when the goal awaits no approval, LaneManagerUnavailable when
+        the decision is not confirmed within lane_manager_wait_s (it may still take effect:
+        the lane state will say).
+        """
+        seen_by = time.monotonic() + self.config.gateway.refusal_wait_s
+        while (self.awaiting_approval(goal_id) is None and self.approval_record(goal_id) is None
+               and time.monotonic() < seen_by):  # a goal accepted a moment ago
+            await asyncio.sleep(0.02)
+        if self.awaiting_approval(goal_id) is None:
+            earlier = self.approval_record(goal_id)
+            if earlier is not None:
+                raise KeyError(f"goal {goal_id} was already decided: {earlier['decision']}"
+                               + (f" by {earlier['by']}" if earlier.get('by') else ''))
+            raise KeyError(f'no goal {goal_id} awaits approval (see lanes_status: '
+                           'awaiting_approval)')
+        wait_s = self.config.gateway.lane_manager_wait_s
+        deadline = time.monotonic() + wait_s
+        # Volatile and reliable: a message sent before the lane manager's reader is matched
+        # would be lost, so wait for the match first.
+        while self._decisions_pub.get_subscription_count() == 0:
+            if time.monotonic() >= deadline:
+                raise LaneManagerUnavailable('no lane manager follows approval decisions')
+            await asyncio.sleep(0.02)
+        self._decisions_pub.publish(String(data=json.dumps(
+            {'goal_id': goal_id, 'approve': approve, 'by': by})))
+        while True:
+            record = self.approval_record(goal_id)
+            if record is not None:
+                return record
+            if time.monotonic() >= deadline:
+                raise LaneManagerUnavailable(
+                    f'the lane manager did not confirm the decision on goal {goal_id} within '
+                    f'{wait_s:g} s (the lane state will show it if it arrives)')
+            await asyncio.sleep(0.02)
 
     def publish_tool_lanes(self, server_name: str, transport: str, tools: list[dict]) -> None:
         """Which lane each served tool runs in (see README, topic /skill_lanes/tool_lanes)."""

@@ -20,11 +20,14 @@ class ProgressPump:
     """MCP progress for one call: every feedback, and a keep-alive while none comes.
 
     Progress must increase, so it counts reports; clients time out silent calls (often after
-    60 s), so a quiet goal still reports every `interval_s`.
+    60 s), so a quiet goal still reports every `interval_s`, saying why it waits when it does
+    (`waiting`: a goal awaiting an operator's approval).
     """
 
-    def __init__(self, report: ReportProgress, skill: str, interval_s: float) -> None:
+    def __init__(self, report: ReportProgress, skill: str, interval_s: float,
+                 waiting: Callable[[], Optional[str]] = lambda: None) -> None:
         self._report = report
+        self._waiting = waiting  # why the goal waits, if it does (awaiting approval)
         self._skill = skill
         self._interval = interval_s
         self._count = 0
@@ -42,8 +45,10 @@ class ProgressPump:
             try:
                 is_note, message = await asyncio.wait_for(self._pending.get(), self._interval)
             except asyncio.TimeoutError:
-                is_note, message = False, (f'{self._skill}: still running '
-                                           f'({time.monotonic() - self._started:.0f} s)')
+                why = self._waiting()
+                is_note, message = False, (f'{self._skill}: {why}' if why else (
+                    f'{self._skill}: still running '
+                    f'({time.monotonic() - self._started:.0f} s)'))
             # Coalesce a burst of feedback into one notification; a note (such as the
             # acceptance, which names the goal id) is never replaced by later feedback.
             while not is_note and not self._pending.empty():

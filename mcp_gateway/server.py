@@ -142,7 +142,7 @@ def build_server(name: str, version: str, providers: list[ToolProvider],
                   on_list_resources=list_resources, on_read_resource=read_resource)
 
 
-OPERATOR_TOOLS = frozenset({'lane_take', 'lane_give_back'})
+OPERATOR_TOOLS = frozenset({'lane_take', 'lane_give_back', 'goal_approve', 'goal_deny'})
 OPERATOR_HEADER = 'x-skill-lanes-operator'
 
 

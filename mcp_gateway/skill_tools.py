@@ -23,6 +23,7 @@ import mcp_types as types
 from lane_manager.config import Config, ConfigError, skill_limits
 from lane_manager.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
 from lane_manager.limit_types import LimitTypeError
+from mcp_gateway.approval import approval_note, awaiting_text, decide_tool
 from mcp_gateway.node import (GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable,
                               ServiceAbsent)
 from mcp_gateway.results import error_body, error_result, tool_result
@@ -33,7 +34,8 @@ from mcp_gateway.tool_defs import LANE_META_KEY, builtin_tools, operator_tools, 
 
 __all__ = ['LANE_META_KEY', 'ReportProgress', 'SkillTools']
 JOB_LIMIT = 256  # finished jobs kept for skill_status
-OPERATOR_TOOL_NAMES = frozenset({'lane_take', 'lane_give_back'})  # gateway.operator_tools
+OPERATOR_TOOL_NAMES = frozenset({'lane_take', 'lane_give_back',  # gateway.operator_tools
+                                 'goal_approve', 'goal_deny'})
 BUILTIN_TOOL_NAMES = frozenset({'lanes_status', 'lane_stop', 'lane_release', 'skill_start',
                                 'skill_status', 'skill_cancel'})
 LANE_STOP_REASON = 'stopped by lane_stop'
@@ -180,7 +182,9 @@ class SkillTools:
                    'lane_release': self._lane_release, 'skill_start': self._skill_start,
                    'skill_status': self._skill_status, 'skill_cancel': self._skill_cancel,
                    'lane_take': partial(self._lane_take, 'take'),
-                   'lane_give_back': partial(self._lane_take, 'give_back')}[name]
+                   'lane_give_back': partial(self._lane_take, 'give_back'),
+                   'goal_approve': partial(self._goal_decide, True),
+                   'goal_deny': partial(self._goal_decide, False)}[name]
         error = next(iter(sorted(self._builtin_validators[name].iter_errors(arguments),
                                  key=lambda e: list(e.absolute_path))), None)
         if error is not None:
@@ -209,8 +213,9 @@ class SkillTools:
         except ArgumentError as exc:
             return error_result('invalid_arguments', str(exc), field=exc.field,
                                 problem=exc.problem, skill=skill, **exc.details)
-        progress = ProgressPump(report_progress, skill, self.config.gateway.progress_interval_s)
         goal_id = uuid.UUID(job.goal_id) if job else uuid.uuid4()
+        progress = ProgressPump(report_progress, skill, self.config.gateway.progress_interval_s,
+                                partial(awaiting_text, self.ros, str(goal_id)))
 
         def on_feedback(feedback: Any) -> None:
             progress.feedback(feedback)
@@ -219,7 +224,8 @@ class SkillTools:
                 job.feedback_count += 1
 
         def on_accepted(gid: str) -> None:
-            progress.note(f'{skill}: accepted (goal {gid})')
+            progress.note(f'{skill}: accepted (goal {gid})' + approval_note(
+                self.config.skills[skill]))
             if job is not None:
                 job.state = 'accepted'
 
@@ -324,6 +330,9 @@ class SkillTools:
             return error_result('not_taken', message or 'the lane manager refused', lane=lane)
         return tool_result({'lane': lane, 'taken': verb == 'take', 'detail': message})
 
+    async def _goal_decide(self, approve: bool, arguments: dict) -> types.CallToolResult:
+        return await decide_tool(self.ros, arguments['goal_id'], approve)
+
     async def _skill_start(self, arguments: dict) -> types.CallToolResult:
         skill = arguments.get('skill')
         if skill not in self.config.skills:
@@ -368,7 +377,10 @@ class SkillTools:
                     break
 
     def _job_body(self, job: Job) -> dict:
-        return {'goal_id': job.goal_id, 'skill': job.skill, 'state': job.state,
+        state = job.state
+        if state == 'accepted' and self.ros.awaiting_approval(job.goal_id) is not None:
+            state = 'awaiting_approval'
+        return {'goal_id': job.goal_id, 'skill': job.skill, 'state': state,
                 'lane': self.config.skills[job.skill].primary_lane,
                 'feedback': job.feedback, 'feedback_count': job.feedback_count,
                 'result': job.result, 'started_at': round(job.started_at, 3)}

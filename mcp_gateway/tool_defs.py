@@ -77,6 +77,12 @@ def skill_tool(name: str, skill: SkillConfig,
                         'and holds none of them while it waits; a call made while one is '
                         'busy waits its turn, or is refused with error "operation_busy" if '
                         'a busy lane refuses waiting goals.')
+    if skill.approval == 'operator':
+        fields['approval'] = 'operator'
+        description += (' An operator must approve each goal before it runs: it waits, '
+                        f'holding no lane, up to {skill.approval_timeout_s:g} s (progress '
+                        'says "awaiting approval"); denied or not approved in time it ends '
+                        'aborted and never reaches the robot.')
     description += (' It answers when the goal ends: status succeeded, aborted or canceled, '
                     "with the driver's result (null when the driver gave none).")
     hints = skill.hints
@@ -103,7 +109,9 @@ def tool_meta(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def operator_tools(lane_names: list[str]) -> list[types.Tool]:
-    """lane_take / lane_give_back: offered only when gateway.operator_tools is true."""
+    """lane_take / lane_give_back, goal_approve / goal_deny: offered only when
+    gateway.operator_tools is true.
+    """
     lane_arg = {'type': 'string', 'enum': lane_names}
     schema = output_schema({'lane': _STRING, 'taken': {'type': 'boolean'},
                             'detail': _STRING}, ['lane', 'taken'])
@@ -123,6 +131,7 @@ def operator_tools(lane_names: list[str]) -> list[types.Tool]:
          'inputSchema': {**OBJECT_NO_EXTRA, 'required': ['lane'],
                          'properties': {'lane': lane_arg}},
          'outputSchema': schema, 'annotations': hints},
+        *approval_tools(),
     ]]
 
 
@@ -133,6 +142,28 @@ def lane_state_output_schema() -> dict[str, Any]:
     schema = lane_state.json_schema()
     return output_schema(schema['properties'], ['lanes'], defs=schema['$defs'],
                          description=schema.get('description'))
+def approval_tools() -> list[dict]:
+    """goal_approve / goal_deny: an operator decides a goal awaiting approval."""
+    schema = output_schema({'goal_id': _STRING,
+                            'decision': {'type': 'string', 'enum': ['approved', 'denied']},
+                            'by': _STRING, 'detail': _STRING}, ['goal_id', 'decision'])
+    goal_arg = {**OBJECT_NO_EXTRA, 'required': ['goal_id'], 'properties': {'goal_id': {
+        'type': 'string', 'description': 'a goal listed in lanes_status under '
+                                         'awaiting_approval'}}}
+    hints = {'readOnlyHint': False, 'destructiveHint': True, 'idempotentHint': False,
+             'openWorldHint': True}
+    return [
+        {'name': 'goal_approve',
+         'description': 'Operator action: approve a goal of a skill that needs approval. From '
+                        'now on it asks for its lane like a goal arriving now: it runs, '
+                        'queues, or (a busy lane that refuses waiting goals) ends aborted.',
+         'inputSchema': goal_arg, 'outputSchema': schema, 'annotations': hints},
+        {'name': 'goal_deny',
+         'description': 'Operator action: deny a goal awaiting approval; it ends aborted '
+                        '("denied by ...") and never reaches the robot.',
+         'inputSchema': goal_arg, 'outputSchema': schema,
+         'annotations': {**hints, 'destructiveHint': False}},
+    ]
 
 
 def builtin_tools(skill_names: list[str], lane_names: list[str]) -> list[types.Tool]:
@@ -140,8 +171,9 @@ def builtin_tools(skill_names: list[str], lane_names: list[str]) -> list[types.T
     lane_arg = {'type': 'string', 'enum': lane_names}
     job = output_schema({
         'goal_id': _STRING, 'skill': _STRING, 'lane': _LANE_OR_NULL,
-        'state': {'type': 'string', 'description': 'sending, accepted, succeeded, aborted, '
-                                                   'canceled, refused or failed'},
+        'state': {'type': 'string', 'description': 'sending, accepted, awaiting_approval, '
+                                                   'succeeded, aborted, canceled, refused or '
+                                                   'failed'},
         'feedback': {}, 'feedback_count': {'type': 'integer'},
         'result': nullable({'type': 'object',
                             'description': "the skill tool's answer, once the goal ended"}),

@@ -1,7 +1,9 @@
 """The arbitration core, without ROS: examples for each policy plus a hypothesis state machine
 that drives random interleavings of goals, driver ends, cancels and time, and checks after
 every step that no lane ever forwards two goals to its drivers, that queues are FIFO within a
-priority, and that every accepted goal eventually ends (no hung lane).
+priority, and that every accepted goal eventually ends (no hung lane). Goals of approval
+skills are among them: none starts while its approval is pending, a denied or timed-out one
+never starts.
 """
 from __future__ import annotations
 
@@ -155,7 +157,7 @@ def test_unknown_goal_events_are_ignored():
 
 LANES = {
     'q': LaneConfig(policy='queue', max_queue=3, max_hold_s=30, cancel_grace_s=2),
-    'r': LaneConfig(policy='reject'),
+    'r': LaneConfig(policy='reject', max_awaiting_approval=2),
     'p': LaneConfig(policy='preempt', max_queue=2, max_hold_s=None, cancel_grace_s=1),
 }
 
@@ -174,6 +176,9 @@ class ArbiterMachine(RuleBasedStateMachine):
         self.released: set[str] = set()                   # force-released, driver may run on
         self.ended: set[str] = set()
         self.accepted: set[str] = set()
+        self.seq = itertools.count()
+        self.awaiting: dict[str, float] = {}              # awaiting approval id -> deadline
+        self.never: set[str] = set()                      # denied / timed out: never starts
 
     def apply(self, effects):
         for effect in effects:
@@ -181,6 +186,8 @@ class ArbiterMachine(RuleBasedStateMachine):
             lane = self.goals[gid][0]
             if isinstance(effect, StartGoal):
                 assert gid not in self.ended
+                assert gid not in self.awaiting, 'started while its approval is pending'
+                assert gid not in self.never, 'a denied or timed-out goal started'
                 # Never two goals of one lane at the drivers (force-released ones excepted).
                 assert not (self.at_driver[lane] - self.released), (lane, self.at_driver[lane])
                 _, priority, seq = self.goals[gid]
@@ -198,11 +205,13 @@ class ArbiterMachine(RuleBasedStateMachine):
                 if gid in self.at_driver[lane]:
                     self.released.add(gid)
                 self.waiting.pop(gid, None)
+                if self.awaiting.pop(gid, None) is not None:
+                    self.never.add(gid)
 
     @rule(lane=st.sampled_from(sorted(LANES)), priority=st.integers(0, 3))
     def submit(self, lane, priority):
         gid = f'g{next(self.ids)}'
-        self.goals[gid] = (lane, priority, len(self.goals))
+        self.goals[gid] = (lane, priority, next(self.seq))
         held = bool(self.at_driver[lane] - self.released)
         decision = self.arb.submit(gid, 'skill', lane, priority, self.now)
         if not decision.accepted:
@@ -214,6 +223,41 @@ class ArbiterMachine(RuleBasedStateMachine):
             assert LANES[lane].policy != 'reject'
             self.waiting[gid] = lane
         self.apply(decision.effects)
+
+    @rule(lane=st.sampled_from(sorted(LANES)), priority=st.integers(0, 3),
+          timeout=st.sampled_from([0.3, 1.0, 50.0]))
+    def submit_needing_approval(self, lane, priority, timeout):
+        gid = f'g{next(self.ids)}'
+        self.goals[gid] = (lane, priority, next(self.seq))
+        decision = self.arb.submit(gid, 'careful', lane, priority, self.now,
+                                   approval_timeout_s=timeout)
+        if not decision.accepted:  # only when the lane's awaiting list is full
+            waiting = sum(1 for g in self.awaiting if self.goals[g][0] == lane)
+            assert waiting >= LANES[lane].max_awaiting_approval, decision.reason
+            self.ended.add(gid)
+            return
+        assert decision.awaiting_approval and not decision.effects
+        self.accepted.add(gid)
+        self.awaiting[gid] = self.now + timeout
+
+    @rule(data=st.data(), approve=st.booleans())
+    def operator_decides(self, data, approve):
+        if not self.awaiting:
+            assert self.arb.decide('nobody', approve, 'op', self.now)[0] is False
+            return
+        gid = data.draw(st.sampled_from(sorted(self.awaiting)))
+        decided, _, effects = self.arb.decide(gid, approve, 'op', self.now)
+        assert decided
+        del self.awaiting[gid]
+        lane, priority, _ = self.goals[gid]
+        self.goals[gid] = (lane, priority, next(self.seq))  # it arrives now
+        if not approve:
+            self.never.add(gid)
+            assert EndWithoutDriver(gid, 'aborted', 'denied by op') in effects
+        elif not any(e.goal_id == gid for e in effects):
+            self.waiting[gid] = lane  # queued from now on
+        self.apply(effects)
+        assert self.arb.decide(gid, approve, 'op', self.now)[0] is False  # decided once
 
     @rule(data=st.data(), outcome=st.sampled_from(['succeeded', 'aborted', 'canceled']))
     def driver_ends_a_goal(self, data, outcome):
@@ -246,6 +290,7 @@ class ArbiterMachine(RuleBasedStateMachine):
     def time_passes(self, dt):
         self.now += dt
         self.apply(self.arb.tick(self.now))
+        assert all(deadline > self.now for deadline in self.awaiting.values()), 'not timed out'
 
     @invariant()
     def consistent(self):
@@ -262,6 +307,9 @@ class ArbiterMachine(RuleBasedStateMachine):
         """Drain: drivers end what they run, time passes: every accepted goal must end."""
         if not hasattr(self, 'arb'):
             return
+        self.now += 100.0  # every goal awaiting approval times out
+        self.apply(self.arb.tick(self.now))
+        assert not self.awaiting
         for _ in range(200):
             running = sorted(g for lane in self.at_driver.values() for g in lane)
             if not running and not self.waiting:
@@ -276,7 +324,8 @@ class ArbiterMachine(RuleBasedStateMachine):
                     self.ended.add(gid)
                     self.apply(self.arb.goal_ended(gid, 'succeeded', self.now))
         assert self.accepted <= self.ended, self.accepted - self.ended
-        assert all(lane.holder is None and not lane.queue for lane in self.arb.lanes.values())
+        assert all(lane.holder is None and not lane.queue and not lane.awaiting
+                   for lane in self.arb.lanes.values())
 
 
 ArbiterMachine.TestCase.settings = settings(

@@ -27,7 +27,10 @@ LANES = {'q': LaneConfig(policy='queue', max_queue=3, max_hold_s=20, cancel_grac
 SKILLS = {'a': SkillRoute('q', '/a'), 'b': SkillRoute('q', '/b'),
           'c': SkillRoute('p', '/c'), 'd': SkillRoute('p', '/d', priority=5),
           'free': SkillRoute(None, '/e'),
-          'whole': SkillRoute('q', '/w', lanes=('q', 'p'))}  # a multi-lane skill
+          'whole': SkillRoute('q', '/w', lanes=('q', 'p')),  # a multi-lane skill
+          # approval: operator (single- and multi-lane)
+          'careful': SkillRoute('q', '/a', approval_timeout_s=5.0),
+          'careful_whole': SkillRoute('q', '/w', lanes=('q', 'p'), approval_timeout_s=2.0)}
 DRIVERS = sorted({r.driver for r in SKILLS.values()})
 LANES_OF = {r.driver: set(r.all_lanes) for r in SKILLS.values()}
 SETTINGS = LaneManagerConfig(driver_wait_s=3.0, driver_response_s=2.0, driver_lost_s=1.0)
@@ -60,6 +63,8 @@ class KeeperMachine(RuleBasedStateMachine):
         self.orphaned: set[str] = set()  # callers of a lane manager that died: no end due
         self.generation = 0
         self.matched = {driver: True for driver in DRIVERS}  # its status topic reaches us
+        self.sent_callers: set[str] = set()          # callers whose goal reached a driver
+        self.never: set[str] = set()                 # denied / timed out: never sent
         self.ready_all()
         self.now += 1.5
         self.ready_all()
@@ -83,6 +88,10 @@ class KeeperMachine(RuleBasedStateMachine):
                     busy = self.may_run(lane)
                     assert not busy, f'sent {action.driver_goal_id} while {busy} may run'
                 assert action.driver_goal_id not in self.truth
+                caller = goal.caller_goal_id
+                assert caller not in self.never, f'{caller} sent after denial / timeout'
+                assert not self.keeper.arbiter.is_awaiting(caller), f'{caller} sent unapproved'
+                self.sent_callers.add(caller)
                 self.truth[action.driver_goal_id] = TruthGoal(goal.driver)
             elif isinstance(action, CancelGoalAtDriver):
                 goal = self.truth.get(action.driver_goal_id)
@@ -95,6 +104,10 @@ class KeeperMachine(RuleBasedStateMachine):
                 if not action.driver_result:
                     assert action.result is None, 'an invented result'
                 self.ended[action.caller_goal_id] = action
+                if (action.reason or '').startswith(('denied by', 'not approved within')):
+                    assert action.caller_goal_id not in self.sent_callers
+                    assert action.outcome == 'aborted' and not action.driver_result
+                    self.never.add(action.caller_goal_id)
             else:
                 assert isinstance(action, (Started, Notice))
 
@@ -109,6 +122,8 @@ class KeeperMachine(RuleBasedStateMachine):
         decision, actions = self.keeper.submit(cid, skill, self.now)
         if decision.accepted:
             self.accepted.add(cid)
+            # approval: operator -> it waits (it cannot start with its submission)
+            assert decision.awaiting_approval == (SKILLS[skill].approval_timeout_s is not None)
         else:
             assert decision.reason
         self.apply(actions)
@@ -118,6 +133,28 @@ class KeeperMachine(RuleBasedStateMachine):
         live = sorted(self.accepted - set(self.ended) - self.orphaned)
         if live:
             self.apply(self.keeper.cancel(data.draw(st.sampled_from(live)), self.now))
+
+    @rule(data=st.data(), approve=st.booleans())
+    def operator_decides(self, data, approve):
+        waiting = sorted({g for lane in LANES for g in self.keeper.arbiter.awaiting(lane)})
+        if not waiting:
+            return
+        cid = data.draw(st.sampled_from(waiting))
+        decided, text, actions = self.keeper.decide(cid, approve, 'op', self.now)
+        assert decided and text
+        if not approve:
+            self.never.add(cid)
+        self.apply(actions)
+        assert not self.keeper.arbiter.is_awaiting(cid)
+
+    @rule(lane=st.sampled_from(sorted(LANES)), approve=st.booleans())
+    def operator_presses_approve_button(self, lane, approve):
+        waiting = self.keeper.arbiter.awaiting(lane)
+        decided, text, actions = self.keeper.decide_oldest(lane, approve, 'button', self.now)
+        assert decided == bool(waiting) and text
+        if waiting and not approve:
+            self.never.add(waiting[0])
+        self.apply(actions)
 
     # ------------------------------------------------------------ drivers
     def _pick(self, data, states):
@@ -347,6 +384,7 @@ class KeeperMachine(RuleBasedStateMachine):
             self.accepted - self.orphaned - set(self.ended))
         for lane in self.keeper.arbiter.lanes.values():
             assert lane.holder is None and not lane.queue and not lane.occupants, lane
+            assert not lane.awaiting, lane
 
 
 KeeperMachine.TestCase.settings = settings(

@@ -109,6 +109,14 @@ function card(laneName) {
     root.querySelector('.lane-head').appendChild(b);
     return b;
   });
+  // Approve / Deny buttons of goals awaiting approval (re-rendered with the queue).
+  root.querySelector('.queue').addEventListener('click', (event) => {
+    const b = event.target.closest('button[data-decide]');
+    if (b) {
+      operatorAction(laneName, b.dataset.decide, b,
+        `${encodeURIComponent(laneName)}/goals/${encodeURIComponent(b.dataset.goalId)}/${b.dataset.decide}`);
+    }
+  });
   document.getElementById('lanes').appendChild(root);
   return (cards[laneName] = {
     root, button, takeButtons,
@@ -213,6 +221,18 @@ function renderQueue(c, lane) {
     `<li data-goal-id="${esc(q.goal_id)}"><b>${esc(q.skill)}</b> <span class="mono muted">${esc(short(q.goal_id))}</span>` +
     `${agentText(q.agent) ? ` · ${esc(agentText(q.agent))}` : ''}<span class="when">${ago(q.since)}</span></li>`).join('') + '</ul>'
     : '<div class="empty">empty</div>';
+  // Goals of approval skills: they hold nothing and wait for an operator's decision.
+  const waiting = lane.awaiting_approval || [];
+  if (waiting.length) {
+    html += `<h3>Awaiting approval (${waiting.length})</h3><ul class="events awaiting">` + waiting.map((w) =>
+      `<li data-awaiting-goal-id="${esc(w.goal_id)}"><b>${esc(w.skill)}</b> <span class="mono muted">${esc(short(w.goal_id))}</span>` +
+      `${agentText(w.agent) ? ` · ${esc(agentText(w.agent))}` : ''}` +
+      `<span class="when">${Math.max(0, w.deadline - serverNow()).toFixed(0)} s left</span>` +
+      (view.canTake ? ` <button class="operator approve" data-decide="approve" data-goal-id="${esc(w.goal_id)}"` +
+        ` title="Approve: it may run now">✓ Approve</button><button class="operator deny" data-decide="deny"` +
+        ` data-goal-id="${esc(w.goal_id)}" title="Deny: it ends aborted, never sent">✗ Deny</button>` : '') +
+      '</li>').join('') + '</ul>';
+  }
   c.queue.innerHTML = html;
 }
 
@@ -291,7 +311,7 @@ async function stopLane(laneName, button) {
   }
 }
 
-async function operatorAction(laneName, verb, button) {
+async function operatorAction(laneName, verb, button, path) {
   let token = sessionStorage.getItem('skillLanesOperator');
   if (!token) {
     token = window.prompt('Operator token (gateway.operator_token_env)') || '';
@@ -300,7 +320,7 @@ async function operatorAction(laneName, verb, button) {
   }
   button.disabled = true;
   try {
-    const response = await fetch(`/lanes/${encodeURIComponent(laneName)}/${verb}`, {
+    const response = await fetch(`/lanes/${path || `${encodeURIComponent(laneName)}/${verb}`}`, {
       method: 'POST', credentials: 'same-origin', body: '{}',
       headers: {'Content-Type': 'application/json', 'X-Skill-Lanes': '1',
                 'X-Skill-Lanes-Operator': token},
