@@ -81,6 +81,33 @@ class QueueEntry(AskedBy):
     lanes: list[str]
 
 
+class AwaitingApproval(AskedBy):
+    """A goal of an `approval: operator` skill, accepted, waiting for an operator: it holds
+    and queues for nothing (lane_manager/approvals.py).
+    """
+
+    goal_id: str
+    skill: str
+    priority: int
+    state: Literal['awaiting_approval']
+    since: Stamp
+    deadline: Stamp = Field(description='not decided by then, it ends aborted')
+    left_s: float
+    approval_timeout_s: float
+    lanes: list[str]
+
+
+class ApprovalRecord(_Record):
+    """An operator's decision (or its absence) on a goal that awaited approval."""
+
+    goal_id: str
+    skill: str
+    decision: Literal['approved', 'denied', 'timed_out']
+    by: Optional[str] = Field(description='who decided, as the decision said it (null: '
+                              'timed out); the SetBool service names itself')
+    at: Stamp
+
+
 class HolderRef(_Record):
     skill: Optional[str]
     goal_id: str
@@ -133,6 +160,9 @@ class Counters(_Record):
     operator_releases: int
     adopted: int
     external: int
+    approved: int
+    denied: int
+    approval_timeouts: int
 
 
 class Lane(_Record):
@@ -145,12 +175,15 @@ class Lane(_Record):
     blocked_because: Optional[str]
     occupants: list[Occupant]
     queue: list[QueueEntry]
+    awaiting_approval: list[AwaitingApproval]
+    approvals: list[ApprovalRecord]
     last_refusals: list[Refusal]
     last_endings: list[Ending]
     counters: Counters
     retry_after_ms: int
     max_queue: int
     max_hold_s: Optional[float]
+    max_awaiting_approval: int
     unhonoured: list[str] = Field(description='cancels a driver has not honoured yet')
     drivers: dict[str, DriverHealth] = {}
     skills: list[str] = []
@@ -164,6 +197,8 @@ class Skill(_Record):
     driver: str
     server: str = Field(description="the lane manager's action server for the skill")
     priority: int
+    approval: Literal['none', 'operator'] = Field(
+        'none', description='operator: each goal waits for an operator to decide first')
     driver_available: bool = Field(
         description='the driver is on the graph and its goal status is known')
 

@@ -11,9 +11,10 @@ per role:
 - `/skill_lanes/lane_manager`: serves the skills' action servers and the lanes' operator
   services, calls the drivers' actions, follows the e-stop topics and the gateways' goal agents.
 - `/skill_lanes/mcp_gateway`: calls the skills' action servers (never a driver), reads lane
-  state, may call the stop/release services (and the operator ones, for `operator_tools`).
+  state, may call the stop/release services (and, with `operator_tools`, take, give_back,
+  approve and the approval decisions).
 - `/skill_lanes/operator`: an operator console or a physical button: the lanes' operator
-  services (stop, release, take, give_back, approve) and lane state, nothing else.
+  services (stop, release, take, give_back, approve), approval decisions and lane state.
 - `/skill_lanes/emergency_stop/<n>`: one per e-stop source, allowed to publish on its own
   topic only (a pendant cannot publish on the supervisor's topic).
 
@@ -34,13 +35,14 @@ from typing import Optional, Sequence
 from xml.sax.saxutils import escape
 
 from lane_manager.config import Config, ConfigError, load_config
-from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, GIVE_BACK_VERB, GOAL_AGENTS_TOPIC,
-                                     TAKE_VERB, TOOL_LANES_TOPIC, lane_service_name,
+from lane_manager.interfaces import (APPROVE_VERB, DIAGNOSTICS_TOPIC, GIVE_BACK_VERB,
+                                     GOAL_AGENTS_TOPIC, TAKE_VERB, TOOL_LANES_TOPIC,
+                                     approval_decisions_topic, lane_service_name,
                                      lane_state_topic, normalize_namespace, skill_server_name)
 
 # Per-lane services of the lane manager; the operator ones only for the operator (and for a
 # gateway with operator_tools).
-OPERATOR_LANE_VERBS = (TAKE_VERB, GIVE_BACK_VERB)
+OPERATOR_LANE_VERBS = (TAKE_VERB, GIVE_BACK_VERB, APPROVE_VERB)
 LANE_VERBS = ('release', 'stop', *OPERATOR_LANE_VERBS)
 POLICY_VERSION = '0.2.0'
 ENCLAVE_ROOT = '/skill_lanes'
@@ -104,10 +106,12 @@ def stack_enclaves(config: Config, namespace: str = '/') -> list[Enclave]:
     state = lane_state_topic(manager_ns)
     stop_topics = [resolve(t, ns) for t in emergency_stop_topics(config)]
     goal_agents = resolve(GOAL_AGENTS_TOPIC, ns)
+    decisions = approval_decisions_topic(manager_ns)  # operator decisions on waiting goals
+    operator_tools = config.gateway.operator_tools
 
     manager = Profile(
         'lane_manager', ns, publish=[state, DIAGNOSTICS_TOPIC],
-        subscribe=[goal_agents, *stop_topics], reply=lane_services, execute=skills,
+        subscribe=[goal_agents, decisions, *stop_topics], reply=lane_services, execute=skills,
         call=drivers)
     status = Profile('lane_manager_status', ns,
                      subscribe=[f'{d}/_action/status' for d in drivers])
@@ -122,10 +126,13 @@ def stack_enclaves(config: Config, namespace: str = '/') -> list[Enclave]:
     # A gateway's node is `mcp_gateway_<pid>` unless --node-name says otherwise: DDS
     # permissions match names as fnmatch patterns, so its private names are a pattern.
     gateway = Profile(
-        'mcp_gateway_*', ns, publish=[resolve(TOOL_LANES_TOPIC, ns), goal_agents],
+        'mcp_gateway_*', ns,
+        publish=[resolve(TOOL_LANES_TOPIC, ns), goal_agents] + ([decisions] if operator_tools
+                                                                 else []),
         subscribe=[state], call=skills,
-        request=agent_services + (operator_services if config.gateway.operator_tools else []))
-    operator = Profile('operator', ns, subscribe=[state], request=lane_services)
+        request=agent_services + (operator_services if operator_tools else []))
+    operator = Profile('operator', ns, subscribe=[state], publish=[decisions],
+                       request=lane_services)
     enclaves = [
         Enclave(f'{ENCLAVE_ROOT}/lane_manager',
                 [manager, status, *[i for i in intakes if i.execute]]),

@@ -129,8 +129,11 @@ class GatewayNode(Node):
                                              callback_group=group)
             for lane in config.lanes for verb in verbs}
         self._send_slots: Optional[asyncio.Semaphore] = None
+        # Approval decisions (goal_approve / goal_deny, the lane view's buttons): operator
+        # tools, so only with gateway.operator_tools, like take and give_back.
         self._decisions_pub = self.create_publisher(
-            String, names.approval_decisions, APPROVAL_DECISIONS_QOS)
+            String, names.approval_decisions, APPROVAL_DECISIONS_QOS
+        ) if config.gateway.operator_tools else None
 
     # ------------------------------------------------------------------ state
     def _on_lane_state(self, msg: String) -> None:
@@ -192,6 +195,8 @@ class GatewayNode(Node):
                                + (f" by {earlier['by']}" if earlier.get('by') else ''))
             raise KeyError(f'no goal {goal_id} awaits approval (see lanes_status: '
                            'awaiting_approval)')
+        if self._decisions_pub is None:
+            raise LaneManagerUnavailable('approval decisions need gateway.operator_tools')
         wait_s = self.config.gateway.lane_manager_wait_s
         deadline = time.monotonic() + wait_s
         # Volatile and reliable: a message sent before the lane manager's reader is matched

@@ -98,7 +98,7 @@ def test_denied_it_ends_aborted_naming_who_and_never_starts():
     lane = arb.snapshot(2.0)['lane']
     assert lane['approvals'][-1]['decision'] == 'denied' and lane['approvals'][-1]['by'] == 'bob'
     assert lane['last_endings'][-1]['reason'] == 'denied by bob'
-    assert lane['counters']['denied'] == 1 and arb.lane_of('w') is None
+    assert lane['counters']['denied'] == 1 and arb.lanes_of('w') == ()
 
 
 def test_not_approved_in_time_it_ends_aborted_saying_so():

@@ -105,6 +105,10 @@ def test_only_the_sources_publish_the_stop_and_only_the_operator_takes():
         assert may_stop == path.startswith('/skill_lanes/emergency_stop/'), path
         may_take = is_allowed(kinds[REQUEST], f'{NAMESPACE}/lane_manager/lanes/arm/take')
         assert may_take == (path == '/skill_lanes/operator'), path
+        manager = f'{NAMESPACE}/lane_manager'
+        may_approve = (is_allowed(kinds[REQUEST], f'{manager}/lanes/arm/approve')
+                       or is_allowed(kinds[PUBLISH], f'{manager}/approval_decisions'))
+        assert may_approve == (path == '/skill_lanes/operator'), path
     gateway = enclaves['/skill_lanes/mcp_gateway']
     assert not is_allowed(gateway[REQUEST], f'{NAMESPACE}/sim/navigate/_action/send_goal')
     skill_goal = f'{NAMESPACE}/lane_manager/skills/navigate/_action/send_goal'
@@ -113,6 +117,7 @@ def test_only_the_sources_publish_the_stop_and_only_the_operator_takes():
                                                                 'operator_tools: true')),
                                     NAMESPACE))['/skill_lanes/mcp_gateway']
     assert is_allowed(with_tools[REQUEST], f'{NAMESPACE}/lane_manager/lanes/arm/take')
+    assert is_allowed(with_tools[PUBLISH], f'{NAMESPACE}/lane_manager/approval_decisions')
 
 
 def test_shipped_policy_is_the_generated_one_for_the_sim_robot():
