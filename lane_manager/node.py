@@ -169,8 +169,7 @@ class LaneManager(Node):
         self._agents = AgentBook()
         self.create_subscription(String, GOAL_AGENTS_TOPIC, self._on_goal_agents,
                                  LANE_STATE_QOS, callback_group=self._group)
-        self._estop = EmergencyStop(self, settings.emergency_stop_topic,
-                                    settings.emergency_stop_lanes or list(self.config.lanes))
+        self._estop = EmergencyStop(self, settings.stop_sources(), list(self.config.lanes))
         self._state_pub = self.create_publisher(String, lane_state_topic(namespace),
                                                 LANE_STATE_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
