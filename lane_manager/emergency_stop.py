@@ -28,6 +28,7 @@ REWORD_PERIOD_S = 1.0    # how often an ageing reason ("silent for N s") is rewr
 TIMER_FRACTION = 1 / 20
 TIMER_MIN_S, TIMER_MAX_S = 0.005, GRAPH_PERIOD_S
 UNKNOWN_NODE = '_NODE_NAME_UNKNOWN_'
+NAMED_LIMIT = 1024       # publisher names remembered after they leave the graph
 
 
 def _gid_hex(data: Any) -> str:
@@ -61,6 +62,7 @@ class EmergencyStop:
         self._stops = LaneStops(self._sources, self.lanes, EMERGENCY_STOP_REASON)
         self._graph: dict[str, dict[str, Publisher]] = {s.topic: {} for s in specs}
         self._due: Optional[float] = None
+        self._named: dict[str, Publisher] = {}  # gid -> its publisher as the graph named it
         now = time.monotonic()
         self._graph_at = now
         self._reword_at = now + REWORD_PERIOD_S
@@ -101,7 +103,10 @@ class EmergencyStop:
                 for gid, publisher in self._graph[topic].items():
                     if gid not in current:
                         self._sources.publisher_gone(topic, publisher, len(current), turn.now)
+                        self._node.get_logger().warning(
+                            f'emergency stop source {topic}: {publisher.label} left the graph')
                         changed = True
+                changed = changed or current.keys() != self._graph[topic].keys()
                 self._graph[topic] = current
             self._update(turn, state_changed=changed)
 
@@ -111,6 +116,10 @@ class EmergencyStop:
         for info in self._node.get_publishers_info_by_topic(topic):
             gid = _gid_hex(info.endpoint_gid)
             out[gid] = Publisher(gid, _node_name(info))
+            if out[gid].node is not None and gid not in self._named:
+                self._named[gid] = out[gid]
+                while len(self._named) > NAMED_LIMIT:
+                    del self._named[next(iter(self._named))]
         return out
 
     def _identify(self, topic: str, info: Any) -> Publisher:
@@ -121,7 +130,9 @@ class EmergencyStop:
         known = self._publishers(topic)
         if gid_info is not None:
             gid = _gid_hex(gid_info['data'])
-            return known.get(gid, Publisher(gid, None))
+            # A message can be taken after its publisher left the graph (a killed process's
+            # last one): the name it had is remembered.
+            return known.get(gid) or self._named.get(gid) or Publisher(gid, None)
         if len(known) == 1:
             return next(iter(known.values()))
         return Publisher.unidentified(p.label for p in known.values())
@@ -153,6 +164,9 @@ class EmergencyStop:
         """Lane state `emergency_stop`: the older keys (topic = the first source's) and every
         source with its last value, age and publisher.
         """
+        sources = self._sources.snapshot(time.monotonic())
+        for source in sources:  # who is on the graph to publish there (polled)
+            source['publishers'] = sorted(p.label for p in self._graph[source['topic']].values())
         return {'topic': self.topic, 'active': self.active, 'lanes': list(self.lanes),
                 'since': round(self.since, 3) if self.since else None, 'count': self.count,
-                'sources': self._sources.snapshot(time.monotonic())}
+                'sources': sources}
