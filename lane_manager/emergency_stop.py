@@ -106,6 +106,11 @@ class EmergencyStop:
                         self._node.get_logger().warning(
                             f'emergency stop source {topic}: {publisher.label} left the graph')
                         changed = True
+                for gid, publisher in current.items():
+                    before = self._graph[topic].get(gid)
+                    if publisher.node is not None and (before is None or before.node is None):
+                        self._sources.named(topic, publisher)
+                        changed = True
                 changed = changed or current.keys() != self._graph[topic].keys()
                 self._graph[topic] = current
             self._update(turn, state_changed=changed)

@@ -203,6 +203,23 @@ class StopSources:
                 and source.last_heard is not None and source.gone_why is None):
             source.gone_why = f'its publisher {publisher.label} left the graph'
 
+    def named(self, topic: str, publisher: Publisher) -> None:
+        """The graph now names a publisher it did not name when its messages came (the
+        node's name reaches the graph on its own topic, sometimes seconds late): its
+        latches and last message learn the name (so its restarted node can clear them).
+        """
+        source = self._sources[topic]
+        if publisher.node is None or publisher.gid is None:
+            return
+        last = source.last_publisher
+        if last is not None and last.node is None and last.gid == publisher.gid:
+            source.last_publisher = publisher
+        for key, latch in list(source.latches.items()):
+            if latch.publisher.node is None and latch.publisher.gid == publisher.gid:
+                del source.latches[key]
+                latch.publisher = publisher
+                source.latches[publisher.key] = latch
+
     def tick(self, now: float) -> None:
         """Time passes (silence is computed from `now`: nothing to store)."""
 

@@ -62,6 +62,16 @@ def test_a_gid_the_graph_had_not_named_yet_matches_by_gid():
     assert stops.lane_reason('base', 3.0) is None
 
 
+def test_a_name_the_graph_learns_late_lets_the_restarted_node_clear_its_stop():
+    stops = sources(SourceSpec('/estop', ('base',)))
+    stops.heard('/estop', Publisher('aa01', None), True, 1.0)
+    stops.named('/estop', PENDANT)
+    assert stops.snapshot(1.0)[0]['latched_by'] == ['/robot/pendant']
+    assert stops.snapshot(1.0)[0]['publisher'] == '/robot/pendant'
+    stops.heard('/estop', PENDANT_RESTARTED, False, 2.0)
+    assert stops.lane_reason('base', 2.0) is None
+
+
 def test_unidentified_publishers_clear_only_once_every_candidate_said_false():
     """On Jazzy (rclpy 7) no publisher gid comes with a message: with two publishers on
     the topic nobody can be told apart, so a false clears nothing; alone, each is known.
@@ -215,6 +225,7 @@ class StopSourcesMachine(RuleBasedStateMachine):
         self.running: dict[str, str] = {}   # driver goal id -> driver (the drivers' truth)
         self.said: dict[tuple[str, str], bool] = {}  # (topic, node) -> its last word
         self.beat_heard = None                        # the heartbeat source's last message
+        self.skill_of: dict[str, str] = {}
         self.sync()
 
     # ------------------------------------------------------------ helpers
@@ -231,17 +242,21 @@ class StopSourcesMachine(RuleBasedStateMachine):
                 return True
         return False
 
-    def apply(self, actions, may_start: bool = True):
+    def apply(self, actions, released: tuple[str, ...] = ()):
+        """`released`: lanes the stop was just cleared on: nothing may start there (a stop
+        on one lane may let another lane's queue move on: a multi-lane goal cancelled).
+        """
         for action in actions:
             if isinstance(action, SendToDriver):
                 goal = self.keeper.goals[action.driver_goal_id]
-                assert may_start, f'clearing the stop started {action.driver_goal_id}'
                 for lane in LANES_OF[goal.driver]:
                     assert not self.stopped(lane), f'{action.driver_goal_id} sent to a ' \
                         f'stopped lane {lane}'
+                    assert lane not in released, f'clearing the stop sent {goal.driver_goal_id}'
                 self.running[action.driver_goal_id] = goal.driver
             elif isinstance(action, Started):
-                assert may_start, f'clearing the stop started {action.caller_goal_id}'
+                lanes = set(SKILLS[self.skill_of[action.caller_goal_id]].all_lanes)
+                assert not lanes & set(released), f'clearing the stop started {action}'
             else:
                 assert isinstance(action, (CancelGoalAtDriver, EndCaller, Notice))
 
@@ -250,12 +265,14 @@ class StopSourcesMachine(RuleBasedStateMachine):
         done = self.lanes.sync(self.keeper, self.now)
         for lane in done.released:
             assert lane in was
-        self.apply(done.actions, may_start=False)
+        self.apply(done.actions, released=tuple(done.released))
 
     # ------------------------------------------------------------ rules
     @rule(skill=st.sampled_from(sorted(SKILLS)))
     def submit(self, skill):
-        decision, actions = self.keeper.submit(f'c{next(self.callers)}', skill, self.now)
+        caller = f'c{next(self.callers)}'
+        self.skill_of[caller] = skill
+        decision, actions = self.keeper.submit(caller, skill, self.now)
         lanes = SKILLS[skill].all_lanes
         if any(self.stopped(lane) for lane in lanes):
             assert not decision.accepted and decision.reason.startswith('emergency_stop: ')
