@@ -152,6 +152,9 @@ def test_a_killed_heartbeat_source_stops_every_lane_and_a_required_one_blocks_un
         status = diagnostics.wait_for('base', lambda s: BEAT in s.message,
                                       what='the silent source in /diagnostics')
         assert status.level == DiagnosticStatus.ERROR
+        summary = wait_until(lambda: diagnostics.seen.get('skill_lanes: emergency stop'), 15,
+                             what='the emergency stop status in /diagnostics')
+        assert summary.level == DiagnosticStatus.ERROR and BEAT in summary.message
         state = client.wait_state(lambda s: source(s, BEAT)['active'], what='lane state')
         # Its node's name, as the graph knows it (else its gid: the graph may not know it).
         assert source(state, BEAT)['publisher'] in ('/robot/watchdog', *source(

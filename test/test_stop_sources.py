@@ -131,6 +131,26 @@ def test_an_optional_source_never_heard_holds_nothing():
     assert stops.holding(100.0) == [] and stops.next_deadline() is None
 
 
+def test_diagnostics_name_each_holding_source():
+    from lane_manager.diagnostics import ERROR, OK, emergency_stop_diagnostics
+    stops = sources(SourceSpec('/pendant', ('base',)),
+                    SourceSpec('/beat', ('base',), heartbeat_s=0.5, required=True))
+    stops.heard('/pendant', PENDANT, True, 1.0)
+    [(name, level, message, values)] = emergency_stop_diagnostics(
+        {'emergency_stop': {'sources': stops.snapshot(2.0)}})
+    assert (name, level) == ('skill_lanes: emergency stop', ERROR)
+    assert message == ('on: /pendant: on (set by /robot/pendant); '
+                       '/beat: never heard since start')
+    assert values == {'/pendant': 'STOP: on (set by /robot/pendant); last true 1.0 s ago '
+                                  'from /robot/pendant',
+                      '/beat': 'STOP: never heard since start; never heard'}
+    stops.heard('/pendant', PENDANT, False, 3.0)
+    stops.heard('/beat', PENDANT, False, 3.0)
+    assert emergency_stop_diagnostics({'emergency_stop': {'sources': stops.snapshot(3.0)}})[
+        0][1:3] == (OK, 'off (every source clear)')
+    assert emergency_stop_diagnostics({'emergency_stop': {'sources': []}}) == []
+
+
 @pytest.mark.parametrize('lane_manager, error', [
     ({'emergency_stop': {'sources': [{'topic': '/p'}, {'topic': '/p'}]}},
      "lane_manager.emergency_stop.sources.1.topic: topic '/p' is given twice"),
