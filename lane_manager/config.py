@@ -228,6 +228,44 @@ class SimConfig(_Strict):
 # The emergency stop topic's default name (lane_manager/interfaces.py describes the topic):
 # defined here because this module imports no ROS, and interfaces.py does (its QoS profiles).
 DEFAULT_EMERGENCY_STOP_TOPIC = '/emergency_stop'
+class EmergencyStopSource(_Strict):
+    """One std_msgs/Bool emergency stop source (lane_manager/stop_sources.py says how
+    its stops latch, per publisher, and what silence means).
+    """
+
+    topic: str = Field(pattern=ROS_NAME_RE, description='std_msgs/Bool (reliable, transient '
+                       'local): true stops, false releases the stops its own publisher set')
+    heartbeat_s: Optional[float] = Field(
+        None, gt=0, description='the source must publish at least this often (false = all '
+        'clear, I am alive); silent longer, or gone from the graph, is a stop')
+    lanes: Optional[list[str]] = Field(
+        None, min_length=1, description='the lanes it stops (default: every lane)')
+    required: Optional[bool] = Field(
+        None, description='never heard since start = stop until it speaks (default: true '
+        'for a heartbeat source, else false)')
+
+    @property
+    def is_required(self) -> bool:
+        return self.required if self.required is not None else self.heartbeat_s is not None
+
+
+class EmergencyStopConfig(_Strict):
+    """Every emergency stop source: the stop is on while ANY of them holds it."""
+
+    sources: list[EmergencyStopSource] = Field(
+        description='[] = no emergency stop at all')
+
+    @field_validator('sources')
+    @classmethod
+    def _topics_once(cls, value: list[EmergencyStopSource]) -> list[EmergencyStopSource]:
+        seen: set[str] = set()
+        for index, source in enumerate(value):
+            if source.topic in seen:
+                # The path below the field: lane_manager.emergency_stop.sources.<i>.topic
+                raise _KeyedError((str(index), 'topic'),
+                                  f'topic {source.topic!r} is given twice')
+            seen.add(source.topic)
+        return value
 
 
 class LaneManagerConfig(_Strict):
@@ -240,6 +278,9 @@ class LaneManagerConfig(_Strict):
         'transient local): true cancels every goal and refuses new ones until false; null: off')
     emergency_stop_lanes: Optional[list[str]] = Field(
         None, description='the lanes an emergency stop stops (default: every lane)')
+    emergency_stop: Optional[EmergencyStopConfig] = Field(
+        None, description='several sources (each with its topic, heartbeat_s, lanes, '
+        'required); replaces emergency_stop_topic / emergency_stop_lanes (not both)')
     driver_wait_s: float = Field(
         5.0, ge=0, description='how long a goal waits for an absent driver before it aborts')
     driver_response_s: float = Field(
@@ -252,6 +293,26 @@ class LaneManagerConfig(_Strict):
         'starts hold their lanes; cancel them (no caller sees them any more) or wait')
     watchdog_hz: float = Field(10.0, gt=0)
     state_period_s: float = Field(1.0, gt=0, description='diagnostics and state re-publish period')
+
+    @model_validator(mode='after')
+    def _one_emergency_stop_form(self) -> 'LaneManagerConfig':
+        # Both forms at once: the old topic's default ('/emergency_stop') would silently
+        # add a source nobody listed, or a listed one would silently drop it.
+        old = {'emergency_stop_topic', 'emergency_stop_lanes'} & self.model_fields_set
+        if self.emergency_stop is not None and old:
+            raise _KeyedError((sorted(old)[0],),
+                              'give either emergency_stop.sources or the older '
+                              'emergency_stop_topic / emergency_stop_lanes, not both')
+        return self
+
+    def stop_sources(self) -> list[EmergencyStopSource]:
+        """Every emergency stop source, the older single-topic keys as one source."""
+        if self.emergency_stop is not None:
+            return list(self.emergency_stop.sources)
+        if self.emergency_stop_topic is None:
+            return []
+        return [EmergencyStopSource(topic=self.emergency_stop_topic,
+                                    lanes=self.emergency_stop_lanes)]
 
 
 CLIENT_NAME_RE = r'^[A-Za-z][A-Za-z0-9_-]{0,63}$'
@@ -367,6 +428,13 @@ class Config(_Strict):
             if lane not in self.lanes:
                 raise _KeyedError(('lane_manager', 'emergency_stop_lanes'),
                                   f'unknown lane {lane!r}')
+        stop = self.lane_manager.emergency_stop
+        for index, source in enumerate(stop.sources if stop is not None else []):
+            for lane in source.lanes or []:
+                if lane not in self.lanes:
+                    known = ', '.join(sorted(self.lanes)) or 'none'
+                    raise _KeyedError(('lane_manager', 'emergency_stop', 'sources', str(index),
+                                       'lanes'), f'unknown lane {lane!r} (known: {known})')
         for name in self.sim.skills:
             if name not in self.skills:
                 raise _KeyedError(('sim', 'skills', name), f'unknown skill {name!r}')

@@ -9,6 +9,8 @@ Plain Python (no ROS import) so the wording is tested without a graph. Levels:
   running at start (adopted), or a driver's status is not known yet, or (idle) goals await
   an operator's approval: someone has to decide.
 - OK: idle.
+Plus one status for the emergency stop sources (`skill_lanes: emergency stop`): ERROR while
+any source holds the stop, naming each and why; one value per source.
 """
 from __future__ import annotations
 
@@ -58,4 +60,21 @@ def lane_diagnostics(state: dict) -> list[tuple[str, int, str, dict]]:
                   'blocked_by': ','.join(lane.get('blocked_by') or []),
                   **{f'count_{k}': v for k, v in lane['counters'].items()}}
         out.append((f'skill_lanes: lane {name}', level, message, values))
-    return out
+    return out + emergency_stop_diagnostics(state)
+
+
+def emergency_stop_diagnostics(state: dict) -> list[tuple[str, int, str, dict]]:
+    """The emergency stop sources' status (none configured: no status)."""
+    sources = (state.get('emergency_stop') or {}).get('sources') or []
+    if not sources:
+        return []
+    holding = [f"{s['topic']}: {s['why']}" for s in sources if s['active']]
+    message = ('on: ' + '; '.join(holding)) if holding else 'off (every source clear)'
+    values = {}
+    for source in sources:
+        heard = ('never heard' if source['last_value'] is None else
+                 f"last {str(source['last_value']).lower()} {source['age_s']} s ago from "
+                 f"{source['publisher']}")
+        values[source['topic']] = (f"{'STOP: ' + source['why'] if source['active'] else 'clear'}"
+                                   f'; {heard}')
+    return [('skill_lanes: emergency stop', ERROR if holding else OK, message, values)]

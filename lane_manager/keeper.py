@@ -314,6 +314,17 @@ class LaneKeeper:
                 actions += self._take()
         return ('; '.join(stopped) if active else 'goals accepted again'), actions
 
+    def reword_block(self, key: str, lane: str, reason: str) -> bool:
+        """Change the refusal text of a block already in place, cancelling nothing again
+        (the emergency stop stays on while the sources holding it change). False: the lane
+        is not blocked by `key` (use `block`).
+        """
+        blocked = self.arbiter.lanes[lane].blocked
+        if key not in blocked:
+            return False
+        blocked[key] = reason
+        return True
+
     # ------------------------------------------------------------ queries
     def drivers_with_goals(self) -> set[str]:
         """Drivers that may run a goal of ours: their liveness is worth probing."""

@@ -174,8 +174,7 @@ class LaneManager(Node):
         self._agents = AgentBook()
         self.create_subscription(String, names.goal_agents, self._on_goal_agents,
                                  LANE_STATE_QOS, callback_group=self._group)
-        self._estop = EmergencyStop(self, settings.emergency_stop_topic,
-                                    settings.emergency_stop_lanes or list(self.config.lanes))
+        self._estop = EmergencyStop(self, settings.stop_sources(), list(self.config.lanes))
         self._state_pub = self.create_publisher(String, names.lane_state,
                                                 LANE_STATE_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)

@@ -252,8 +252,40 @@ function renderRecent(c, lane) {
   c.recent.innerHTML = html;
 }
 
+// ------------------------------------------------------------------ emergency stop
+// Every stop source with its state: who holds the stop and why, its last word and when.
+function renderStopSources() {
+  const el = document.getElementById('estop');
+  const stop = latest.emergency_stop || {};
+  const sources = stop.sources || (stop.topic ? [{topic: stop.topic, lanes: stop.lanes,
+    active: stop.active}] : []);
+  if (!sources.length) { el.innerHTML = ''; return; }
+  const rows = sources.map((s) => {
+    const beat = s.heartbeat_s != null ? `heartbeat ${esc(s.heartbeat_s)} s` : 'no heartbeat';
+    const heard = s.last_value == null ? 'never heard'
+      : `last <b>${s.last_value ? 'true' : 'false'}</b> ${s.age_s != null
+        ? `${Number(s.age_s).toFixed(s.age_s < 10 ? 1 : 0)} s ago` : ''}` +
+        (s.publisher ? ` from <span class="mono">${esc(s.publisher)}</span>` : '');
+    const on = (s.publishers || []).length
+      ? `on the graph: ${s.publishers.map((p) => `<span class="mono">${esc(p)}</span>`).join(', ')}`
+      : 'no publisher on the graph';
+    return `<li class="stop-source ${s.active ? 'stop-on' : 'stop-off'}">` +
+      `<span class="badge">${s.active ? 'STOP' : 'clear'}</span> ` +
+      `<span class="mono">${esc(s.topic)}</span> ` +
+      `<span class="muted">lanes ${esc((s.lanes || []).join(', '))} · ${beat}` +
+      `${s.required ? ' · required' : ''}</span>` +
+      (s.why ? `<div class="stop-why">${esc(s.why)}</div>` : '') +
+      `<div class="muted">${heard} · ${on}</div></li>`;
+  }).join('');
+  el.className = `estop ${stop.active ? 'stop-on' : 'stop-off'}`;
+  el.innerHTML = `<div class="estop-head">Emergency stop: <b>${stop.active ? 'ON' : 'off'}</b>` +
+    `<span class="muted"> (on while any source holds it; clearing it restarts nothing)</span>` +
+    `</div><ul class="stop-sources">${rows}</ul>`;
+}
+
 function render() {
   if (!latest || !latest.lanes) return;
+  renderStopSources();
   document.getElementById('waiting').hidden = true;
   document.getElementById('node').textContent = `${latest.node || ''} · seq ${latest.seq ?? ''}`;
   for (const [name, lane] of Object.entries(latest.lanes)) {
