@@ -203,12 +203,32 @@ class Skill(_Record):
         description='the driver is on the graph and its goal status is known')
 
 
+class StopSource(_Record):
+    """One emergency stop source (lane_manager/stop_sources.py): who holds the stop, why."""
+
+    topic: str
+    lanes: list[str]
+    heartbeat_s: Optional[float] = Field(description='must publish at least this often')
+    required: bool = Field(description='never heard since start counts as a stop')
+    active: bool = Field(description='this source holds the stop now')
+    why: Optional[str] = Field(description="e.g. 'on (set by /pendant)', 'silent for 2 s "
+                               "(heartbeat_s=0.5)', 'never heard since start'")
+    last_value: Optional[bool]
+    age_s: Optional[float] = Field(description='seconds since its last message (null: never)')
+    publisher: Optional[str] = Field(description='who sent the last message (node name, '
+                                     'else its gid)')
+    latched_by: list[str] = Field(description='publishers whose true is not released yet: '
+                                  'only each of them can release its own')
+    publishers: list[str] = Field(description='publishers on the topic now (the graph)')
+
+
 class EmergencyStop(_Record):
     topic: Optional[str]
     active: bool
     lanes: list[str]
     since: Optional[Stamp]
     count: int = Field(description='how often the stop went on since start')
+    sources: list[StopSource] = []
 
 
 class LaneState(_Record):
