@@ -267,6 +267,13 @@ def measure_handoffs(c: Client, driver_log: Path, handoffs: int,
 
     def ours() -> None:
         first = send_timed(via_lm, goal(hold_ms))
+        # B only once A is accepted (it then waits in the lane's queue while A runs): rclpy 7
+        # (Jazzy) may run two tasks created back to back in reverse order, and B would then
+        # reach the lane manager first and "hand off" to the next round's goal.
+        deadline = time.monotonic() + 5
+        while first.accepted_at is None and not first.event.is_set() and \
+                time.monotonic() < deadline:
+            time.sleep(0.001)
         second = send_timed(via_lm, goal(0))
         for timing in (first, second):
             if not timing.event.wait(5) or timing.status != 4:
