@@ -177,10 +177,17 @@ def test_each_installed_executable_answers_help(workspace, name):
     assert 'Traceback' not in answer.stderr, answer.stderr
 
 
-def test_the_installed_robot_starts_serves_a_skill_and_stops(workspace):
+def _free(lane: dict) -> bool:
+    return lane['holder'] is None and not lane.get('occupants') and \
+        not lane.get('held_because')
+
+
+def test_the_installed_robot_starts_serves_a_skill_and_stops(workspace, rclpy_context):
     """sim_driver + lane_manager + a stdio gateway, all from the install space."""
+    from ros_client import RosTestClient
     config = str(workspace.share / 'config' / 'sim_robot.yaml')
     group = ProcessGroup()
+    watcher = None
     try:
         sim = group.start([str(workspace.lib / 'sim_driver'), '--config', config],
                           env=workspace.env, name='installed_sim_driver', cwd=workspace.root)
@@ -189,6 +196,12 @@ def test_the_installed_robot_starts_serves_a_skill_and_stops(workspace):
                               cwd=workspace.root)
         sim.wait_for_output('sim_driver ready', timeout=READY_TIMEOUT_S)
         manager.wait_for_output('lane_manager ready', timeout=READY_TIMEOUT_S)
+        # A lane is held until its driver's goal status is known (README, the status-match
+        # rule): call once the lane manager reports `grasp`'s lane free.
+        watcher = RosTestClient()
+        watcher.wait_state(lambda s: s['skills']['grasp']['driver_available']
+                           and _free(s['lanes']['manipulation']),
+                           READY_TIMEOUT_S, what='lane manipulation free, driver known')
 
         async def one_call() -> dict:
             server = StdioServerParameters(
@@ -211,4 +224,6 @@ def test_the_installed_robot_starts_serves_a_skill_and_stops(workspace):
             print(f'--- {proc.name} ---\n{proc.output()[-3000:]}')
         raise
     finally:
+        if watcher is not None:
+            watcher.close()
         group.stop_all()
