@@ -6,7 +6,8 @@
 # virtualenv (.venv for kilted, .venv-jazzy) pinned by constraints.txt (shared, non-ROS) plus
 # constraints-$(ROS_DISTRO).txt.
 # Other targets: make test-all (what CI runs: lint, then the suite on every distribution),
-# make lint (ruff on every file), make serve (MCP over HTTP on the
+# make lint (ruff on every file), make colcon (Debian's colcon for the robot build path
+# test), make serve (MCP over HTTP on the
 # simulated robot, prints client configs), make bench, make clean.
 
 PYTHON ?= python3.11
@@ -24,7 +25,7 @@ CONSTRAINTS := -c constraints.txt -c constraints-$(ROS_DISTRO).txt
 CONFIG ?= config/sim_robot.yaml
 PYTEST_ARGS ?=
 
-.PHONY: demo serve test test-all lint bench clean venv browser
+.PHONY: demo serve test test-all lint bench clean venv browser colcon
 
 venv: $(STAMP)
 
@@ -42,7 +43,7 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(PY) -m mcp_gateway.demo --config $(CONFIG) --serve
 
-test: $(STAMP) browser node_modules/.package-lock.json
+test: $(STAMP) browser colcon node_modules/.package-lock.json
 	$(PY) -m pytest test $(PYTEST_ARGS)
 
 # CI: the linter once, then the whole suite on each distribution, one after the other.
@@ -62,6 +63,17 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    chromium chromium-driver >/dev/null || echo 'chromium not installed: test will skip'; \
 	else echo 'no chromium and not root: the lane view browser test will skip'; fi
+
+# The robot build path test (test/test_colcon_build.py) builds the package with colcon as a
+# robot does: Debian's colcon and python3-colcon-ros, installed here when absent and running
+# as root (CI); otherwise that test skips and says why.
+colcon:
+	@if command -v colcon >/dev/null && [ -d /usr/lib/python3/dist-packages/colcon_ros ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo 'installing colcon + python3-colcon-ros (robot build path test)'; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    colcon python3-colcon-ros >/dev/null || echo 'colcon not installed: test will skip'; \
+	else echo 'no colcon and not root: the colcon build test will skip'; fi
 
 # The official MCP TypeScript SDK client the tests drive the gateway with (pinned by the lock).
 node_modules/.package-lock.json: package-lock.json

@@ -251,7 +251,8 @@ class GoalTiming:
         return self
 
 
-def send_timed(client: Any, goal: Any, executor: Any = None) -> GoalTiming:
+def send_timed(client: Any, goal: Any, executor: Any = None,
+               then: Optional[Callable[[], None]] = None) -> GoalTiming:
     """Send a goal; the result is requested in the acceptance callback, as soon as possible.
 
     With `executor` (a SingleThreadedExecutor spinning in another thread) the goal is sent
@@ -259,6 +260,8 @@ def send_timed(client: Any, goal: Any, executor: Any = None) -> GoalTiming:
     future it returns outside its lock (a leftover of the ros2/rclpy#1123 fix), so a goal
     response processed meanwhile by the spinning thread is lost and the future never
     completes. Sending on the executor's own thread closes that window.
+    `then`, if given, runs in the result callback (the executor's thread) before the
+    timing is marked done: a client's next step after a goal ends.
     """
     timing = GoalTiming()
 
@@ -268,6 +271,8 @@ def send_timed(client: Any, goal: Any, executor: Any = None) -> GoalTiming:
             timing.status = future.result().status
         except Exception:  # noqa: BLE001 - recorded as no status
             timing.status = None
+        if then is not None:
+            then()
         timing.event.set()
 
     def on_goal(future: Any) -> None:

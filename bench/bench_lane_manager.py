@@ -8,6 +8,9 @@ a. goal -> result round trip of a zero-length goal (sim `duration_s: 0, feedback
 b. lane hand-off: end of goal A at the driver to the start of the queued goal B at the
    driver (timestamps taken inside a driver process of this script, CLOCK_MONOTONIC is
    shared by all processes of the host) vs a direct goal's send -> accepted (target <= 1.5).
+   And the baseline a user would compare with, a client that serializes by itself: it sends
+   A straight to the driver, and B straight to the driver from A's result callback; A's end
+   -> B accepted at the driver, both ways (target <= 1.3).
 c. K lanes, one 1 s goal each, sent together: wall time / 1 s (target <= 1.1).
 d. peak RSS of the lane manager process with 50 skills configured (target <= 150 MB).
 
@@ -32,7 +35,7 @@ from _stack import (GoalTiming, Procs, RssSampler, median, pct,  # noqa: E402
                     send_timed, verdict, vm_hwm_bytes, wait_servers, warm_up)
 
 DEFAULT_DOMAIN = 171
-TARGETS = {'a': 1.6, 'b': 1.5, 'c': 1.1, 'd': 150.0}
+TARGETS = {'a': 1.6, 'b': 1.5, 'b_serial': 1.3, 'c': 1.1, 'd': 150.0}
 
 
 def phase1_config(lanes: int) -> str:
@@ -74,7 +77,8 @@ def phase2_config(skills: int = 50, lanes: int = 10) -> str:
 
 # ------------------------------------------------------------------ timestamping driver
 def run_driver(out_path: str, ros_argv: list[str]) -> int:
-    """Driver process for (b): /bench/handoff and /bench/direct, `order` = duration in ms.
+    """Driver process for (b): /bench/handoff, /bench/direct and /bench/serial (the client
+    that serializes by itself), `order` = duration in ms.
 
     Per goal it appends one JSON line: server, order, accepted (handle_accepted callback),
     start (execute callback entered), end (goal succeeded, just before returning).
@@ -119,7 +123,8 @@ def run_driver(out_path: str, ros_argv: list[str]) -> int:
                                 cancel_callback=lambda handle: CancelResponse.ACCEPT,
                                 callback_group=group)
 
-        node._bench_servers = [make('/bench/handoff'), make('/bench/direct')]
+        node._bench_servers = [make('/bench/handoff'), make('/bench/direct'),
+                               make('/bench/serial')]
         return node
 
     return run_node(build, 'bench driver ready', num_threads=4, argv=ros_argv)
@@ -190,6 +195,28 @@ def timed(client: Any, order: int = 0, timeout: float = 5.0,
     return None
 
 
+def send_serialized(client: Any, first: Any, second: Any) -> tuple[GoalTiming, dict]:
+    """A client that serializes by itself: B is sent the moment A's result arrives.
+
+    B goes out from A's result callback, on the client's executor thread (no thread hop, no
+    extra executor turn): the best a client can do without a lane manager. Returns A's
+    timing and a dict whose 'b' is B's timing, set before A's timing is marked done.
+    """
+    then: dict[str, GoalTiming] = {}
+
+    def send_second() -> None:
+        then['b'] = send_timed(client, second, executor=_Immediate())
+
+    return send_timed(client, first, then=send_second), then
+
+
+class _Immediate:
+    """An `executor` for send_timed that sends at once (the caller is on the executor)."""
+
+    def create_task(self, fn: Any) -> None:
+        fn()
+
+
 def lenient_warm_up(clients: list, count: int, what: str) -> None:
     try:
         warm_up(clients, goal, count=count, deadline_s=30)
@@ -212,29 +239,13 @@ def measure_round_trips(c: Client, rounds: int, warmup: int) -> dict[str, list[G
     return samples
 
 
-def measure_handoffs(c: Client, driver_log: Path, handoffs: int,
-                     hold_ms: int = 100) -> dict[str, list[float]]:
-    via_lm, direct = c.action('/lane_manager/skills/handoff'), c.action('/bench/direct')
-    lenient_warm_up([direct, via_lm], 10, 'b')
-    direct_accept: list[float] = []
-    begin = time.monotonic()
-    for _ in range(handoffs):
-        first = send_timed(via_lm, goal(hold_ms))
-        second = send_timed(via_lm, goal(0))
-        for timing in (first, second):
-            if not timing.event.wait(5) or timing.status != 4:
-                LOST['b lane manager'] = LOST.get('b lane manager', 0) + 1
-        for _ in range(3):
-            timing = timed(direct, what='b direct')
-            if timing is not None:
-                direct_accept.append(timing.accept_latency)
-    time.sleep(0.3)
-    records = [json.loads(line) for line in driver_log.read_text().splitlines() if line]
-    lm_records = sorted((r for r in records
-                         if r['server'] == '/bench/handoff' and r['start'] >= begin),
-                        key=lambda r: r['start'])
+def handoff_pairs(records: list[dict], server: str, begin: float,
+                  hold_ms: int) -> tuple[list[float], list[float], int]:
+    """A's end -> B's start and A's end -> B accepted, for each (A, B) pair of `server`."""
+    ordered = sorted((r for r in records if r['server'] == server and r['start'] >= begin),
+                     key=lambda r: r['start'])
     to_start, to_accept, bad = [], [], 0
-    for a, b in zip(lm_records, lm_records[1:]):
+    for a, b in zip(ordered, ordered[1:]):
         if a['order'] != hold_ms:
             continue
         if b['order'] != 0 or b['accepted'] is None:
@@ -242,9 +253,54 @@ def measure_handoffs(c: Client, driver_log: Path, handoffs: int,
             continue
         to_start.append(b['start'] - a['end'])
         to_accept.append(b['accepted'] - a['end'])
-    if bad:
-        print(f'warning: {bad} hand-off pairs were incomplete and skipped', file=sys.stderr)
-    return {'start': to_start, 'accepted': to_accept, 'direct_accept': direct_accept}
+    return to_start, to_accept, bad
+
+
+def measure_handoffs(c: Client, driver_log: Path, handoffs: int,
+                     hold_ms: int = 100) -> dict[str, list[float]]:
+    """Ours (B queued in the lane manager) and a self-serializing client, interleaved."""
+    via_lm, direct = c.action('/lane_manager/skills/handoff'), c.action('/bench/direct')
+    serial = c.action('/bench/serial')
+    lenient_warm_up([direct, via_lm, serial], 10, 'b')
+    direct_accept: list[float] = []
+    begin = time.monotonic()
+
+    def ours() -> None:
+        first = send_timed(via_lm, goal(hold_ms))
+        # B only once A is accepted (it then waits in the lane's queue while A runs): rclpy 7
+        # (Jazzy) may run two tasks created back to back in reverse order, and B would then
+        # reach the lane manager first and "hand off" to the next round's goal.
+        deadline = time.monotonic() + 5
+        while first.accepted_at is None and not first.event.is_set() and \
+                time.monotonic() < deadline:
+            time.sleep(0.001)
+        second = send_timed(via_lm, goal(0))
+        for timing in (first, second):
+            if not timing.event.wait(5) or timing.status != 4:
+                LOST['b lane manager'] = LOST.get('b lane manager', 0) + 1
+
+    def serialized() -> None:
+        first, then = send_serialized(serial, goal(hold_ms), goal(0))
+        if not first.event.wait(5) or first.status != 4 or \
+                not then['b'].event.wait(5) or then['b'].status != 4:
+            LOST['b serial'] = LOST.get('b serial', 0) + 1
+
+    for i in range(handoffs):
+        for run in ((ours, serialized) if i % 2 == 0 else (serialized, ours)):
+            run()
+        for _ in range(3):
+            timing = timed(direct, what='b direct')
+            if timing is not None:
+                direct_accept.append(timing.accept_latency)
+    time.sleep(0.3)
+    records = [json.loads(line) for line in driver_log.read_text().splitlines() if line]
+    to_start, to_accept, bad = handoff_pairs(records, '/bench/handoff', begin, hold_ms)
+    _, serial_accept, bad_serial = handoff_pairs(records, '/bench/serial', begin, hold_ms)
+    if bad or bad_serial:
+        print(f'warning: {bad} + {bad_serial} (serial) hand-off pairs were incomplete and '
+              'skipped', file=sys.stderr)
+    return {'start': to_start, 'accepted': to_accept, 'direct_accept': direct_accept,
+            'serial_accepted': serial_accept}
 
 
 def measure_lanes(c: Client, lanes: int, reps: int) -> dict[str, list[float]]:
@@ -342,14 +398,16 @@ def main() -> int:
         client = Client()
         wait_servers([client.action(n) for n in (
             '/lane_manager/skills/zero', '/sim/zero', '/lane_manager/skills/handoff',
-            '/bench/direct', *(f'/lane_manager/skills/long{k}' for k in range(args.lanes)),
+            '/bench/direct', '/bench/serial',
+            *(f'/lane_manager/skills/long{k}' for k in range(args.lanes)),
             *(f'/sim/long{k}' for k in range(args.lanes)))])
         time.sleep(0.5)  # let the lane manager's own discovery of the drivers settle
 
         rt = (measure_round_trips(client, args.rounds, args.warmup) if 'a' in args.only
               else {'lm': [], 'direct': []})
         handoff = (measure_handoffs(client, driver_log, args.handoffs) if 'b' in args.only
-                   else {'start': [], 'accepted': [], 'direct_accept': []})
+                   else {'start': [], 'accepted': [], 'direct_accept': [],
+                         'serial_accepted': []})
         walls = (measure_lanes(client, args.lanes, args.reps) if 'c' in args.only
                  else {'lm': [float('nan')], 'direct': [float('nan')]})
         lm_small_hwm = (vm_hwm_bytes(lm.pid) or 0) / 1e6
@@ -407,6 +465,13 @@ def main() -> int:
         print(f'| b. hand-off: A ends -> B accepted at driver, median ms '
               f'| {ms(median(handoff["accepted"]))} | {ms(median(handoff["direct_accept"]))} '
               f'| {median(handoff["accepted"]) / median(handoff["direct_accept"]):.2f} | | |')
+    if 'b' in args.only:
+        ratio_serial = median(handoff['accepted']) / median(handoff['serial_accepted'])
+        print(f"| b. same vs a client that serializes by itself (A's result, then B straight "
+              f'to the driver): A ends -> B accepted at driver, median ms '
+              f'(n={len(handoff["serial_accepted"])}) | {ms(median(handoff["accepted"]))} '
+              f'| {ms(median(handoff["serial_accepted"]))} | {ratio_serial:.2f} '
+              f'| <= {TARGETS["b_serial"]} | {verdict(ratio_serial, TARGETS["b_serial"])} |')
     if 'c' in args.only:
         print(f'| c. {args.lanes} lanes x one 1 s goal together: wall / 1 s, median of '
               f'{len(walls["lm"])} (max) | {ratio_c:.3f} ({max(walls["lm"]):.3f}) '

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent  # the checkout (cwd of started processes)
+ROOT = Path(__file__).resolve().parent.parent  # the checkout (default cwd of started processes)
 PYTHON = sys.executable
 
 
@@ -37,7 +37,7 @@ class ManagedProcess:
 
     def __init__(self, args: Sequence[str], env: Optional[dict] = None,
                  name: str = 'proc', stdin: Any = subprocess.DEVNULL,
-                 log_dir: Optional[Path] = None) -> None:
+                 log_dir: Optional[Path] = None, cwd: Optional[Path] = None) -> None:
         self.name = name
         self.args = list(args)
         if log_dir is not None:
@@ -54,7 +54,7 @@ class ManagedProcess:
                 full_env[key] = value
         self.popen = subprocess.Popen(
             self.args, stdout=self._log, stderr=subprocess.STDOUT, stdin=stdin,
-            env=full_env, cwd=str(ROOT), start_new_session=True)
+            env=full_env, cwd=str(cwd or ROOT), start_new_session=True)
 
     @property
     def pid(self) -> int:
