@@ -76,9 +76,10 @@ class Enclave:
 
 
 def emergency_stop_topics(config: Config) -> list[str]:
-    """Every e-stop topic the lane manager follows."""
-    topic = config.lane_manager.emergency_stop_topic
-    return [topic] if topic else []
+    """Every e-stop topic the lane manager follows, in the order of its sources (the
+    enclave `/skill_lanes/emergency_stop/source<N>` is the source at index N).
+    """
+    return [source.topic for source in config.lane_manager.stop_sources()]
 
 
 def resolve(name: str, ns: str, node: str = '') -> str:

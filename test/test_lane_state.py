@@ -118,8 +118,8 @@ def test_every_published_lane_state_is_typed(tmp_path, rclpy_context):
     with sim_robot_client(path, '/lane_manager', 'lane_manager',
                           ('drive', 'reach', 'retract', 'probe', 'fetch', 'look'),
                           all_lanes_free=True) as client:
-        client.node.create_subscription(String, '/lane_manager/lane_state', keep,
-                                        LANE_STATE_QOS)
+        sub = client.node.create_subscription(String, '/lane_manager/lane_state', keep,
+                                              LANE_STATE_QOS)
         drive, queued, full = client.send('drive'), client.send('drive'), client.send('drive')
         reach = client.send('reach')
         assert reach.accepted()
@@ -134,6 +134,7 @@ def test_every_published_lane_state_is_typed(tmp_path, rclpy_context):
             call.result(timeout=60)
         client.wait_state(lambda s: all(lane['holder'] is None for lane in s['lanes'].values())
                           and s['lanes']['arm']['last_endings'], what='every lane free')
+        client.node.destroy_subscription(sub)
     with lock:
         messages = list(seen)
     import os

@@ -162,7 +162,7 @@ def test_each_client_lists_only_what_it_may_use(permissions):
     carol = permissions.visible_tools(all_tools(), permissions.grant('carol'), True,
                                       OPERATOR_TOOLS)
     assert names(carol) == ['lanes_status', 'lane_stop', 'lane_release', 'lane_take',
-                            'lane_give_back', 'unity_refresh']
+                            'lane_give_back', 'goal_approve', 'goal_deny', 'unity_refresh']
 
 
 def test_the_unrestricted_list_is_exactly_todays(permissions):

@@ -204,8 +204,9 @@ def test_the_operator_client_takes_a_lane_the_others_do_not_see_the_tool(robot):
     # A name that is no tool at all is unknown_tool, listing only what alice may see.
     assert assert_error(unknown, 'unknown_tool')['data']['known'] == sorted(
         ['navigate', 'patrol'] + GENERIC)
-    assert carol_tools == ['lane_give_back', 'lane_release', 'lane_stop', 'lane_take',
-                           'lanes_status'], carol_tools
+    assert carol_tools == ['goal_approve', 'goal_deny', 'lane_give_back', 'lane_release',
+                           'lane_stop', 'lane_take', 'lanes_status'], carol_tools
+    assert 'goal_approve' not in alice_tools
     assert 'lane_take' not in alice_tools
     assert 'lane_take' in alice_op_tools  # the operator header works as before
     assert 'missing or wrong' in assert_error(refused, 'unauthorized')['message']

@@ -120,6 +120,23 @@ def test_only_the_sources_publish_the_stop_and_only_the_operator_takes():
     assert is_allowed(with_tools[PUBLISH], f'{NAMESPACE}/lane_manager/approval_decisions')
 
 
+def test_each_stop_source_has_an_enclave_of_its_own():
+    config = parse_config(CONFIG.replace(
+        'lane_manager: {emergency_stop_topic: /pendant/stop}',
+        'lane_manager: {emergency_stop: {sources: [{topic: /pendant/stop}, '
+        '{topic: fleet/stop, heartbeat_s: 0.5, lanes: [arm]}]}}'))
+    enclaves = allowed(policy_xml(config, NAMESPACE))
+    manager = enclaves['/skill_lanes/lane_manager']
+    for topic in ('/pendant/stop', f'{NAMESPACE}/fleet/stop'):
+        assert is_allowed(manager[SUBSCRIBE], topic), topic
+    assert not is_allowed(manager[SUBSCRIBE], '/emergency_stop')  # the old key's default
+    source0, source1 = (enclaves[f'/skill_lanes/emergency_stop/source{i}'] for i in (0, 1))
+    assert is_allowed(source0[PUBLISH], '/pendant/stop')
+    assert not is_allowed(source0[PUBLISH], f'{NAMESPACE}/fleet/stop')
+    assert is_allowed(source1[PUBLISH], f'{NAMESPACE}/fleet/stop')
+    assert not is_allowed(source1[PUBLISH], '/pendant/stop')
+
+
 def test_shipped_policy_is_the_generated_one_for_the_sim_robot():
     shipped = (ROOT / 'config' / 'sros2' / 'sim_robot.policy.xml').read_text()
     out = subprocess.run([sys.executable, '-m', 'lane_manager.sros2_policy', '--config',

@@ -123,6 +123,14 @@ def test_skill_tool_lists_an_output_schema_with_defs_resolvable_from_its_root():
     assert tool.description.endswith('.') and "lane 'arm'" in tool.description
 
 
+def readme_lane_state() -> dict:
+    """A whole lane state message (the README's example, checked against the typed model
+    in test_lane_state.py): what lanes_status answers.
+    """
+    from test_lane_state import _readme_example
+    return json.loads(_readme_example())
+
+
 def test_every_builtin_answer_conforms():
     tools = {t.name: t.output_schema for t in builtin_tools(['navigate'], ['motion'])}
     job = {'goal_id': GOAL_ID, 'skill': 'navigate', 'state': 'accepted', 'lane': 'motion',
@@ -134,7 +142,7 @@ def test_every_builtin_answer_conforms():
                                retry_after_ms=2000).structured_content
     invalid = error_result('invalid_arguments', 'x', field='lane').structured_content
     answers = {
-        'lanes_status': [{'lanes': {'motion': {}}, 'stamp': 1.0}, unavailable],
+        'lanes_status': [readme_lane_state(), unavailable],
         'lane_stop': [{'lane': 'motion', 'stopped': True, 'cancelled': None, 'detail': 'ok'},
                       {'lane': 'motion', 'stopped': True, 'cancelled': 2, 'detail': 'x'},
                       unavailable, invalid,
