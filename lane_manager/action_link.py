@@ -49,19 +49,21 @@ class ActionServerLink:
                 CancelGoal, f'{name}/_action/cancel_goal', callback_group=group)
         self.probe_sent_at: Optional[float] = None
         self.probe_future: Optional[Future] = None
-        # The server has answered us at least once since it (re)appeared: it has discovered
-        # our response readers, so a goal sent now will not lose its answer.
-        self.answered = False
+        self._answer_noted = False  # a probe was answered since take_answer last looked
 
     def is_on_graph(self) -> bool:
         return self.client.server_is_ready()
 
     def probe(self, now: float, lost_after_s: float) -> bool:
-        """Send or check the liveness probe. False once a probe went unanswered too long."""
+        """Send or check the liveness probe. False once a probe went unanswered too long:
+        that probe is given up (it went to a process that may be gone for good), so the next
+        call sends a fresh one and a server restarted under the same name is heard again.
+        """
         if self.probe_future is not None:
             if self.probe_future.done():
                 self.probe_future = None
             elif now - (self.probe_sent_at or now) >= lost_after_s:
+                self.reset_probe()
                 return False
             else:
                 return True
@@ -75,22 +77,18 @@ class ActionServerLink:
         return True
 
     def _on_answer(self, _future: Future) -> None:
-        self.answered = True
+        self._answer_noted = True
 
-    def ready_for_goals(self, now: float) -> bool:
-        """True once the server has answered a probe; until then, probe it.
-
-        Seeing a server on the graph is not enough: until it has discovered our readers, its
-        answer to a goal is dropped and the goal runs unseen (seen with freshly started
-        drivers). Costs one probe round trip on the first goal after the server appears.
+    def take_answer(self) -> bool:
+        """Whether a probe was answered since the last call (what an answer means is for
+        the caller: lane_manager/driver_presence.py).
         """
-        if not self.answered:
-            self.probe(now, float('inf'))
-        return self.answered
+        answered, self._answer_noted = self._answer_noted, False
+        return answered
 
     def forget(self) -> None:
-        """The server left the graph: it must answer again before the next goal."""
-        self.answered = False
+        """Drop the probe in flight and any answer not taken yet: the server left the graph."""
+        self._answer_noted = False
         self.reset_probe()
 
     def reset_probe(self) -> None:

@@ -1,13 +1,15 @@
 """The lane keeper: the arbiter's decisions carried out on the drivers' own word.
 
 Plain Python (no ROS import). The node feeds in every ROS event (a caller's goal or cancel,
-a driver's answer, result, status list, silence, departure, time) and carries out the
-actions that come back (`SendToDriver`, `CancelGoalAtDriver`, `EndCaller`, `Notice`).
+a driver's answer, result, status list; samples of each driver's presence on the graph, its
+liveness probe and status reader; time) and carries out the actions that come back
+(`SendToDriver`, `CancelGoalAtDriver`, `EndCaller`, `Notice`, `ProbeAfresh`).
 
 It joins three things:
 - the `Arbiter` (who holds each lane, queues, refusals, preemption, max_hold_s);
 - one `DriverGoal` lifecycle per goal at a driver (lane_manager/goal_lifecycle.py);
-- one `DriverView` per driver: what the driver itself reports running.
+- one `DriverPresence` per driver (lane_manager/driver_presence.py): whether it is there,
+  answers, and what it itself reports running; it alone judges the samples.
 
 The rule it keeps: a lane is free only when its holder has ended AND no driver of the lane
 reports an active goal (unless the driver is gone), and every driver's status is known. A
@@ -21,12 +23,12 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 from lane_manager.arbiter import (Arbiter, CancelAtDriver, Decision, EndWithoutDriver,
                                   Occupant, StartGoal)
 from lane_manager.config import LaneConfig, LaneManagerConfig
-from lane_manager.driver_status import DriverView, Presence
+from lane_manager.driver_presence import STATUS_UNKNOWN, DriverPresence, ProbeSample
 from lane_manager.goal_lifecycle import (Action, DriverEnded, DriverGoal, EndCaller,
                                          Phase)
 from lane_manager.goal_outcome import outcome_of_status
@@ -67,22 +69,26 @@ class LaneKeeper:
 
     def __init__(self, lanes: dict[str, LaneConfig], skills: dict[str, SkillRoute],
                  settings: LaneManagerConfig,
-                 new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
+                 new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+                 started_at: float = 0.0) -> None:
+        """started_at: when the lane manager started (a driver never seen is gone only once
+        discovery has had its time: driver_presence.STARTUP_DISCOVERY_S).
+        """
         self.arbiter = Arbiter(lanes)
         self.lane_configs = lanes
         self.skills = skills
         self.settings = settings
         self._new_id = new_id
-        self.views: dict[str, DriverView] = {}
+        self.presence: dict[str, DriverPresence] = {}
         self.driver_lane: dict[str, Optional[str]] = {}
         # Every lane a driver's goals may hold (a multi-lane skill's driver: all of them).
         self.driver_lanes: dict[str, tuple[str, ...]] = {}
         for route in skills.values():
-            self.views.setdefault(route.driver, DriverView(route.driver))
+            self.presence.setdefault(route.driver, DriverPresence(
+                route.driver, settings.driver_lost_s, started_at))
             self.driver_lane.setdefault(route.driver, route.lane)
             known = self.driver_lanes.get(route.driver, ())
             self.driver_lanes[route.driver] = tuple(dict.fromkeys(known + route.all_lanes))
-        self.ready: dict[str, bool] = {d: False for d in self.views}
         self.goals: dict[str, DriverGoal] = {}        # driver goal id -> lifecycle
         self.by_caller: dict[str, str] = {}           # caller goal id -> driver goal id
         self.caller_skill: dict[str, str] = {}
@@ -132,13 +138,34 @@ class LaneKeeper:
         return self._take()
 
     # ------------------------------------------------------------ drivers
-    def driver_ready(self, driver: str, ready: bool, now: float, status_matched: bool) -> list:
-        """The driver is on the graph and has answered us (or not); `status_matched`: our
-        reader of its status is matched with its status writer (lane_manager/driver_status.py).
+    def driver_on_graph(self, driver: str, on_graph: bool, now: float) -> list:
+        """A graph sample: the driver's action server is on the graph (or not)."""
+        presence = self.presence.get(driver)
+        return [] if presence is None else presence.graph_sample(on_graph, now)
+
+    def look(self, samples: Mapping[str, ProbeSample], now: float) -> list:
+        """One watchdog look at the drivers (their probe and status reader, as sampled):
+        their DriverPresence judges; a driver lost mid-goal or gone is acted on here.
         """
-        self.ready[driver] = ready
-        if ready and self.views[driver].answering(now, status_matched):
-            self._sync_driver(driver, now)
+        ours = self.drivers_with_goals()  # before any look: a goal sent now is not out yet
+        for driver, sample in samples.items():
+            presence = self.presence.get(driver)
+            if presence is None:
+                continue
+            look = presence.look(now, sample, driver in ours)
+            if look.gone:
+                if look.news:  # nothing of it runs
+                    for goal in [g for g in self.goals.values() if g.driver == driver]:
+                        if goal.phase is not Phase.WAITING:
+                            self._run(goal, goal.driver_gone(now), now, how='gone')
+                self._sync_driver(driver, now)
+                continue
+            if look.known:
+                self._sync_driver(driver, now)
+            if look.lost:
+                for goal in [g for g in self.goals.values() if g.driver == driver]:
+                    self._run(goal, goal.driver_lost(self.settings.driver_lost_s, now), now)
+                self._sync_driver(driver, now)
         return self._take()
 
     def driver_answer(self, driver_goal_id: str, accepted: bool, now: float) -> list:
@@ -193,34 +220,16 @@ class LaneKeeper:
 
     def driver_status(self, driver: str, statuses: dict[str, int], now: float) -> list:
         """The driver's own status list (every goal it knows, by goal id)."""
-        view = self.views.get(driver)
-        if view is None:
+        presence = self.presence.get(driver)
+        if presence is None:
             return []
-        first = view.report(statuses)
-        for gid in view.active:
+        first = presence.status_message(statuses)
+        for gid in presence.active:
             if gid not in self.goals:
                 self._untracked_active(driver, gid, first, now)
         for goal in [g for g in self.goals.values() if g.driver == driver]:
             self._run(goal, goal.status(statuses.get(goal.driver_goal_id), now), now,
                       how='result')
-        self._sync_driver(driver, now)
-        return self._take()
-
-    def driver_lost(self, driver: str, now: float) -> list:
-        """The driver has not answered the liveness probe for driver_lost_s."""
-        self.views[driver].reachable = False
-        for goal in [g for g in self.goals.values() if g.driver == driver]:
-            self._run(goal, goal.driver_lost(self.settings.driver_lost_s, now), now)
-        self._sync_driver(driver, now)
-        return self._take()
-
-    def driver_gone(self, driver: str, now: float) -> list:
-        """The driver left the graph (or never came up): nothing of it runs."""
-        self.ready[driver] = False
-        if self.views[driver].gone():
-            for goal in [g for g in self.goals.values() if g.driver == driver]:
-                if goal.phase is not Phase.WAITING:
-                    self._run(goal, goal.driver_gone(now), now, how='gone')
         self._sync_driver(driver, now)
         return self._take()
 
@@ -341,9 +350,9 @@ class LaneKeeper:
         return [(g.driver, g.driver_goal_id) for g in self.goals.values()
                 if g.may_run and g.caller_goal_id is not None]
 
-    def status_known(self, driver: str) -> bool:
-        """The driver's goal status is known (it can be given a goal when it answers)."""
-        return self.views[driver].presence is Presence.KNOWN
+    def driver_available(self, driver: str) -> bool:
+        """On the graph with its goal status known: it can take a goal (lane state)."""
+        return self.presence[driver].driver_available
 
     def snapshot(self, now: float, wall_offset: float = 0.0) -> dict:
         lanes = self.arbiter.snapshot(now, wall_offset)
@@ -357,7 +366,7 @@ class LaneKeeper:
                     t for t in (lane['held_because'], goal.why) if t)
         for driver, driver_lanes in self.driver_lanes.items():
             for name in driver_lanes:
-                lanes[name].setdefault('drivers', {})[driver] = self.views[driver].snapshot()
+                lanes[name].setdefault('drivers', {})[driver] = self.presence[driver].snapshot()
         return lanes
 
     def check_invariants(self) -> None:
@@ -417,12 +426,12 @@ class LaneKeeper:
         self._try_send(goal, now)
 
     def _try_send(self, goal: DriverGoal, now: float) -> None:
-        view = self.views[goal.driver]
+        presence = self.presence[goal.driver]
         occupied = any(self.arbiter.lanes[n].occupants for n in self._lanes_of(goal))
-        if self.ready[goal.driver] and view.presence is Presence.KNOWN and not occupied:
+        if presence.may_send and not occupied:
             self._run(goal, goal.send(now), now)
         elif now - goal.since >= self.settings.driver_wait_s and not (
-                occupied and self.ready[goal.driver]):
+                occupied and presence.answering):
             self._run(goal, goal.give_up_waiting(
                 f'driver {goal.driver} unavailable: no action server after '
                 f'{self.settings.driver_wait_s:g} s', now), now, how='never_sent')
@@ -516,9 +525,10 @@ class LaneKeeper:
         lane = self.arbiter.lanes[lane_name]
         wanted: dict[str, Occupant] = {}
         for driver, driver_lanes in self.driver_lanes.items():
-            if lane_name in driver_lanes and self.views[driver].presence is Presence.UNKNOWN:
-                wanted[f'status:{driver}'] = Occupant(
-                    'unknown', self.views[driver].unknown_because(), now, driver)
+            presence = self.presence[driver]
+            if lane_name in driver_lanes and presence.stage in STATUS_UNKNOWN:
+                wanted[f'status:{driver}'] = Occupant('unknown', presence.held_because(), now,
+                                                      driver)
         for goal in self.goals.values():
             if lane_name in self._lanes_of(goal) and goal.lingering:
                 skill = next((s for s, r in self.skills.items() if r.driver == goal.driver),

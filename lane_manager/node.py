@@ -11,11 +11,12 @@ Before that, a goal breaking its skill's `limits` is rejected, whoever sent it
 This node only translates: ROS events in, `LaneKeeper` actions out (lane_manager/keeper.py
 holds every decision). It follows each driver's own `_action/status`: a lane is free only
 when the drivers say its goals have ended (see README "What frees a lane"). Events it feeds:
-callers' goals and cancels; drivers' answers, results, status lists; a driver silent for
-`driver_lost_s` (liveness probe) or off the graph that long; time. Threads: each lane's
-skill servers take its goals on a node and thread of the lane's own (goal_intake.py), the
-drivers' status lists have one, and everything else runs on this node's one thread; every
-keeper event runs under one lock (`keeper_turn`).
+callers' goals and cancels; drivers' answers, results, status lists; samples of each
+driver's presence (on the graph, its liveness probe, its status reader matched), judged by
+lane_manager/driver_presence.py; time. Threads: each lane's skill servers take its goals on
+a node and thread of the lane's own (goal_intake.py), the drivers' status lists have one,
+and everything else runs on this node's one thread; every keeper event runs under one lock
+(`keeper_turn`).
 
 Topics and services (see README): `<namespace>/lane_state` (std_msgs/String, JSON, transient
 local, published on every change), `/diagnostics` (one DiagnosticStatus per lane), and per
@@ -52,6 +53,7 @@ from lane_manager.caller_side import (CallerGoal, GoalIdActionServer, Outcome, g
                                       goal_id_text)
 from lane_manager.config import Config, import_action_type, skill_limits
 from lane_manager.diagnostics import lane_diagnostics
+from lane_manager.driver_presence import ProbeAfresh, ProbeSample
 from lane_manager.emergency_stop import EmergencyStop
 from lane_manager.goal_intake import GoalIntake
 from lane_manager.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
@@ -73,8 +75,6 @@ RESULT_ASK_S = 3.0  # a goal a driver once ran is re-asked for its result this o
 # the result when the goal is accepted; every finished goal listed makes each status message
 # bigger for every client of the server.
 RESULT_KEEP_S = 10
-# A driver not seen on the graph this long after start is gone (discovery can take 2.6 s).
-STARTUP_DISCOVERY_S = 4.0
 CANCELING_WAIT_STEPS = 100  # x 10 ms
 EXECUTOR_THREADS = 1  # see main()
 
@@ -101,13 +101,13 @@ class LaneManager(Node):
         super().__init__('lane_manager')
         self.config = config if config is not None else resolve_config(self, config_file)
         settings = self.config.lane_manager
-        self._settings = settings
         self._lock = threading.RLock()
         self._group = ReentrantCallbackGroup()
         routes = {name: SkillRoute(s.primary_lane, s.driver, s.priority, tuple(s.lanes or ()),
                                    s.approval_timeout_s if s.approval == 'operator' else None)
                   for name, s in self.config.skills.items()}
-        self._keeper = LaneKeeper(self.config.lanes, routes, settings)
+        self._keeper = LaneKeeper(self.config.lanes, routes, settings,
+                                  started_at=time.monotonic())
         self._goals: dict[str, CallerGoal] = {}
         # Goals the keeper started, sent after its turn (see keeper_turn).
         self._unsent: list[tuple[SendToDriver, CallerGoal]] = []
@@ -133,9 +133,6 @@ class LaneManager(Node):
         self._skill_intake: dict[str, GoalIntake] = {}
         self._action_types: dict[str, Any] = {}
         self._limits: dict[str, GoalLimits] = {}  # per skill: what a goal may ask
-        self._driver_available: dict[str, bool] = {}
-        self._off_graph_since: dict[str, float] = {}
-        self._started_at = time.monotonic()
         self.server_names = {name: names.skill_server(name) for name in self.config.skills}
         for name, skill in self.config.skills.items():
             action_type = import_action_type(skill.action_type)
@@ -146,9 +143,6 @@ class LaneManager(Node):
             self._links[name] = link
             if skill.driver not in self._driver_links:
                 self._driver_links[skill.driver] = link
-                # Never seen yet: gone only once discovery has had its time too.
-                self._off_graph_since[skill.driver] = self._started_at + max(
-                    0.0, STARTUP_DISCOVERY_S - settings.driver_lost_s)
                 self._status_subs[skill.driver] = self._status_node.create_subscription(
                     GoalStatusArray, f'{skill.driver}/_action/status',
                     partial(self._on_driver_status, skill.driver),
@@ -337,7 +331,8 @@ class LaneManager(Node):
 
     def _carry_out(self, actions: Sequence[Any], state_changed: bool = True) -> None:
         self._apply(actions)
-        if state_changed or actions:
+        # A probe sent afresh changes nothing in the lane state.
+        if state_changed or any(not isinstance(a, ProbeAfresh) for a in actions):
             self._publish_state()
 
     def _apply(self, actions: Sequence[Any]) -> None:
@@ -357,6 +352,8 @@ class LaneManager(Node):
                     self._ensure_executing(caller)
             elif isinstance(action, Notice):
                 self._log_notice(action)
+            elif isinstance(action, ProbeAfresh):
+                self._driver_links[action.driver].forget()
 
     def _log_notice(self, notice: Notice) -> None:
         # rclpy wants one severity per call site: one call per level.
@@ -454,25 +451,16 @@ class LaneManager(Node):
 
     # ------------------------------------------------------------ watchdog
     def _watchdog(self) -> None:
-        lost_s = self._settings.driver_lost_s
         with self.keeper_turn() as turn:
             keeper, now = turn.keeper, turn.now
-            busy = keeper.drivers_with_goals()
-            for driver, link in self._driver_links.items():
-                if self._driver_available.get(driver):
-                    # Matched, not merely on the graph: only then has a transient-local
-                    # status list had its way to us (lane_manager/driver_status.py).
-                    status_matched = self._status_subs[driver].get_publisher_count() > 0
-                    turn.carry_out(keeper.driver_ready(
-                        driver, link.ready_for_goals(now), now, status_matched),
-                        state_changed=False)
-                    if driver in busy and not link.probe(now, lost_s):
-                        turn.carry_out(keeper.driver_lost(driver, now), state_changed=False)
-                        # That probe went to a process that may be gone for good: probe
-                        # afresh, so a driver restarted under the same name is heard again.
-                        link.reset_probe()
-                elif now - self._off_graph_since.get(driver, now) >= lost_s:
-                    turn.carry_out(keeper.driver_gone(driver, now), state_changed=False)
+            # Samples only: the keeper's DriverPresence judges them (and says when to probe).
+            # The status reader matched, not merely the driver on the graph: only then has a
+            # transient-local status list had its way to us (lane_manager/driver_presence.py).
+            samples = {driver: ProbeSample(
+                answered=link.take_answer(),
+                status_matched=self._status_subs[driver].get_publisher_count() > 0,
+                probe=partial(link.probe, now)) for driver, link in self._driver_links.items()}
+            turn.carry_out(keeper.look(samples, now), state_changed=False)
             turn.carry_out(keeper.tick(now), state_changed=False)
             due = keeper.goals_to_ask(now, RESULT_ASK_S)
             for goal in due:
@@ -504,9 +492,7 @@ class LaneManager(Node):
             lanes = self._agents.join(self._keeper.snapshot(now, wall_offset))
             skills = {}
             for name, skill in self.config.skills.items():
-                # Available = on the graph with its goal status known: it can take a goal.
-                available = (self._driver_available.get(skill.driver, False)
-                             and self._keeper.status_known(skill.driver))
+                available = self._keeper.driver_available(skill.driver)
                 skills[name] = {
                     'lane': skill.primary_lane, 'lanes': list(skill.all_lanes),
                     'action_type': skill.action_type,
@@ -556,17 +542,15 @@ class LaneManager(Node):
             self._flush_state()
 
     def _periodic_state(self) -> None:
-        """Refresh driver presence (a graph query each), re-publish, diagnostics."""
+        """Sample the drivers' presence on the graph (a graph query each), re-publish,
+        diagnostics.
+        """
         now = time.monotonic()
-        available = {driver: link.is_on_graph() for driver, link in self._driver_links.items()}
-        with self._lock:
-            for driver, on_graph in available.items():
-                if on_graph:
-                    self._off_graph_since.pop(driver, None)
-                else:
-                    self._off_graph_since.setdefault(driver, now)
-                    self._driver_links[driver].forget()
-            self._driver_available = available
+        on_graph = {driver: link.is_on_graph() for driver, link in self._driver_links.items()}
+        with self.keeper_turn() as turn:
+            for driver, seen in on_graph.items():
+                turn.carry_out(turn.keeper.driver_on_graph(driver, seen, now),
+                               state_changed=False)
         self._publish_diagnostics(self._flush_state())
 
     def _publish_diagnostics(self, state: dict) -> None:

@@ -14,6 +14,8 @@ from lane_manager.config import ConfigError, LaneConfig, LaneManagerConfig, pars
 from lane_manager.goal_lifecycle import EndCaller, SendToDriver
 from lane_manager.keeper import LaneKeeper, Notice, SkillRoute
 
+from keeper_support import answering
+
 FIB = 'test_msgs/action/Fibonacci'
 
 
@@ -154,8 +156,8 @@ def keeper() -> LaneKeeper:
                    {'careful': SkillRoute('lane', '/drv', approval_timeout_s=5.0),
                     'nav': SkillRoute('lane', '/drv')}, SETTINGS,
                    new_id=iter(f'd{i}' for i in range(99)).__next__)
-    k.driver_ready('/drv', True, 0.0, True)
-    k.driver_ready('/drv', True, 1.5, True)
+    answering(k, ['/drv'], 0.0)
+    answering(k, ['/drv'], 1.5)
     return k
 
 

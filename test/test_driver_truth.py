@@ -20,7 +20,7 @@ from recording_driver import max_overlap, read_records
 from ros_client import GoalCall, RosTestClient
 from support import wait_until
 
-from lane_manager.driver_status import STATUS_SETTLE_S
+from lane_manager.driver_presence import STATUS_SETTLE_S
 
 SUCCEEDED, CANCELED, ABORTED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED,
                                 GoalStatus.STATUS_ABORTED)

@@ -12,6 +12,8 @@ from lane_manager.config import LaneConfig, LaneManagerConfig
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, SendToDriver
 from lane_manager.keeper import LaneKeeper, SkillRoute
 
+from keeper_support import answering
+
 LANES = {'base': LaneConfig(cancel_grace_s=1), 'arm': LaneConfig(cancel_grace_s=1)}
 SKILLS = {'fetch': SkillRoute('base', '/whole_body', lanes=('base', 'arm')),
           'grasp': SkillRoute('arm', '/arm'), 'drive': SkillRoute('base', '/base')}
@@ -23,7 +25,7 @@ def ready_keeper() -> LaneKeeper:
     ids = itertools.count()
     keeper = LaneKeeper(LANES, SKILLS, SETTINGS, new_id=lambda: f'd{next(ids)}')
     for driver in ('/whole_body', '/arm', '/base'):
-        keeper.driver_ready(driver, True, 0.0, status_matched=True)
+        answering(keeper, [driver], 0.0)
         keeper.driver_status(driver, {}, 0.0)
     return keeper
 

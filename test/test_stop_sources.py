@@ -21,6 +21,8 @@ from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDri
 from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
 from lane_manager.stop_sources import LaneStops, Publisher, SourceSpec, StopSources
 
+from keeper_support import answering
+
 PENDANT = Publisher('aa01', '/robot/pendant')
 PENDANT_RESTARTED = Publisher('aa02', '/robot/pendant')
 SUPERVISOR = Publisher('bb01', '/fleet/supervisor')
@@ -202,7 +204,7 @@ def lane_keeper() -> LaneKeeper:
     keeper = LaneKeeper(LANES, SKILLS, LaneManagerConfig(driver_wait_s=3.0),
                         new_id=lambda: f'd{next(ids)}')
     for driver in LANES_OF:
-        keeper.driver_ready(driver, True, 0.0, True)
+        answering(keeper, [driver], 0.0)
         keeper.driver_status(driver, {}, 0.0)
     return keeper
 
