@@ -288,3 +288,43 @@ def test_a_browser_without_the_token_is_asked_for_it_once(served):
     finally:
         driver.quit()
         shutil.rmtree(driver.profile_dir, ignore_errors=True)
+
+
+def test_the_page_shows_stop_sources_and_goals_awaiting_approval():
+    """The safety panels, from a whole lane state (the README's example, which the typed
+    model checks): every stop source with why it holds the stop, and each goal awaiting an
+    operator's approval in its lane.
+    """
+    import copy
+    import json
+
+    from test_lane_state import _readme_example
+    state = copy.deepcopy(json.loads(_readme_example()))
+    state['stamp'] = time.time()
+    stop = state['emergency_stop']
+    stop['active'] = True
+    stop['sources'].append({
+        'topic': '/pendant/estop', 'lanes': ['motion'], 'heartbeat_s': 0.5, 'required': True,
+        'active': True, 'why': 'silent for 3 s (heartbeat_s=0.5)', 'last_value': False,
+        'age_s': 3.0, 'publisher': '/pendant', 'latched_by': [], 'publishers': []})
+    waiting = state['lanes']['motion']['awaiting_approval'][0]
+    waiting['goal_id'] = 'abcdef12-0000-4000-8000-000000000001'
+    app = Served('', can_stop=False)
+    app.state = state
+    driver = browser()
+    try:
+        driver.get(f'http://127.0.0.1:{app.port}/lanes')
+        panel = visible_text(driver, '#estop')
+        assert 'Emergency stop: ON' in panel, panel
+        for text in ('/pendant/estop', 'silent for 3 s (heartbeat_s=0.5)', 'required',
+                     '/emergency_stop', 'from /estop_cli'):
+            assert text in panel, (text, panel)
+        item = visible_text(driver, '.lane[data-lane="motion"] '
+                                    f'[data-awaiting-goal-id="{waiting["goal_id"]}"]')
+        assert 'dock' in item and 'abcdef12' in item, item
+        severe = [entry for entry in driver.get_log('browser') if entry['level'] == 'SEVERE']
+        assert severe == [], severe
+    finally:
+        driver.quit()
+        shutil.rmtree(driver.profile_dir, ignore_errors=True)
+        app.close()
