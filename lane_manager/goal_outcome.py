@@ -46,6 +46,18 @@ TERMINAL_STATUSES = frozenset(_TERMINAL)
 CALLER_OUTCOMES = tuple(_TERMINAL.values())
 
 
+class EndedHow(str, enum.Enum):
+    """How the lane manager learnt that a goal at a driver is over (the keeper remembers it
+    per driver goal id, to read a later report of that id: a late status of a goal that gave
+    its result is stale; a goal reported again after its driver left runs again).
+    """
+
+    RESULT = 'result'          # the driver said so: its result, status or cancel answer
+    GONE = 'gone'              # its driver left the graph (or restarted and forgot it)
+    RELEASED = 'released'      # an operator released it: its reports are ignored from then
+    NEVER_SENT = 'never_sent'  # it never reached the driver (driver absent)
+
+
 def outcome_of_status(code: int) -> Optional[Outcome]:
     """The outcome a terminal status means; None for a status that is not an end."""
     return _TERMINAL.get(code)  # type: ignore[call-overload]

@@ -31,7 +31,7 @@ from lane_manager.config import LaneConfig, LaneManagerConfig
 from lane_manager.driver_presence import STATUS_UNKNOWN, DriverPresence, ProbeSample
 from lane_manager.goal_lifecycle import (Action, DriverEnded, DriverGoal, EndCaller,
                                          Phase)
-from lane_manager.goal_outcome import outcome_of_status
+from lane_manager.goal_outcome import EndedHow, outcome_of_status
 
 FINISHED_LIMIT = 4096
 
@@ -92,7 +92,7 @@ class LaneKeeper:
         self.goals: dict[str, DriverGoal] = {}        # driver goal id -> lifecycle
         self.by_caller: dict[str, str] = {}           # caller goal id -> driver goal id
         self.caller_skill: dict[str, str] = {}
-        self.finished: OrderedDict[str, str] = OrderedDict()  # driver goal id -> how
+        self.finished: OrderedDict[str, EndedHow] = OrderedDict()  # driver goal id -> how
         self._actions: list = []
 
     # ------------------------------------------------------------ callers
@@ -157,7 +157,7 @@ class LaneKeeper:
                 if look.news:  # nothing of it runs
                     for goal in [g for g in self.goals.values() if g.driver == driver]:
                         if goal.phase is not Phase.WAITING:
-                            self._run(goal, goal.driver_gone(now), now, how='gone')
+                            self._run(goal, goal.driver_gone(now), now, how=EndedHow.GONE)
                 self._sync_driver(driver, now)
                 continue
             if look.known:
@@ -180,14 +180,14 @@ class LaneKeeper:
                       now: float) -> list:
         goal = self.goals.get(driver_goal_id)
         if goal is not None:
-            self._run(goal, goal.result(outcome, result, now), now, how='result')
+            self._run(goal, goal.result(outcome, result, now), now, how=EndedHow.RESULT)
         return self._take()
 
     def driver_cancel_answer(self, driver_goal_id: str, return_code: int, now: float) -> list:
         """The driver's answer to a cancel we sent (its word on whether the goal runs)."""
         goal = self.goals.get(driver_goal_id)
         if goal is not None:
-            self._run(goal, goal.cancel_answer(return_code, now), now, how='gone')
+            self._run(goal, goal.cancel_answer(return_code, now), now, how=EndedHow.GONE)
         return self._take()
 
     def driver_result_answer(self, driver_goal_id: str, status: int, result: object,
@@ -202,7 +202,7 @@ class LaneKeeper:
             return self.driver_cancel_answer(driver_goal_id, 2, now)
         outcome = outcome_of_status(status)
         if outcome is not None:
-            self._run(goal, goal.result(outcome, result, now), now, how='result')
+            self._run(goal, goal.result(outcome, result, now), now, how=EndedHow.RESULT)
         return self._take()
 
     def goals_to_ask(self, now: float, every_s: float) -> list[DriverGoal]:
@@ -229,7 +229,7 @@ class LaneKeeper:
                 self._untracked_active(driver, gid, first, now)
         for goal in [g for g in self.goals.values() if g.driver == driver]:
             self._run(goal, goal.status(statuses.get(goal.driver_goal_id), now), now,
-                      how='result')
+                      how=EndedHow.RESULT)
         self._sync_driver(driver, now)
         return self._take()
 
@@ -269,7 +269,7 @@ class LaneKeeper:
                      if lane in self._lanes_of(g) and not g.ended]:
             if goal.lingering or goal.phase is Phase.CANCELLING:
                 freed.append(goal.driver_goal_id)
-                self._run(goal, goal.operator_release(now), now, how='released')
+                self._run(goal, goal.operator_release(now), now, how=EndedHow.RELEASED)
                 self.arbiter.record_operator_release(lane, goal.driver_goal_id, now)
         self._sync_lane(lane, now)
         actions = self._take()
@@ -434,15 +434,15 @@ class LaneKeeper:
                 occupied and presence.answering):
             self._run(goal, goal.give_up_waiting(
                 f'driver {goal.driver} unavailable: no action server after '
-                f'{self.settings.driver_wait_s:g} s', now), now, how='never_sent')
+                f'{self.settings.driver_wait_s:g} s', now), now, how=EndedHow.NEVER_SENT)
 
     def _untracked_active(self, driver: str, gid: str, first: bool, now: float) -> None:
         """A driver runs a goal this lane manager does not track."""
         lane = self.driver_lane.get(driver)
         how = self.finished.get(gid)
-        if how in ('result', 'released') or lane is None:
+        if how in (EndedHow.RESULT, EndedHow.RELEASED) or lane is None:
             return  # it said (or an operator said) it ended: a stale report
-        if how == 'gone':
+        if how is EndedHow.GONE:
             goal = DriverGoal(driver, gid, lane, now, None, Phase.UNCONFIRMED)
             goal.seen_active = True
             goal.why = (f'driver {driver} came back still running goal {gid} it had when it '
@@ -473,7 +473,7 @@ class LaneKeeper:
         self.finished.pop(goal.driver_goal_id, None)
 
     def _run(self, goal: DriverGoal, actions: list[Action], now: float,
-             how: str = 'result') -> None:
+             how: EndedHow = EndedHow.RESULT) -> None:
         """Carry out a lifecycle's actions; keep the lane's occupants in step."""
         for action in actions:
             if isinstance(action, EndCaller):
@@ -486,7 +486,7 @@ class LaneKeeper:
             del self.goals[goal.driver_goal_id]
             if goal.caller_goal_id is not None:
                 self.by_caller.pop(goal.caller_goal_id, None)
-            if goal.seen_active or goal.sent_at is not None or how != 'result':
+            if goal.seen_active or goal.sent_at is not None or how is not EndedHow.RESULT:
                 self.finished[goal.driver_goal_id] = how
                 while len(self.finished) > FINISHED_LIMIT:
                     self.finished.popitem(last=False)
