@@ -16,7 +16,7 @@ from unique_identifier_msgs.msg import UUID
 
 from lane_manager.rclpy_compat import GoalIdActionServer
 
-__all__ = ['CallerGoal', 'GoalIdActionServer', 'Outcome', 'goal_id_msg', 'goal_id_text']
+__all__ = ['CallerEnd', 'CallerGoal', 'GoalIdActionServer', 'goal_id_msg', 'goal_id_text']
 
 
 def goal_id_text(uuid_msg: Any) -> str:
@@ -33,8 +33,8 @@ def goal_id_msg(goal_id: str | uuid.UUID) -> UUID:
 
 
 @dataclass
-class Outcome:
-    """How a goal ended towards its caller."""
+class CallerEnd:
+    """How a goal ended towards its caller (its status is a goal_outcome.Outcome)."""
 
     status: str                      # 'succeeded' | 'aborted' | 'canceled'
     result: Any = None               # the driver's Result message, or None: it gave none

@@ -24,9 +24,10 @@ Every event returns the actions the node must carry out (send, cancel, end the c
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
+from lane_manager.effects import (Action, CancelGoalAtDriver, DriverEnded,  # noqa: F401
+                                  EndCaller, SendToDriver)
 from lane_manager.goal_outcome import (ACTIVE_STATUSES, TERMINAL_STATUSES,  # noqa: F401
                                        outcome_of_status)
 
@@ -62,49 +63,6 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 }
 
 
-@dataclass(frozen=True)
-class SendToDriver:
-    """Send the caller's goal to its driver under `driver_goal_id` (chosen here, kept)."""
-
-    caller_goal_id: str
-    driver_goal_id: str
-
-
-@dataclass(frozen=True)
-class CancelGoalAtDriver:
-    """Ask the driver (its cancel service) to cancel this goal id."""
-
-    driver: str
-    driver_goal_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class EndCaller:
-    """End the caller's goal. `result` is the driver's Result, or None: the driver gave none
-    (the caller must not be told an invented default one).
-    """
-
-    caller_goal_id: str
-    outcome: str  # 'succeeded' | 'aborted' | 'canceled'
-    reason: Optional[str]
-    result: Any = None
-    driver_result: bool = False
-
-
-@dataclass(frozen=True)
-class DriverEnded:
-    """The driver's own status says the goal is over while its caller still waits for the
-    Result (which rclpy and rclcpp send just after the status): the goal's lanes are free
-    now, on the driver's word; the caller's end follows with the Result.
-    """
-
-    caller_goal_id: str
-    outcome: str
-    reason: Optional[str]
-
-
-Action = Union[SendToDriver, CancelGoalAtDriver, EndCaller, DriverEnded]
 
 
 class DriverGoal:

@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Mapping, Optional
 from lane_manager.arbiter import (Arbiter, CancelAtDriver, Decision, EndWithoutDriver,
                                   Occupant, StartGoal)
 from lane_manager.config import LaneConfig, LaneManagerConfig
+from lane_manager.effects import Notice, Started  # noqa: F401 - the keeper's effects
 from lane_manager.driver_presence import STATUS_UNKNOWN, DriverPresence, ProbeSample
 from lane_manager.goal_lifecycle import (Action, DriverEnded, DriverGoal, EndCaller,
                                          Phase)
@@ -49,19 +50,6 @@ class SkillRoute:
         return self.lanes or ((self.lane,) if self.lane is not None else ())
 
 
-@dataclass(frozen=True)
-class Started:
-    """The caller's goal now holds its lane (or, unlaned, runs): it is EXECUTING."""
-
-    caller_goal_id: str
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Something an operator should read in the log (level: 'info' | 'warn' | 'error')."""
-
-    level: str
-    text: str
 
 
 class LaneKeeper:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Optional
 
 from lane_manager.config import LaneConfig
+from lane_manager.effects import (CancelAtDriver, Effect, EndWithoutDriver,  # noqa: F401
+                                  StartGoal)
 
 RECENT_LIMIT = 16  # refusals / endings kept per lane for callers to look up by goal id
 
@@ -71,32 +73,6 @@ class Occupant:
     skill: Optional[str] = None
 
 
-# Effects: what the node must do after an event.
-@dataclass(frozen=True)
-class StartGoal:
-    """Forward this goal to its driver: it now holds its lane."""
-
-    goal_id: str
-
-
-@dataclass(frozen=True)
-class CancelAtDriver:
-    """Ask the driver to cancel this goal (it still holds the lane until the driver ends it)."""
-
-    goal_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class EndWithoutDriver:
-    """End this goal towards its caller; the driver is not (or no longer) involved."""
-
-    goal_id: str
-    outcome: str  # 'canceled' or 'aborted'
-    reason: str
-
-
-Effect = Union[StartGoal, CancelAtDriver, EndWithoutDriver]
 
 
 @dataclass(frozen=True)

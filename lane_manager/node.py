@@ -49,20 +49,21 @@ from std_srvs.srv import Trigger
 from lane_manager.action_link import ActionServerLink
 from lane_manager.agents import AgentBook
 from lane_manager.approvals import Approvals
-from lane_manager.caller_side import (CallerGoal, GoalIdActionServer, Outcome, goal_id_msg,
+from lane_manager.caller_side import (CallerEnd, CallerGoal, GoalIdActionServer, goal_id_msg,
                                       goal_id_text)
 from lane_manager.config import Config, import_action_type, skill_limits
 from lane_manager.diagnostics import lane_diagnostics
 from lane_manager.driver_presence import ProbeAfresh, ProbeSample
+from lane_manager.effects import (CancelGoalAtDriver, EndCaller, Notice, SendToDriver,
+                                  Started)
 from lane_manager.emergency_stop import EmergencyStop
 from lane_manager.goal_intake import GoalIntake
 from lane_manager.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
 from lane_manager.goal_limits import GoalLimits
-from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
 from lane_manager.goal_outcome import outcome_of_status
 from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, StackNames,
                                      is_big_goal)
-from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
+from lane_manager.keeper import LaneKeeper, SkillRoute
 from lane_manager.operator_take import OperatorTake
 from lane_manager.runtime import (BackgroundExecutor, config_argument_parser, parse_args,
                                   resolve_config, run_node)
@@ -254,7 +255,7 @@ class LaneManager(Node):
         if caller is None:
             goal_handle.abort()
             return action_type.Result()
-        outcome: Outcome = await caller.finished
+        outcome: CallerEnd = await caller.finished
         if outcome.status == 'canceled' and caller.caller_canceled:
             # rclpy moves the goal to CANCELING only after our cancel callback returns, and a
             # queued goal ends inside that callback: wait for the move so it ends CANCELED.
@@ -439,7 +440,7 @@ class LaneManager(Node):
         if caller is None or caller.done:
             return
         result = action.result if action.driver_result else None
-        caller.finished.set_result(Outcome(action.outcome, result, action.reason))
+        caller.finished.set_result(CallerEnd(action.outcome, result, action.reason))
         # The caller's `_execute` awaits that on its intake's thread, resumed only when
         # that executor next wakes: without this the result waits for some later event.
         self._skill_intake[caller.skill].wake()
