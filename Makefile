@@ -38,10 +38,10 @@ $(STAMP): constraints.txt constraints-$(ROS_DISTRO).txt requirements-ros.txt set
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m mcp_gateway.demo --config $(CONFIG)
+	$(PY) -m skill_lanes_sim.demo --config $(CONFIG)
 
 serve: $(STAMP)
-	$(PY) -m mcp_gateway.demo --config $(CONFIG) --serve
+	$(PY) -m skill_lanes_sim.demo --config $(CONFIG) --serve
 
 test: $(STAMP) browser colcon node_modules/.package-lock.json
 	$(PY) -m pytest test $(PYTEST_ARGS)

@@ -13,7 +13,8 @@ PACKAGE = 'skill_lanes'
 setup(
     name=PACKAGE,
     version='0.1.0',
-    packages=['lane_manager', 'mcp_gateway', 'mcp_gateway.unity', 'skill_lanes_testing'],
+    packages=['skill_lanes', 'lane_manager', 'mcp_gateway', 'mcp_gateway.unity',
+              'skill_lanes_sim'],
     package_data={'mcp_gateway': ['lane_view_static/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
@@ -46,10 +47,10 @@ setup(
     entry_points={
         'console_scripts': [
             'lane_manager = lane_manager.node:main',
-            'sim_driver = lane_manager.sim_driver:main',
+            'sim_driver = skill_lanes_sim.sim_driver:main',
             'mcp_gateway = mcp_gateway.main:main',
-            'skill_lanes_demo = mcp_gateway.demo:main',
-            'skill_lanes_sros2_policy = lane_manager.sros2_policy:main',
+            'skill_lanes_demo = skill_lanes_sim.demo:main',
+            'skill_lanes_sros2_policy = skill_lanes.sros2_policy:main',
         ],
     },
 )

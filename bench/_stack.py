@@ -5,7 +5,7 @@
 - `Proc`: one OS process started by a bench, output in a log file, always stopped
   (SIGINT, then SIGTERM, then SIGKILL to its process group).
 - `RssSampler`: peak resident memory of some processes (psutil samples + the kernel's VmHWM).
-- `ShmGuard` (from skill_lanes_testing.isolation): removes the Fast DDS and LTTng-UST files
+- `ShmGuard` (from skill_lanes_sim.isolation): removes the Fast DDS and LTTng-UST files
   a bench left in /dev/shm.
 - `RoundTrips`: event-driven goal timing from an in-process rclpy client (no polling: the
   timestamps are taken in the rclpy callbacks themselves, on time.monotonic()).
@@ -27,15 +27,15 @@ PYTHON = sys.executable
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from skill_lanes_testing import isolation  # noqa: E402
-from skill_lanes_testing.processes import ManagedProcess  # noqa: E402
-from skill_lanes_testing.isolation import ShmGuard  # noqa: E402,F401 - re-exported
+from skill_lanes_sim import isolation  # noqa: E402
+from skill_lanes_sim.processes import ManagedProcess  # noqa: E402
+from skill_lanes_sim.isolation import ShmGuard  # noqa: E402,F401 - re-exported
 
 
 def isolate(domain: int) -> dict[str, str]:
     """Set (and return) the environment of an isolated, loopback-only ROS run.
 
-    The same environment as the tests (skill_lanes_testing.isolation), plus this checkout
+    The same environment as the tests (skill_lanes_sim.isolation), plus this checkout
     on PYTHONPATH for the processes a bench starts.
     """
     env = isolation.isolate(domain)
@@ -74,7 +74,7 @@ def _graph_is_empty(domain: int, listen_s: float = 1.5) -> bool:
 def claim_domains(preferred: int, count: int = 1, first: int = 150, last: int = 232) -> int:
     """`count` consecutive ROS domain ids nobody else uses, starting at the result.
 
-    Same flock files as skill_lanes_testing.isolation.claim_ros_domain (held until this process
+    Same flock files as skill_lanes_sim.isolation.claim_ros_domain (held until this process
     exits), and the graph must be empty: another session's bench on the same domain would
     serve the same action names, and goals would go to both.
     """

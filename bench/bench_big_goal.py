@@ -74,7 +74,7 @@ def run_lane_manager(config: str, points: int, joints: int, ros_argv: list[str])
     from trajectory_msgs.msg import JointTrajectory
 
     from lane_manager.node import EXECUTOR_THREADS, LaneManager
-    from lane_manager.runtime import run_node
+    from skill_lanes.runtime import run_node
 
     wire = big_trajectory(points, joints)  # before "ready": not part of what is measured
 
@@ -177,7 +177,7 @@ def main() -> int:
     client = None
     try:
         client = Client()
-        sim = procs.python('-m', 'lane_manager.sim_driver', '--config', str(cfg), name='sim')
+        sim = procs.python('-m', 'skill_lanes_sim.sim_driver', '--config', str(cfg), name='sim')
         lm = procs.python(__file__, '--lane-manager', str(cfg), '--points', str(args.points),
                           '--joints', str(args.joints), name='lane_manager')
         sim.wait_for_output('sim_driver ready', timeout=_stack.READY_S)

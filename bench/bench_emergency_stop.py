@@ -52,7 +52,7 @@ def run(rounds: int, lanes: int, heartbeat_s: float, tmp: Path) -> tuple[list[fl
     from std_msgs.msg import Bool
     from test_msgs.action import Fibonacci
 
-    from lane_manager.interfaces import EMERGENCY_STOP_QOS
+    from skill_lanes.interfaces import EMERGENCY_STOP_QOS
 
     config = tmp / 'robot.yaml'
     config.write_text(config_text(lanes, heartbeat_s))

@@ -235,7 +235,7 @@ def main() -> int:
     try:
         cfg = tmp / 'gw.yaml'
         cfg.write_text(config_text())
-        sim = procs.python('-m', 'lane_manager.sim_driver', '--config', str(cfg), name='sim')
+        sim = procs.python('-m', 'skill_lanes_sim.sim_driver', '--config', str(cfg), name='sim')
         lm = procs.python('-m', 'lane_manager.node', '--config', str(cfg), name='lane_manager')
         sim.wait_for_output('sim_driver ready', timeout=_stack.READY_S)
         lm.wait_for_output('lane_manager ready', timeout=_stack.READY_S)

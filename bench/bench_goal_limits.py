@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lane_manager.goal_limits import GoalLimits, Limit  # noqa: E402
+from skill_lanes.goal_limits import GoalLimits, Limit  # noqa: E402
 
 JOINTS = ('j1', 'j2', 'j3', 'j4', 'j5', 'j6')
 

@@ -88,7 +88,7 @@ def run_driver(out_path: str, ros_argv: list[str]) -> int:
     from rclpy.node import Node
     from test_msgs.action import Fibonacci
 
-    from lane_manager.runtime import run_node
+    from skill_lanes.runtime import run_node
 
     out = open(out_path, 'a', buffering=1)
     lock = threading.Lock()
@@ -156,7 +156,7 @@ class Client:
     def action(self, name: str) -> Any:
         from test_msgs.action import Fibonacci
 
-        from lane_manager.action_link import RaceFreeActionClient
+        from skill_lanes.action_link import RaceFreeActionClient
         if name not in self._clients:  # made while the executor spins: see RaceFreeActionClient
             client = RaceFreeActionClient(self.node, Fibonacci, name)
             client.bench_executor = self.executor  # see _stack.send_timed
@@ -326,7 +326,7 @@ def measure_memory(c: Client, procs: Procs, tmp: Path, rounds: int) -> dict[str,
     """In a domain of its own (os.environ and the client's context say which)."""
     cfg = tmp / 'lm50.yaml'
     cfg.write_text(phase2_config())
-    sim = procs.python('-m', 'lane_manager.sim_driver', '--config', str(cfg), name='sim50')
+    sim = procs.python('-m', 'skill_lanes_sim.sim_driver', '--config', str(cfg), name='sim50')
     lm = procs.python('-m', 'lane_manager.node', '--config', str(cfg), name='lm50')
     sim.wait_for_output('sim_driver ready', timeout=_stack.READY_S)
     lm.wait_for_output('lane_manager ready', timeout=_stack.READY_S)
@@ -389,7 +389,7 @@ def main() -> int:
         cfg = tmp / 'lm.yaml'
         cfg.write_text(phase1_config(args.lanes))
         driver_log = tmp / 'driver.jsonl'
-        sim = procs.python('-m', 'lane_manager.sim_driver', '--config', str(cfg), name='sim')
+        sim = procs.python('-m', 'skill_lanes_sim.sim_driver', '--config', str(cfg), name='sim')
         drv = procs.python(__file__, '--driver', str(driver_log), name='bench_driver')
         lm = procs.python('-m', 'lane_manager.node', '--config', str(cfg), name='lane_manager')
         for proc, text in ((sim, 'sim_driver ready'), (drv, 'bench driver ready'),

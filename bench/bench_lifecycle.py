@@ -96,7 +96,7 @@ def main() -> int:
     cases = {
         'lane_manager': (['-m', 'lane_manager.node', '--config', str(config)],
                          'lane_manager ready'),
-        'sim_driver': (['-m', 'lane_manager.sim_driver', '--config', str(config)],
+        'sim_driver': (['-m', 'skill_lanes_sim.sim_driver', '--config', str(config)],
                        'sim_driver ready'),
         'mcp_gateway (http)': (['-m', 'mcp_gateway', '--config', str(config), '--transport',
                                 'http', '--port', '0'], 'mcp_gateway ready on'),

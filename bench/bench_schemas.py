@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mcp_gateway.ros_json import Limits  # noqa: E402
 from mcp_gateway.ros_schema import message_schema, skill_schema  # noqa: E402
 from mcp_gateway.skill_args import SkillArguments  # noqa: E402
-from skill_lanes_testing.isolation import ShmGuard  # noqa: E402
+from skill_lanes_sim.isolation import ShmGuard  # noqa: E402
 
 TARGET_DELAY_MS = 5.0  # "never delays another lane's call by more than a few ms"
 
@@ -142,7 +142,7 @@ def delay_table(points: int, reps: int) -> tuple[list[str], dict[str, float]]:
     size = len(json.dumps(arguments, separators=(',', ':')))
 
     from rclpy.serialization import serialize_message
-    from lane_manager.interfaces import is_big_goal
+    from skill_lanes.interfaces import is_big_goal
     steps = (lambda: converter.to_goal(arguments), serialize_message)
     goal = steps[0]()
     wire = serialize_message(goal)  # the first call also loads the type support

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
-from lane_manager.interfaces import (APPROVAL_BY_LIMIT, APPROVAL_DECISIONS_QOS, APPROVE_VERB,
+from skill_lanes.interfaces import (APPROVAL_BY_LIMIT, APPROVAL_DECISIONS_QOS, APPROVE_VERB,
                                      StackNames)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from lane_manager.config import LaneConfig
+from skill_lanes.config import LaneConfig
 from lane_manager.lane_model import (RECENT_LIMIT, Awaiting, CancelAtDriver, Decision, Effect,
                                      EndWithoutDriver, GoalRequest, Holder, HolderState, Lane,
                                      LaneCounters, Occupant, StartGoal)

@@ -6,30 +6,16 @@ Split from node.py so the node stays a translator; no decisions live here.
 """
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from rclpy.action.server import ServerGoalHandle
 from rclpy.task import Future
-from unique_identifier_msgs.msg import UUID
 
-from lane_manager.rclpy_compat import GoalIdActionServer
+from skill_lanes.goal_ids import goal_id_msg, goal_id_text  # noqa: F401 - re-exported
+from skill_lanes.rclpy_compat import GoalIdActionServer
 
 __all__ = ['CallerEnd', 'CallerGoal', 'GoalIdActionServer', 'goal_id_msg', 'goal_id_text']
-
-
-def goal_id_text(uuid_msg: Any) -> str:
-    """The goal id as the canonical UUID string, the same in every process."""
-    return str(uuid.UUID(bytes=bytes(uuid_msg.uuid)))
-
-
-def goal_id_msg(goal_id: str | uuid.UUID) -> UUID:
-    """The goal id (text or uuid.UUID) as the unique_identifier_msgs/UUID the action
-    protocol carries: the inverse of goal_id_text.
-    """
-    value = goal_id if isinstance(goal_id, uuid.UUID) else uuid.UUID(goal_id)
-    return UUID(uuid=list(value.bytes))
 
 
 @dataclass

@@ -50,7 +50,7 @@ import enum
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from lane_manager.goal_outcome import ACTIVE_STATUSES
+from skill_lanes.goal_outcome import ACTIVE_STATUSES
 
 STATUS_SETTLE_S = 1.0  # matched with a driver's status writer this long without a message:
                        # it runs nothing

@@ -17,8 +17,8 @@ from typing import Any, Optional, Sequence
 
 from std_msgs.msg import Bool
 
-from lane_manager.config import EmergencyStopSource
-from lane_manager.interfaces import EMERGENCY_STOP_QOS, EMERGENCY_STOP_REASON
+from skill_lanes.config import EmergencyStopSource
+from skill_lanes.interfaces import EMERGENCY_STOP_QOS, EMERGENCY_STOP_REASON
 from lane_manager.stop_sources import LaneStops, Publisher, SourceSpec, StopSources
 
 GRAPH_PERIOD_S = 0.2     # how often the graph is asked which publishers are still there

@@ -25,7 +25,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from lane_manager.runtime import BackgroundExecutor
+from skill_lanes.runtime import BackgroundExecutor
 
 
 class GoalIntake:

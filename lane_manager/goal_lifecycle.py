@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 from lane_manager.effects import (Action, CancelGoalAtDriver, DriverEnded,  # noqa: F401
                                   EndCaller, SendToDriver)
-from lane_manager.goal_outcome import (ACTIVE_STATUSES, TERMINAL_STATUSES,  # noqa: F401
+from skill_lanes.goal_outcome import (ACTIVE_STATUSES, TERMINAL_STATUSES,  # noqa: F401
                                        outcome_of_status)
 
 CANCEL_REPEAT_S = 1.0                       # an unhonoured cancel is re-sent this often

@@ -27,12 +27,12 @@ from typing import Callable, Iterable, Mapping, Optional
 
 from lane_manager.arbiter import (Arbiter, CancelAtDriver, Decision, EndWithoutDriver,
                                   Occupant, StartGoal)
-from lane_manager.config import LaneConfig, LaneManagerConfig
+from skill_lanes.config import LaneConfig, LaneManagerConfig
 from lane_manager.effects import Notice, Started  # noqa: F401 - the keeper's effects
 from lane_manager.driver_presence import STATUS_UNKNOWN, DriverPresence, ProbeSample
 from lane_manager.goal_lifecycle import (Action, DriverEnded, DriverGoal, EndCaller,
                                          Phase)
-from lane_manager.goal_outcome import EndedHow, outcome_of_status
+from skill_lanes.goal_outcome import EndedHow, outcome_of_status
 
 FINISHED_LIMIT = 4096
 

@@ -9,7 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
-from lane_manager.config import LaneConfig
+from skill_lanes.config import LaneConfig
 from lane_manager.effects import (CancelAtDriver, Effect, EndWithoutDriver,  # noqa: F401
                                   StartGoal)
 

@@ -6,7 +6,7 @@ Whether a goal is accepted, queued, refused or preempts the current holder is de
 pure-Python `Arbiter` at goal acceptance (drivers such as Nav2 or ros2_control accept a new
 goal and abort the running one, so the decision must come before the goal reaches them).
 Before that, a goal breaking its skill's `limits` is rejected, whoever sent it
-(lane_manager/goal_limits.py): the refusal and its reason are in its lanes' lane state.
+(skill_lanes/goal_limits.py): the refusal and its reason are in its lanes' lane state.
 
 This node only translates: ROS events in, `LaneKeeper` actions out (lane_manager/keeper.py
 holds every decision). It follows each driver's own `_action/status`: a lane is free only
@@ -46,26 +46,26 @@ from rclpy.task import Future
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from lane_manager.action_link import ActionServerLink
+from skill_lanes.action_link import ActionServerLink
 from lane_manager.agents import AgentBook
 from lane_manager.approvals import Approvals
 from lane_manager.caller_side import (CallerEnd, CallerGoal, GoalIdActionServer, goal_id_msg,
                                       goal_id_text)
-from lane_manager.config import Config, import_action_type, skill_limits
+from skill_lanes.config import Config, import_action_type, skill_limits
 from lane_manager.diagnostics import lane_diagnostics
 from lane_manager.driver_presence import ProbeAfresh, ProbeSample
 from lane_manager.effects import (CancelGoalAtDriver, EndCaller, Notice, SendToDriver,
                                   Started)
 from lane_manager.emergency_stop import EmergencyStop
 from lane_manager.goal_intake import GoalIntake
-from lane_manager.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
-from lane_manager.goal_limits import GoalLimits
-from lane_manager.goal_outcome import outcome_of_status
-from lane_manager.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, StackNames,
+from skill_lanes.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
+from skill_lanes.goal_limits import GoalLimits
+from skill_lanes.goal_outcome import outcome_of_status
+from skill_lanes.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, StackNames,
                                      is_big_goal)
 from lane_manager.keeper import LaneKeeper, SkillRoute
 from lane_manager.operator_take import OperatorTake
-from lane_manager.runtime import (BackgroundExecutor, config_argument_parser, parse_args,
+from skill_lanes.runtime import (BackgroundExecutor, config_argument_parser, parse_args,
                                   resolve_config, run_node)
 from lane_manager.status_wire import decode_status_array
 

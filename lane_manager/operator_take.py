@@ -13,7 +13,7 @@ from typing import Any
 
 from std_srvs.srv import Trigger
 
-from lane_manager.interfaces import GIVE_BACK_VERB, OPERATOR_REASON, TAKE_VERB, StackNames
+from skill_lanes.interfaces import GIVE_BACK_VERB, OPERATOR_REASON, TAKE_VERB, StackNames
 
 
 def take_reason(lane: str) -> str:

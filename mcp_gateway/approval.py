@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import mcp_types as types
 
-from lane_manager.interfaces import APPROVAL_BY_LIMIT
+from skill_lanes.interfaces import APPROVAL_BY_LIMIT
 from mcp_gateway.agents import CURRENT_AGENT
 from mcp_gateway.results import error_result, tool_result
 

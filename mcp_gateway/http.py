@@ -16,7 +16,7 @@ from typing import Any, Iterator, Optional
 
 import anyio
 
-from lane_manager.config import Config
+from skill_lanes.config import Config
 from mcp_gateway.permissions import SCOPE_KEY, Permissions
 
 LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '::1')

@@ -3,11 +3,11 @@
     mcp_gateway [--config FILE] [--transport stdio|http] [--host H] [--port P]
 
 The config file comes from `--config`, `--ros-args -p config_file:=FILE` or the environment
-variable SKILL_LANES_CONFIG (lane_manager.runtime.config_path). stdio (default) lets an MCP
+variable SKILL_LANES_CONFIG (skill_lanes.runtime.config_path). stdio (default) lets an MCP
 client spawn it; streamable HTTP serves a long-running gateway on the robot at
 http://H:P/mcp (see mcp_gateway/http.py for binding and the bearer token).
 
-Lifecycle, as for the other executables (lane_manager.runtime): Ctrl-C and SIGTERM stop it
+Lifecycle, as for the other executables (skill_lanes.runtime): Ctrl-C and SIGTERM stop it
 in order (running calls cancelled, their goals cancelled at the lane manager) and exit 0;
 over stdio it also stops when stdin closes, and a client that vanished mid-call (broken
 pipe) ends it quietly. The node and the ROS context are destroyed on every path.
@@ -20,16 +20,16 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from lane_manager.stop_signal import StopSignal  # ROS-free: installed before the slow imports
+from skill_lanes.stop_signal import StopSignal  # ROS-free: installed before the slow imports
 
 if TYPE_CHECKING:
-    from lane_manager.config import Config
+    from skill_lanes.config import Config
     from mcp_gateway.unity.config import UnityConfig
 
 # Everything heavy (rclpy, the MCP SDK, pydantic models) is imported inside the functions,
 # after main() has taken over Ctrl-C and SIGTERM: a launch that stops while the gateway is
 # still importing then gets a clean exit instead of a KeyboardInterrupt traceback.
-CONFIG_ENV = 'SKILL_LANES_CONFIG'  # the same as lane_manager.runtime.CONFIG_ENV
+CONFIG_ENV = 'SKILL_LANES_CONFIG'  # the same as skill_lanes.runtime.CONFIG_ENV
 PACKAGE = 'skill_lanes'
 
 
@@ -149,9 +149,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    from lane_manager.config import ConfigError, load_config
-    from lane_manager.runtime import close_ros, config_path
+    from skill_lanes.config import ConfigError, load_config
+    from skill_lanes.runtime import close_ros, config_path
     from mcp_gateway.http import GatewayError
+    from mcp_gateway.tool_names import check_skill_names
     from mcp_gateway.unity.config import load_unity_config
     argv = list(sys.argv if argv is None else argv)
     args = parse_args(argv)
@@ -159,6 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         path = config_path(args.config, argv)
         config = load_config(path)
+        check_skill_names(config, str(path))
         unity_config = load_unity_config(config.unity, str(path))
         gateway = config.gateway
         transport = args.transport or gateway.transport

@@ -29,13 +29,13 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from lane_manager.caller_side import goal_id_msg
-from lane_manager.config import Config, import_action_type
-from lane_manager.action_link import ActionServerLink
-from lane_manager.goal_outcome import TERMINAL_STATUSES, Outcome, outcome_of_status
-from lane_manager.interfaces import (APPROVAL_DECISIONS_QOS, GIVE_BACK_VERB, LANE_STATE_QOS,
+from skill_lanes.goal_ids import goal_id_msg
+from skill_lanes.config import Config, import_action_type
+from skill_lanes.action_link import ActionServerLink
+from skill_lanes.goal_outcome import TERMINAL_STATUSES, Outcome, outcome_of_status
+from skill_lanes.interfaces import (APPROVAL_DECISIONS_QOS, GIVE_BACK_VERB, LANE_STATE_QOS,
                                      TAKE_VERB, StackNames, is_big_goal)
-from lane_manager.runtime import BackgroundExecutor
+from skill_lanes.runtime import BackgroundExecutor
 from mcp_gateway.agents import CURRENT_AGENT, RecentAgents
 
 CANCEL_WAIT_S = 5.0

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import mcp_types as types
 
-from lane_manager.config import match_globs
+from skill_lanes.config import match_globs
 
 # Where the HTTP layer leaves the authenticated grant for the handlers (an ASGI scope key:
 # nothing a client sends can set it).

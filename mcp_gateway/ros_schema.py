@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from rosidl_parser import definition as idl
 
-from lane_manager.goal_limits import Limit, parse_path
+from skill_lanes.goal_limits import Limit, parse_path
 from mcp_gateway.ros_docs import interface_docs
 from mcp_gateway.ros_json import (_FLOAT_LIMITS, _INTEGER_BOUNDS, _NON_FINITE, DEFAULT_LIMITS,
                                   NANOSEC_MAX, NORMALIZED_TIME_TYPES, Limits, MessageClass,
@@ -54,7 +54,7 @@ def skill_schema(msg_class: MessageClass, limits: Limits = DEFAULT_LIMITS,
 
     fields: dotted paths of the exposed fields (None: all); fixed: dotted path -> value,
     hidden from the schema (the gateway fills them in); required: dotted paths a call must
-    give; goal_limits: the skill's `limits` (lane_manager/goal_limits.py), shown where they
+    give; goal_limits: the skill's `limits` (skill_lanes/goal_limits.py), shown where they
     apply as minimum/maximum, maxItems and enum. Raises ValueError naming a path the message
     does not have.
     """

@@ -22,6 +22,7 @@ from mcp_gateway.agents import CURRENT_AGENT, agent_of
 from mcp_gateway.permissions import Grant, Permissions, grant_of
 from mcp_gateway.results import error_result
 from mcp_gateway.skill_tools import ReportProgress
+from mcp_gateway.tool_names import OPERATOR_TOOL_NAMES
 
 LANE_STATE_URI = 'skill-lanes://lane-state'
 # JSON-RPC error codes of resources/read: the MCP spec's (2025-11-25) resource-not-found,
@@ -142,7 +143,7 @@ def build_server(name: str, version: str, providers: list[ToolProvider],
                   on_list_resources=list_resources, on_read_resource=read_resource)
 
 
-OPERATOR_TOOLS = frozenset({'lane_take', 'lane_give_back', 'goal_approve', 'goal_deny'})
+OPERATOR_TOOLS = OPERATOR_TOOL_NAMES  # the tools operator_refusal guards
 OPERATOR_HEADER = 'x-skill-lanes-operator'
 
 

@@ -8,7 +8,7 @@ size (the arguments as JSON, against `max_request_bytes`), fields the skill has 
 not expose, required fields, then `ros_json.to_message` (types, ranges, array lengths,
 normalized times, non-finite floats only where allowed). The skill's fixed values are put
 in last: a caller can never override them. Last, the goal message is checked against the
-skill's `limits` by the lane manager's own checker (lane_manager/goal_limits.py), so the
+skill's `limits` by the lane manager's own checker (skill_lanes/goal_limits.py), so the
 gateway refuses exactly the goals the lane manager would.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import re
 import time
 from typing import Any, Mapping, Optional, Sequence
 
-from lane_manager.goal_limits import NO_LIMITS, GoalLimits
+from skill_lanes.goal_limits import NO_LIMITS, GoalLimits
 from mcp_gateway.ros_json import ArgumentError, Limits, MessageClass, _json_type, to_message
 from mcp_gateway.ros_schema import path_trie, skill_schema
 

@@ -20,9 +20,10 @@ import anyio
 import jsonschema
 import mcp_types as types
 
-from lane_manager.config import Config, ConfigError, skill_limits
-from lane_manager.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
-from lane_manager.limit_types import LimitTypeError
+from skill_lanes.config import Config, ConfigError, skill_limits
+from skill_lanes.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
+from skill_lanes.limit_types import LimitTypeError
+from mcp_gateway.tool_names import BUILTIN_TOOL_NAMES, OPERATOR_TOOL_NAMES  # noqa: F401
 from mcp_gateway.approval import approval_note, awaiting_text, decide_tool
 from mcp_gateway.node import (GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable,
                               ServiceAbsent)
@@ -34,10 +35,6 @@ from mcp_gateway.tool_defs import LANE_META_KEY, builtin_tools, operator_tools, 
 
 __all__ = ['LANE_META_KEY', 'ReportProgress', 'SkillTools']
 JOB_LIMIT = 256  # finished jobs kept for skill_status
-OPERATOR_TOOL_NAMES = frozenset({'lane_take', 'lane_give_back',  # gateway.operator_tools
-                                 'goal_approve', 'goal_deny'})
-BUILTIN_TOOL_NAMES = frozenset({'lanes_status', 'lane_stop', 'lane_release', 'skill_start',
-                                'skill_status', 'skill_cancel'})
 LANE_STOP_REASON = 'stopped by lane_stop'
 SMALL_ARGUMENTS = 256  # JSON values: fewer are converted on the event loop (~0.1 ms)
 
@@ -262,7 +259,7 @@ class SkillTools:
             return error_result('lane_manager_unavailable',
                                 'no lane state received from the lane manager yet',
                                 hint='retry', retry_after_ms=2000)
-        return tool_result(dict(state))  # the whole message: see lane_manager/lane_state.py
+        return tool_result(dict(state))  # the whole message: see skill_lanes/lane_state.py
 
     async def _lane_stop(self, arguments: dict) -> types.CallToolResult:
         lane = arguments['lane']

@@ -12,8 +12,8 @@ from typing import Any, Union
 
 import mcp_types as types
 
-from lane_manager import lane_state
-from lane_manager.config import LaneConfig, SkillConfig
+from skill_lanes import lane_state
+from skill_lanes.config import LaneConfig, SkillConfig
 from mcp_gateway.results import nullable, output_schema
 from mcp_gateway.ros_json import Limits, MessageClass
 from mcp_gateway.ros_schema import skill_schema
@@ -137,7 +137,7 @@ def operator_tools(lane_names: list[str]) -> list[types.Tool]:
 
 def lane_state_output_schema() -> dict[str, Any]:
     """`lanes_status` answers the whole lane state: its schema is the typed message's
-    (lane_manager/lane_state.py), plus the error envelope.
+    (skill_lanes/lane_state.py), plus the error envelope.
     """
     schema = lane_state.json_schema()
     return output_schema(schema['properties'], ['lanes'], defs=schema['$defs'],

@@ -2,7 +2,7 @@
 
 - A ROS_DOMAIN_ID of this run's own, so parallel runs (or a robot on the same host) never
   see each other's nodes, and Fast DDS over loopback UDP only (no shared memory, nothing
-  beyond this host): see skill_lanes_testing.isolation.
+  beyond this host): see skill_lanes_sim.isolation.
 - Every process a test starts goes through `processes` (see support.py) and is stopped.
 - Any Fast DDS files that killed processes left in /dev/shm, and the LTTng-UST wait area
   the ROS 2 wheels leave there, are removed at the end.
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from skill_lanes_testing.isolation import ShmGuard, claim_ros_domain, isolate  # noqa: E402
+from skill_lanes_sim.isolation import ShmGuard, claim_ros_domain, isolate  # noqa: E402
 
 if 'SKILL_LANES_TEST_DOMAIN' not in os.environ:
     _DOMAIN, _DOMAIN_LOCK = claim_ros_domain()

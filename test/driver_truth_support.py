@@ -5,7 +5,7 @@ from typing import Any
 
 from std_srvs.srv import Trigger
 
-from lane_manager.interfaces import lane_service_name
+from skill_lanes.interfaces import lane_service_name
 from support import wait_until
 
 

@@ -13,10 +13,10 @@ from typing import Any, Callable, Optional
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from lane_manager.action_link import RaceFreeActionClient as ActionClient
-from lane_manager.caller_side import goal_id_msg
-from lane_manager.interfaces import LANE_STATE_QOS
-from lane_manager.runtime import BackgroundExecutor
+from skill_lanes.action_link import RaceFreeActionClient as ActionClient
+from skill_lanes.goal_ids import goal_id_msg
+from skill_lanes.interfaces import LANE_STATE_QOS
+from skill_lanes.runtime import BackgroundExecutor
 from support import wait_until
 
 _names = iter(range(10**6))

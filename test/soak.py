@@ -125,12 +125,13 @@ class Soak:
         self.config.write_text(CONFIG)
         self.env = dict(os.environ)
         if 'ROS_DOMAIN_ID' not in self.env:  # standalone: a domain no other run holds
-            from skill_lanes_testing.isolation import claim_ros_domain, ros_environment
+            from skill_lanes_sim.isolation import claim_ros_domain, ros_environment
             domain, self._domain_lock = claim_ros_domain()
             self.env.update(ros_environment(domain))  # loopback UDP only, as the tests
         self.env['PYTHONUNBUFFERED'] = '1'
         cfg = ['--config', str(self.config)]
-        self.sim = Proc('sim_driver', ['-m', 'lane_manager.sim_driver', *cfg], self.env, self.dir)
+        self.sim = Proc('sim_driver', ['-m', 'skill_lanes_sim.sim_driver', *cfg], self.env,
+                        self.dir)
         self.manager = Proc('lane_manager', ['-m', 'lane_manager.node', *cfg], self.env, self.dir)
         self.monitor_out = self.dir / 'monitor.json'
         self.monitor = Proc('monitor', [str(Path(__file__).resolve()), '--monitor',
@@ -271,8 +272,8 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
     from rclpy.signals import SignalHandlerOptions
     from std_msgs.msg import String
 
-    from lane_manager.config import load_config
-    from lane_manager.interfaces import LANE_STATE_QOS
+    from skill_lanes.config import load_config
+    from skill_lanes.interfaces import LANE_STATE_QOS
 
     config = load_config(config_path)
     stop = []
@@ -288,15 +289,15 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
              'operator_releases': 0}
     from std_srvs.srv import Trigger
 
-    from lane_manager.interfaces import lane_service_name
+    from skill_lanes.interfaces import lane_service_name
     release = {lane: node.create_client(Trigger, lane_service_name('/lane_manager', lane,
                                                                    'release'))
                for lane in config.lanes}
     unanswered_since: dict[str, float] = {}
     from test_msgs.action import Fibonacci
 
-    from lane_manager.action_link import RaceFreeActionClient
-    from lane_manager.caller_side import goal_id_msg
+    from skill_lanes.action_link import RaceFreeActionClient
+    from skill_lanes.goal_ids import goal_id_msg
     bypass = RaceFreeActionClient(node, Fibonacci, '/soak/survey')  # made while spinning
     next_bypass = time.monotonic() + BYPASS_EVERY_S
     bypass_until = time.monotonic() + bypass_for_s - 10.0  # none during the drain
@@ -404,7 +405,7 @@ def main(argv=None) -> int:
     if args.monitor:
         return monitor(args.monitor, args.config, args.seconds)
     victims = tuple(name for name in args.kill.split(',') if name)
-    from skill_lanes_testing.isolation import ShmGuard
+    from skill_lanes_sim.isolation import ShmGuard
     shm = ShmGuard()
     try:
         report = anyio.run(Soak(args.seconds, args.agents, args.seed, args.http_port,

@@ -24,7 +24,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout first
-from lane_manager.interfaces import EMERGENCY_STOP_QOS  # noqa: E402
+from skill_lanes.interfaces import EMERGENCY_STOP_QOS  # noqa: E402
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """Helpers shared by the tests (kept under this name: test modules import from here).
 
-The implementations live once in skill_lanes_testing (processes, isolation), shared with the
+The implementations live once in skill_lanes_sim (processes, isolation), shared with the
 benches, the soak and the demo.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from skill_lanes_testing.processes import (PYTHON, ROOT, ManagedProcess,  # noqa: F401
+from skill_lanes_sim.processes import (PYTHON, ROOT, ManagedProcess,  # noqa: F401
                                            ProcessGroup, wait_until)
-from skill_lanes_testing.stack import start_sim_robot
+from skill_lanes_sim.stack import start_sim_robot
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import pytest
 
 from lane_manager.approvals import parse_decision
 from lane_manager.arbiter import Arbiter, CancelAtDriver, EndWithoutDriver, StartGoal
-from lane_manager.config import ConfigError, LaneConfig, LaneManagerConfig, parse_config
+from skill_lanes.config import ConfigError, LaneConfig, LaneManagerConfig, parse_config
 from lane_manager.goal_lifecycle import EndCaller, SendToDriver
 from lane_manager.keeper import LaneKeeper, Notice, SkillRoute
 
@@ -226,9 +226,11 @@ def test_bad_approval_config_is_one_clear_error(skill, expected):
 
 @pytest.mark.parametrize('name', ['goal_approve', 'goal_deny'])
 def test_approval_tool_names_are_reserved(name):
-    with pytest.raises(ConfigError, match='reserved'):
-        parse_config({'lanes': {'arm': {}}, 'skills': {
-            name: {'lane': 'arm', 'action_type': FIB, 'driver': '/x'}}})
+    from mcp_gateway.tool_names import check_skill_names
+    config = parse_config({'lanes': {'arm': {}}, 'skills': {
+        name: {'lane': 'arm', 'action_type': FIB, 'driver': '/x'}}})
+    with pytest.raises(ConfigError, match=f'robot.yaml: skills.{name}: .*reserved'):
+        check_skill_names(config, 'robot.yaml')
 
 
 def test_decision_message_parsing():

@@ -17,7 +17,7 @@ from std_srvs.srv import SetBool
 from support import wait_until
 from test_driver_truth import Stack, write_config
 
-from lane_manager.interfaces import (APPROVAL_DECISIONS_QOS, APPROVE_VERB,
+from skill_lanes.interfaces import (APPROVAL_DECISIONS_QOS, APPROVE_VERB,
                                      approval_decisions_topic, lane_service_name)
 
 SUCCEEDED, ABORTED = GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_ABORTED

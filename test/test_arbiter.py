@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from lane_manager.arbiter import Arbiter, CancelAtDriver, EndWithoutDriver, Occupant, StartGoal
-from lane_manager.config import LaneConfig
+from skill_lanes.config import LaneConfig
 
 
 def make(policy: str, **kw) -> Arbiter:

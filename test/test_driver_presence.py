@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lane_manager.config import LaneConfig, LaneManagerConfig
+from skill_lanes.config import LaneConfig, LaneManagerConfig
 from lane_manager.driver_presence import (STARTUP_DISCOVERY_S, STATUS_SETTLE_S, TRANSITIONS,
                                           DriverPresence, ProbeAfresh, ProbeSample, Stage)
 from lane_manager.goal_lifecycle import SendToDriver
-from lane_manager.goal_outcome import ACTIVE_STATUSES
+from skill_lanes.goal_outcome import ACTIVE_STATUSES
 from lane_manager.keeper import LaneKeeper, SkillRoute
 
 LOST_S = 1.0

@@ -86,7 +86,7 @@ class Stack:
 
 
 def _direct(client: RosTestClient, driver: str) -> GoalCall:
-    from lane_manager.action_link import RaceFreeActionClient
+    from skill_lanes.action_link import RaceFreeActionClient
     from test_msgs.action import Fibonacci
     action_client = RaceFreeActionClient(client.node, Fibonacci, driver)
     wait_until(action_client.server_is_ready, 20, what=f'driver {driver}')

@@ -15,7 +15,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from std_msgs.msg import Bool
 
 from driver_truth_support import DiagnosticsWatch
-from lane_manager.interfaces import EMERGENCY_STOP_QOS
+from skill_lanes.interfaces import EMERGENCY_STOP_QOS
 from support import sim_robot_client
 
 TOPIC = '/test_emergency_stop'

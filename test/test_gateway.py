@@ -25,7 +25,7 @@ import mcp_types as types
 import pytest
 from mcp import Client, StdioServerParameters
 
-from lane_manager.config import load_config
+from skill_lanes.config import load_config
 from ros_client import RosTestClient
 from support import PYTHON, ROOT, ProcessGroup, sim_robot_client, wait_until
 
@@ -628,7 +628,7 @@ def test_big_goal_is_sent_off_the_event_loop(gateway, stack, monkeypatch):
     worker thread, so the calls of other lanes go on meanwhile. Here every goal counts as
     big, and navigate's send holds its thread as such a conversion would.
     """
-    from lane_manager import interfaces
+    from skill_lanes import interfaces
     monkeypatch.setattr(interfaces, 'BIG_GOAL_ELEMENTS', 1)
     action_client = gateway.ros.node._links['navigate'].client
     send_goal = action_client.send_goal_async
@@ -814,8 +814,8 @@ def test_http_gateway_checks_host_and_origin(http_gateway):
 
 def test_tool_lanes_topic_lists_each_tool_lane_and_policy(http_gateway, rclpy_context):
     from std_msgs.msg import String
-    from lane_manager.interfaces import LANE_STATE_QOS
-    from lane_manager.runtime import BackgroundExecutor
+    from skill_lanes.interfaces import LANE_STATE_QOS
+    from skill_lanes.runtime import BackgroundExecutor
     from rclpy.node import Node
     proc, _ = http_gateway
     seen: dict[int, dict] = {}

@@ -52,7 +52,7 @@ class TriggerServices:
         from rclpy.executors import SingleThreadedExecutor
         from std_srvs.srv import Trigger
 
-        from lane_manager.interfaces import lane_service_name
+        from skill_lanes.interfaces import lane_service_name
         self.calls: list[str] = []
         self.node = rclpy.create_node(f'gw_operator_services_{os.getpid()}')
         for key, (success, message) in answers.items():

@@ -46,7 +46,7 @@ def robot(tmp_path_factory, rclpy_context):
     group = ProcessGroup()
     client = None
     try:
-        sim = group.python('lane_manager.sim_driver', '--config', str(config_file),
+        sim = group.python('skill_lanes_sim.sim_driver', '--config', str(config_file),
                            name='gwp_sim_driver')
         manager = group.python('lane_manager.node', '--config', str(config_file),
                                '--ros-args', '-r', '__node:=gw_proc_lane_manager',

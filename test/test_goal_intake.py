@@ -15,10 +15,10 @@ import pytest
 from action_msgs.msg import GoalStatus
 from rclpy.node import Node
 
-from lane_manager import interfaces
+from skill_lanes import interfaces
 from lane_manager.goal_intake import GoalIntake
 from lane_manager.node import LaneManager
-from lane_manager.runtime import BackgroundExecutor
+from skill_lanes.runtime import BackgroundExecutor
 from ros_client import RosTestClient
 from support import ProcessGroup, wait_until
 
@@ -46,7 +46,7 @@ def stack(tmp_path_factory, rclpy_context):
     group = ProcessGroup()
     manager = spin = client = None
     try:
-        sim = group.python('lane_manager.sim_driver', '--config', str(path), name='sim_driver')
+        sim = group.python('skill_lanes_sim.sim_driver', '--config', str(path), name='sim_driver')
         sim.wait_for_output('sim_driver ready')
         manager = LaneManager(str(path))
         spin = BackgroundExecutor(manager, num_threads=1)

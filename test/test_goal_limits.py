@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 import test_msgs.action as actions
 import test_msgs.msg as msgs
-from lane_manager.config import ConfigError, parse_config
-from lane_manager.goal_limits import GoalLimits, Limit, parse_path
-from lane_manager.limit_types import LimitTypeError, check_limit_types
+from skill_lanes.config import ConfigError, parse_config
+from skill_lanes.goal_limits import GoalLimits, Limit, parse_path
+from skill_lanes.limit_types import LimitTypeError, check_limit_types
 from mcp_gateway.ros_json import ArgumentError, Limits
 from mcp_gateway.ros_schema import skill_schema
 from mcp_gateway.skill_args import SkillArguments
@@ -177,7 +177,7 @@ def test_property_inside_passes_outside_fails_at_the_first_offender(low, span, s
 
 
 def test_keeper_records_a_limits_refusal_in_every_lane_of_the_skill_and_nothing_else():
-    from lane_manager.config import LaneConfig, LaneManagerConfig
+    from skill_lanes.config import LaneConfig, LaneManagerConfig
     from lane_manager.keeper import LaneKeeper, SkillRoute
     keeper = LaneKeeper({'arm': LaneConfig(), 'base': LaneConfig()}, {
         'reach': SkillRoute('arm', '/d', 0, ('arm', 'base')),

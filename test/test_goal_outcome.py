@@ -1,11 +1,11 @@
-"""The one goal vocabulary (lane_manager/goal_outcome.py) against the action protocol itself."""
+"""The one goal vocabulary (skill_lanes/goal_outcome.py) against the action protocol itself."""
 from __future__ import annotations
 
 import json
 
 from action_msgs.msg import GoalStatus
 
-from lane_manager.goal_outcome import (ACTIVE_STATUSES, TERMINAL_STATUSES, GoalStatusCode,
+from skill_lanes.goal_outcome import (ACTIVE_STATUSES, TERMINAL_STATUSES, GoalStatusCode,
                                        Outcome, outcome_of_status)
 
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from lane_manager.config import LaneConfig, LaneManagerConfig
+from skill_lanes.config import LaneConfig, LaneManagerConfig
 from lane_manager.driver_presence import ProbeAfresh, ProbeSample
 from lane_manager.goal_lifecycle import (RESULT_WAIT_S, CancelGoalAtDriver, DriverGoal,
                                          EndCaller, Phase, SendToDriver)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 
-from lane_manager.config import LaneConfig, LaneManagerConfig
+from skill_lanes.config import LaneConfig, LaneManagerConfig
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, SendToDriver
 from lane_manager.keeper import LaneKeeper, SkillRoute
 

@@ -17,8 +17,8 @@ from test_msgs.action import Fibonacci
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from driver_truth_support import DiagnosticsWatch, call_lane_service
-from lane_manager.action_link import RaceFreeActionClient
-from lane_manager.caller_side import goal_id_msg
+from skill_lanes.action_link import RaceFreeActionClient
+from skill_lanes.goal_ids import goal_id_msg
 from ros_client import RosTestClient
 from support import ProcessGroup, wait_until
 
@@ -66,7 +66,7 @@ def stack(config_file, rclpy_context):
     group = ProcessGroup()
     client = None
     try:
-        sim = group.python('lane_manager.sim_driver', '--config', str(config_file),
+        sim = group.python('skill_lanes_sim.sim_driver', '--config', str(config_file),
                            name='sim_driver')
         manager = group.python('lane_manager.node', '--config', str(config_file),
                                name='lane_manager')

@@ -19,7 +19,7 @@ def config_file(tmp_path):
 
 
 def test_driver_killed_mid_goal_aborts_and_frees_lane(config_file, rclpy_context, processes):
-    nav_driver = processes.python('lane_manager.sim_driver', '--config', str(config_file),
+    nav_driver = processes.python('skill_lanes_sim.sim_driver', '--config', str(config_file),
                                   '--only', 'arm_home', name='doomed_driver')
     # The config file as a ROS parameter, the way launch files pass it.
     manager = processes.python('lane_manager.node', '--ros-args', '-p',
@@ -50,7 +50,7 @@ def test_driver_killed_mid_goal_aborts_and_frees_lane(config_file, rclpy_context
 
 
 def test_shutdown_cancels_forwarded_goals(config_file, rclpy_context, processes):
-    sim = processes.python('lane_manager.sim_driver', '--config', str(config_file),
+    sim = processes.python('skill_lanes_sim.sim_driver', '--config', str(config_file),
                            '--only', 'arm_home', name='sim_driver')
     manager = processes.python('lane_manager.node', '--config', str(config_file),
                                name='lane_manager')

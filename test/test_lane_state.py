@@ -1,4 +1,4 @@
-"""The typed lane state (lane_manager/lane_state.py) against what is really published.
+"""The typed lane state (skill_lanes/lane_state.py) against what is really published.
 
 - Every lane the keeper's state machine reaches (queues, preemptions, adopted and external
   goals, unknown drivers, unhonoured cancels, releases) snapshots into a `Lane` with no key
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant
 
 from lane_manager.agents import AgentBook
-from lane_manager.lane_state import (Lane, UndeclaredKey, _no_undeclared, json_schema, parse,
+from skill_lanes.lane_state import (Lane, UndeclaredKey, _no_undeclared, json_schema, parse,
                                      validate_published)
 from test_keeper import KeeperMachine
 
@@ -105,7 +105,7 @@ def test_every_published_lane_state_is_typed(tmp_path, rclpy_context):
     from std_msgs.msg import String
     from test_msgs.action import Fibonacci
 
-    from lane_manager.interfaces import LANE_STATE_QOS
+    from skill_lanes.interfaces import LANE_STATE_QOS
     from support import sim_robot_client
     path = tmp_path / 'robot.yaml'
     path.write_text(CONFIG)

@@ -272,8 +272,8 @@ def test_the_stop_button_uses_the_lane_managers_stop_service(tmp_path, rclpy_con
     pytest.importorskip('std_srvs.srv', reason='std_srvs (wheel ros-std-srvs) not installed')
     from rclpy.node import Node
     from std_srvs.srv import Trigger
-    from lane_manager.interfaces import lane_service_name
-    from lane_manager.runtime import BackgroundExecutor
+    from skill_lanes.interfaces import lane_service_name
+    from skill_lanes.runtime import BackgroundExecutor
     namespace = '/lane_view_trigger_lm'
     config_file = write_config(tmp_path, CONFIG.replace(NAMESPACE, namespace))
     calls: list[str] = []

@@ -51,7 +51,7 @@ def stack(tmp_path, rclpy_context):
     group = ProcessGroup()
     client = None
     try:
-        sim = group.python('lane_manager.sim_driver', '--config', str(config_file),
+        sim = group.python('skill_lanes_sim.sim_driver', '--config', str(config_file),
                            name='lv_sim_driver')
         manager = group.python('lane_manager.node', '--config', str(config_file),
                                '--ros-args', '-r', '__node:=lane_view_lane_manager',

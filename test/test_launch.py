@@ -41,7 +41,7 @@ from launch.launch_description_sources import (  # noqa: E402
 from launch_pytest.actions import ReadyToTest  # noqa: E402
 from mcp import Client  # noqa: E402
 
-from skill_lanes_testing.isolation import is_fastdds_file, shm_in_use, shm_of_process  # noqa: E402
+from skill_lanes_sim.isolation import is_fastdds_file, shm_in_use, shm_of_process  # noqa: E402
 
 pytestmark = pytest.mark.launch_test
 
@@ -318,7 +318,7 @@ class SimStats:
         from rclpy.executors import SingleThreadedExecutor
         from std_msgs.msg import String
 
-        from lane_manager.interfaces import LANE_STATE_QOS, SIM_STATS_TOPIC
+        from skill_lanes.interfaces import LANE_STATE_QOS, SIM_STATS_TOPIC
         self.latest: dict[str, dict] = {}
         self._rclpy = rclpy
         self._context = rclpy.Context()

@@ -24,8 +24,8 @@ from typing import IO, Any
 import pytest
 
 from ros_client import RosTestClient
-from skill_lanes_testing.isolation import is_fastdds_file, shm_in_use, shm_of_process
-from skill_lanes_testing.stack import start_sim_robot
+from skill_lanes_sim.isolation import is_fastdds_file, shm_in_use, shm_of_process
+from skill_lanes_sim.stack import start_sim_robot
 from support import PYTHON, ROOT, ProcessGroup, wait_until
 
 NAMESPACE = '/lifecycle_lm'
@@ -46,7 +46,7 @@ DEFAULT_TRANSPORTS = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
                       'FASTRTPS_DEFAULT_PROFILES_FILE': None}
 EXECUTABLES = {
     'lane_manager': (['-m', 'lane_manager.node'], 'lane_manager ready'),
-    'sim_driver': (['-m', 'lane_manager.sim_driver'], 'sim_driver ready'),
+    'sim_driver': (['-m', 'skill_lanes_sim.sim_driver'], 'sim_driver ready'),
     'mcp_gateway': (['-m', 'mcp_gateway', '--transport', 'http', '--port', '0'],
                     'mcp_gateway ready on'),
 }
@@ -188,13 +188,13 @@ def test_stdio_client_killed_mid_call_cancels_the_goal_quietly(
 
 
 def test_one_stop_signal_for_waiting_and_for_an_event_loop():
-    """lane_manager/stop_signal.py, the one class behind both kinds of executables: a signal
+    """skill_lanes/stop_signal.py, the one class behind both kinds of executables: a signal
     wakes a waiting main thread, and one that came before `arm` (during start-up) stops the
     event loop as soon as it is armed; after `disarm` a signal changes nothing.
     """
     import asyncio
 
-    from lane_manager.stop_signal import StopSignal
+    from skill_lanes.stop_signal import StopSignal
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         stop = StopSignal()

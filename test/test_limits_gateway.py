@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lane_manager.config import load_config
+from skill_lanes.config import load_config
 from support import sim_robot_client
 from test_gateway import InProcessGateway, assert_error, assert_succeeded, run, write_config
 from test_gateway import conforming_answers  # noqa: F401 - every answer fits its outputSchema

@@ -6,7 +6,7 @@ import re
 import pytest
 import test_msgs.action as actions
 
-from lane_manager.config import ConfigError, LaneConfig, SkillConfig, parse_config
+from skill_lanes.config import ConfigError, LaneConfig, SkillConfig, parse_config
 from mcp_gateway.tool_defs import (LEGACY_META_PREFIX, META_PREFIX, UNPREFIXED_META,
                                    skill_tool)
 

@@ -141,7 +141,7 @@ def test_stack_names_resolve_under_the_nodes_namespace(rclpy_context, node_names
     """The one rule both sides use (interfaces.StackNames), on a node in a namespace."""
     from rclpy.node import Node
 
-    from lane_manager.interfaces import StackNames
+    from skill_lanes.interfaces import StackNames
     node = Node('stack_names_probe', namespace=node_namespace)
     try:
         names = StackNames.of(node, configured)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lane_manager.agents import describe
-from lane_manager.config import ConfigError, parse_config
+from skill_lanes.config import ConfigError, parse_config
 from mcp_gateway import lane_view_auth as auth
 from mcp_gateway.agents import agent_of
 from mcp_gateway.permissions import SCOPE_KEY, Permissions, grant_of

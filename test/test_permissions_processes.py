@@ -307,8 +307,8 @@ class ToolLanesListener:
         from rclpy.node import Node
         from std_msgs.msg import String
 
-        from lane_manager.interfaces import LANE_STATE_QOS
-        from lane_manager.runtime import BackgroundExecutor
+        from skill_lanes.interfaces import LANE_STATE_QOS
+        from skill_lanes.runtime import BackgroundExecutor
         self.seen: dict[str, dict] = {}
         self.node = Node('perms_tool_lanes_listener')
         self.node.create_subscription(String, '/skill_lanes/tool_lanes', self._on, LANE_STATE_QOS)

@@ -1,4 +1,4 @@
-"""The rclpy internals this package relies on (lane_manager/rclpy_compat.py), checked against
+"""The rclpy internals this package relies on (skill_lanes/rclpy_compat.py), checked against
 the installed rclpy: run on both distributions (rclpy 7.1 on Jazzy, 9.1 on Kilted).
 
 One test per override asserts that what it needs exists and works with real nodes; others
@@ -16,13 +16,13 @@ from rclpy.action import ActionClient, ActionServer, GoalResponse
 from rclpy.node import Node
 from test_msgs.action import Fibonacci
 
-from lane_manager import rclpy_compat
-from lane_manager.caller_side import goal_id_msg
-from lane_manager.rclpy_compat import (CLIENT_INSTANCE_INTERNALS, CLIENT_INTERNALS,
+from skill_lanes import rclpy_compat
+from skill_lanes.goal_ids import goal_id_msg
+from skill_lanes.rclpy_compat import (CLIENT_INSTANCE_INTERNALS, CLIENT_INTERNALS,
                                        SERVER_INTERNALS, SUPPORTED_RCLPY, GoalIdActionServer,
                                        RaceFreeActionClient, RclpyCompatError, check_rclpy,
                                        goal_request_of, missing)
-from lane_manager.runtime import BackgroundExecutor
+from skill_lanes.runtime import BackgroundExecutor
 from support import wait_until
 
 

@@ -1,4 +1,4 @@
-"""The SROS2 policy (lane_manager/sros2_policy.py) against the nodes as they really run.
+"""The SROS2 policy (skill_lanes/sros2_policy.py) against the nodes as they really run.
 
 SROS2 itself is not on PyPI, so the permissions cannot be enforced here. What can be checked
 is what decides whether a policy works on a robot: every endpoint the real lane manager and
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lane_manager.config import parse_config as _parse
-from lane_manager.sros2_policy import policy_xml
+from skill_lanes.config import parse_config as _parse
+from skill_lanes.sros2_policy import policy_xml
 from support import ProcessGroup
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +139,7 @@ def test_each_stop_source_has_an_enclave_of_its_own():
 
 def test_shipped_policy_is_the_generated_one_for_the_sim_robot():
     shipped = (ROOT / 'config' / 'sros2' / 'sim_robot.policy.xml').read_text()
-    out = subprocess.run([sys.executable, '-m', 'lane_manager.sros2_policy', '--config',
+    out = subprocess.run([sys.executable, '-m', 'skill_lanes.sros2_policy', '--config',
                           str(ROOT / 'config' / 'sim_robot.yaml')],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert shipped == out, 'regenerate config/sros2/sim_robot.policy.xml (README "Safety")'
@@ -148,7 +148,7 @@ def test_shipped_policy_is_the_generated_one_for_the_sim_robot():
 def test_bad_config_is_one_line_and_exit_2(tmp_path):
     bad = tmp_path / 'bad.yaml'
     bad.write_text('lanes: {motion: {policy: sometimes}}\n')
-    run = subprocess.run([sys.executable, '-m', 'lane_manager.sros2_policy', '--config',
+    run = subprocess.run([sys.executable, '-m', 'skill_lanes.sros2_policy', '--config',
                           str(bad)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and run.stdout == ''
     assert run.stderr.startswith('config error: ') and 'lanes.motion.policy' in run.stderr

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from lane_manager.config import ConfigError, LaneConfig, LaneManagerConfig, parse_config
+from skill_lanes.config import ConfigError, LaneConfig, LaneManagerConfig, parse_config
 from lane_manager.goal_lifecycle import CancelGoalAtDriver, EndCaller, SendToDriver
 from lane_manager.keeper import LaneKeeper, Notice, SkillRoute, Started
 from lane_manager.stop_sources import LaneStops, Publisher, SourceSpec, StopSources

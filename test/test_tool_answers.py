@@ -19,7 +19,7 @@ import test_msgs.action as actions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lane_manager.config import LaneConfig, SkillConfig
+from skill_lanes.config import LaneConfig, SkillConfig
 from mcp_gateway.node import GoalOutcome
 from mcp_gateway.results import error_result, output_schema, tool_result
 from mcp_gateway.skill_tools import busy_result, goal_answer

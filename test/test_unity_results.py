@@ -162,7 +162,7 @@ def test_the_unity_section_is_checked_by_the_gateway_with_one_line_errors(
     import subprocess
     import sys
 
-    from lane_manager.config import ConfigError
+    from skill_lanes.config import ConfigError
     from mcp_gateway.unity.config import load_unity_config
     with pytest.raises(ConfigError, match=r'^f\.yaml: unity\.transprt: unknown key$'):
         load_unity_config({'transprt': 'http'}, 'f.yaml')

@@ -35,7 +35,7 @@ def stack(tmp_path_factory, rclpy_context):
     group = ProcessGroup()
     client = gateway = None
     try:
-        sim = group.python('lane_manager.sim_driver', '--config', str(path), name='sim_driver')
+        sim = group.python('skill_lanes_sim.sim_driver', '--config', str(path), name='sim_driver')
         manager = group.python('lane_manager.node', '--config', str(path), name='lane_manager')
         sim.wait_for_output('sim_driver ready')
         manager.wait_for_output('lane_manager ready')

@@ -1,6 +1,6 @@
 """The `unity:` section of the skill_lanes YAML file, validated beside the Unity code.
 
-`lane_manager/config.py` keeps that section as a raw mapping (the lane manager has no use
+`skill_lanes/config.py` keeps that section as a raw mapping (the lane manager has no use
 for it and must not import the gateway); the gateway validates it here at start-up with the
 same one-line `FILE: key.path: what is wrong` ConfigError format.
 """
@@ -10,7 +10,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lane_manager.config import ConfigError
+from skill_lanes.config import ConfigError
 
 DEFAULT_SERVER_URL = 'http://127.0.0.1:8080/mcp'
 

@@ -14,8 +14,8 @@ from rclpy.node import Node
 from rclpy.task import Future
 
 # RaceFreeActionClient touches rclpy internals: it lives with the others in rclpy_compat.
-from lane_manager.rclpy_compat import RaceFreeActionClient
-from lane_manager.statusless_client import StatuslessActionClient
+from skill_lanes.rclpy_compat import RaceFreeActionClient
+from skill_lanes.statusless_client import StatuslessActionClient
 
 __all__ = ['ActionServerLink', 'RaceFreeActionClient']
 

@@ -1,7 +1,7 @@
 """The first five minutes: the whole stack on a simulated robot, driven by a scripted agent.
 
-    python -m mcp_gateway.demo --config config/sim_robot.yaml           # narrated session
-    python -m mcp_gateway.demo --config config/sim_robot.yaml --serve   # MCP for real clients
+    python -m skill_lanes_sim.demo --config config/sim_robot.yaml           # narrated session
+    python -m skill_lanes_sim.demo --config config/sim_robot.yaml --serve   # MCP for real clients
 
 Starts the simulated drivers and the lane manager as processes, then talks MCP to a gateway
 over stdio exactly as an agent would: lists the tools with their lanes, runs two same-lane
@@ -41,7 +41,7 @@ def demo_environment() -> dict[str, str]:
     Fast DDS over loopback UDP only (config/fastdds_udp.xml): nothing beyond this host.
     """
     global _DOMAIN_LOCK
-    from skill_lanes_testing.isolation import claim_ros_domain, isolate
+    from skill_lanes_sim.isolation import claim_ros_domain, isolate
     domain = os.environ.get('ROS_DOMAIN_ID')
     if not domain:
         number, _DOMAIN_LOCK = claim_ros_domain()
@@ -165,7 +165,7 @@ def print_client_configs(config: str, host: str, port: int, env: dict[str, str])
     transport settings, and the config file by absolute path; the Inspector owns the
     command line's flags, so it gets the config through SKILL_LANES_CONFIG.
     """
-    from skill_lanes_testing.isolation import ros_environment
+    from skill_lanes_sim.isolation import ros_environment
     config_path = str(Path(config).resolve())
     ros_env = ros_environment(int(env['ROS_DOMAIN_ID']))
     ros_env.pop('PYTHONUNBUFFERED', None)
@@ -200,9 +200,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument('--port', type=int, default=8765)
     args = parser.parse_args(argv)
     env = demo_environment()
-    from skill_lanes_testing.isolation import ShmGuard
-    from skill_lanes_testing.processes import ProcessGroup
-    from skill_lanes_testing.stack import start_sim_robot
+    from skill_lanes_sim.isolation import ShmGuard
+    from skill_lanes_sim.processes import ProcessGroup
+    from skill_lanes_sim.stack import start_sim_robot
     log_dir = Path(os.environ.get('SKILL_LANES_LOG_DIR', '/tmp')) / f'skill_lanes_{os.getpid()}'
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = ProcessGroup()

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from lane_manager.dds_files import (is_fastdds_file, shm_in_use,  # noqa: F401 - re-exported
+from skill_lanes.dds_files import (is_fastdds_file, shm_in_use,  # noqa: F401 - re-exported
                                     shm_of_process)
 
 PROFILE_NAME = 'fastdds_udp.xml'

@@ -11,7 +11,7 @@ from typing import Any
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from lane_manager.config import DEFAULT_EMERGENCY_STOP_TOPIC
+from skill_lanes.config import DEFAULT_EMERGENCY_STOP_TOPIC
 
 # Latched JSON topics: a late subscriber gets the last message at once.
 LANE_STATE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,

@@ -30,10 +30,10 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from lane_manager.caller_side import goal_id_text
-from lane_manager.config import Config, SimSkillConfig, import_action_type
-from lane_manager.interfaces import LANE_STATE_QOS, SIM_STATS_TOPIC
-from lane_manager.runtime import config_argument_parser, parse_args, resolve_config, run_node
+from skill_lanes.goal_ids import goal_id_text
+from skill_lanes.config import Config, SimSkillConfig, import_action_type
+from skill_lanes.interfaces import LANE_STATE_QOS, SIM_STATS_TOPIC
+from skill_lanes.runtime import config_argument_parser, parse_args, resolve_config, run_node
 
 
 def _counters() -> dict[str, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from skill_lanes_testing.processes import ManagedProcess, ProcessGroup
+from skill_lanes_sim.processes import ManagedProcess, ProcessGroup
 
 READY_TIMEOUT_S = 60.0  # process start on a busy 2-core machine, generous
 
@@ -23,7 +23,7 @@ def start_sim_robot(group: ProcessGroup, config_file: str | Path,
     Both are started before either is waited for, so their start-ups overlap. A process
     that exits early fails with its output (ManagedProcess.wait_for_output).
     """
-    sim = group.python('lane_manager.sim_driver', '--config', str(config_file),
+    sim = group.python('skill_lanes_sim.sim_driver', '--config', str(config_file),
                        name='sim_driver', env=env, log_dir=log_dir)
     manager = group.python('lane_manager.node', '--config', str(config_file),
                            *lane_manager_args, name='lane_manager', env=env, log_dir=log_dir)

@@ -1,6 +1,6 @@
 """A skill's `limits` checked against its action's Goal type (at config load, check_types).
 
-Kept apart from lane_manager/goal_limits.py, which stays free of ROS imports: this module
+Kept apart from skill_lanes/goal_limits.py, which stays free of ROS imports: this module
 reads the generated message classes (`get_fields_and_field_types()`, `SLOT_TYPES`, the
 rosidl_parser type objects) to prove each limit path exists and that each limit fits its
 field: min/max on numbers, max_items on arrays, one_of on strings, `[]` only after an array.
@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from rosidl_parser import definition as idl
 
-from lane_manager.goal_limits import Limit, parse_path
+from skill_lanes.goal_limits import Limit, parse_path
 
 _INTEGER_RANGE: dict[str, tuple[int, int]] = {
     **{f'int{n}': (-2 ** (n - 1), 2 ** (n - 1) - 1) for n in (8, 16, 32, 64)},

@@ -7,7 +7,7 @@ lazily and can be switched off.
 
 A bad file never produces a traceback: `load_config` raises `ConfigError`, whose message is a
 single line `FILE: key.path: what is wrong`, which the executables print before exiting 2
-(lane_manager/runtime.py, mcp_gateway/main.py).
+(skill_lanes/runtime.py, mcp_gateway/main.py).
 """
 from __future__ import annotations
 
@@ -26,14 +26,6 @@ NAME_RE = r'^[A-Za-z][A-Za-z0-9_]{0,63}$'
 ACTION_TYPE_RE = r'^[A-Za-z][A-Za-z0-9_]*/action/[A-Z][A-Za-z0-9_]*$'
 ROS_NAME_RE = r'^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$'
 FIELD_PATH_RE = r'^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$'
-
-# Names the gateway uses for its own tools: a skill may not take them.
-RESERVED_TOOL_NAMES = frozenset({
-    'lanes_status', 'lane_stop', 'lane_release', 'skill_start', 'skill_status', 'skill_cancel',
-    'unity_refresh', 'unity_run_tests', 'unity_instances', 'lane_take', 'lane_give_back',
-    'goal_approve', 'goal_deny',
-})
-
 
 class _Strict(BaseModel):
     """Unknown keys are errors: a typo must not silently fall back to a default."""
@@ -76,7 +68,7 @@ class ToolHints(_Strict):
 
 
 class FieldLimit(_Strict):
-    """A limit on one goal field (see lane_manager/goal_limits.py): at least one key."""
+    """A limit on one goal field (see skill_lanes/goal_limits.py): at least one key."""
 
     min: Optional[StrictInt | StrictFloat] = None
     max: Optional[StrictInt | StrictFloat] = None
@@ -136,7 +128,7 @@ class SkillConfig(_Strict):
         False, description='accept "NaN"/"Infinity"/"-Infinity" for float goal fields')
     limits: dict[str, FieldLimit] = Field(
         {}, description='goal field path (`points[].velocities[]`) -> limit: enforced by the '
-        'lane manager on every goal (lane_manager/goal_limits.py), shown by the gateway')
+        'lane manager on every goal (skill_lanes/goal_limits.py), shown by the gateway')
     approval: Literal['none', 'operator'] = Field(
         'none', description='operator: every goal waits (holding no lane) until an operator '
         'approves it; denied or not approved within approval_timeout_s it ends aborted, '
@@ -187,7 +179,7 @@ class SkillConfig(_Strict):
 
     @model_validator(mode='after')
     def _limits_fit(self) -> 'SkillConfig':
-        from lane_manager.goal_limits import GoalLimits, limits_from_config, parse_path
+        from skill_lanes.goal_limits import GoalLimits, limits_from_config, parse_path
         for path in self.limits:
             try:
                 parse_path(path)
@@ -225,7 +217,7 @@ class SimConfig(_Strict):
         return self.skills.get(skill, self.default)
 
 
-# The emergency stop topic's default name (lane_manager/interfaces.py describes the topic):
+# The emergency stop topic's default name (skill_lanes/interfaces.py describes the topic):
 # defined here because this module imports no ROS, and interfaces.py does (its QoS profiles).
 DEFAULT_EMERGENCY_STOP_TOPIC = '/emergency_stop'
 class EmergencyStopSource(_Strict):
@@ -407,14 +399,6 @@ class Config(_Strict):
                     f'invalid name {name!r}: use letters, digits and _, starting with a letter')
         return value
 
-    @field_validator('skills')
-    @classmethod
-    def _skill_names_not_reserved(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in value:
-            if name in RESERVED_TOOL_NAMES:
-                raise ValueError(f'skill name {name!r} is reserved for a gateway tool')
-        return value
-
     @model_validator(mode='after')
     def _cross_references(self) -> 'Config':
         for name, skill in self.skills.items():
@@ -532,8 +516,8 @@ def skill_limits(skill: SkillConfig, goal_class: Any) -> Any:
     limit_types.LimitTypeError, a ValueError `path: problem`, for a limit that does not
     fit). Imports ROS type support.
     """
-    from lane_manager.goal_limits import GoalLimits, limits_from_config
-    from lane_manager.limit_types import check_limit_types
+    from skill_lanes.goal_limits import GoalLimits, limits_from_config
+    from skill_lanes.limit_types import check_limit_types
     limits = limits_from_config(skill.limits)
     return GoalLimits(limits, check_limit_types(goal_class, limits))
 

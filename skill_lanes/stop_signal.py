@@ -2,7 +2,7 @@
 
 A signal only records the request (and wakes whoever waits for it); no exception is ever
 raised at a random place. The lane manager and the simulated driver wait for it on their
-main thread (`wait`, lane_manager/runtime.py); the gateway `arm`s it with what a stop does
+main thread (`wait`, skill_lanes/runtime.py); the gateway `arm`s it with what a stop does
 on its event loop (mcp_gateway/main.py), and a request that came earlier (during start-up)
 then takes effect at once: asyncio's own Ctrl-C handling could lose a stop that came during
 start-up, and SIGTERM's default would kill the process without any clean-up.

@@ -27,9 +27,9 @@ from rclpy.executors import (Executor, ExternalShutdownException, MultiThreadedE
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from lane_manager import dds_files
-from lane_manager.config import Config, ConfigError, load_config
-from lane_manager.stop_signal import StopSignal
+from skill_lanes import dds_files
+from skill_lanes.config import Config, ConfigError, load_config
+from skill_lanes.stop_signal import StopSignal
 
 CONFIG_PARAMETER = 'config_file'
 # How often the spin thread checks its stop flag. `Executor.wake()` does not end a

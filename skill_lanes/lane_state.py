@@ -127,7 +127,7 @@ class Refusal(AskedBy):
     holder_agent: Optional[Agent] = None
     holder_asked_by: Optional[str] = None
     # A goal breaking its skill's limits (reason `limits: ...`): which field, its value, the
-    # limit it breaks (lane_manager/goal_limits.py).
+    # limit it breaks (skill_lanes/goal_limits.py).
     field: Optional[str] = None
     value: Any = None
     limit: Optional[str] = None
