@@ -24,7 +24,7 @@ lane as free and sending a second goal 33 ms after its start).
 Why a probe answer before the first goal: seeing a server on the graph is not enough; until
 it has discovered our readers, its answer to a goal is dropped and the goal runs unseen (seen
 with freshly started drivers). A server that was off the graph must answer again. The probe
-(lane_manager/action_link.py) asks the driver's cancel service to cancel an unknown goal id.
+(skill_lanes/action_link.py) asks the driver's cancel service to cancel an unknown goal id.
 
 Stages (`Stage`; every move is listed in TRANSITIONS and `_move` refuses any other):
     absent            not on the graph at the last sample (never seen, or left), nothing known
@@ -171,8 +171,13 @@ class DriverPresence:
 
     @property
     def may_send(self) -> bool:
-        """A goal may be sent to it: it answers and its status is known."""
-        return self.answering and self.status_known
+        """A goal may be sent to it: on the graph at the last sample, it answers and its
+        status is known. Off the graph it gets no goal even before it counts as gone: the
+        keeper's state machine found a goal sent to a driver in the very look that then
+        found it gone (the goal ended towards its caller while its request was on its way:
+        a goal at a driver that nothing tracked). It waits instead (driver_wait_s).
+        """
+        return self.on_graph and self.answering and self.status_known
 
     @property
     def driver_available(self) -> bool:
@@ -194,7 +199,7 @@ class DriverPresence:
         return f'the goal status of driver {self.name} is not known yet'
 
     def snapshot(self) -> dict:
-        """The lane state's `drivers.<driver>` record (lane_manager/lane_state.py)."""
+        """The lane state's `drivers.<driver>` record (skill_lanes/lane_state.py)."""
         return {'status_known': self.status_known,
                 'reachable': self.stage not in UNREACHABLE,
                 'present': self.stage is not Stage.GONE,

@@ -360,6 +360,9 @@ EVENTS = st.one_of(
 @settings(max_examples=400, deadline=None)
 @given(events=st.lists(EVENTS, max_size=40), started_at=st.sampled_from([0.0, 2.0]))
 def test_it_decides_as_the_five_places_it_replaced(events, started_at):
+    """Random observation sequences: the machine decides as the old rules did, but for
+    may_send off the graph (deliberately stricter).
+    """
     old, new = OldPlaces(started_at), DriverPresence('/arm', LOST_S, started_at)
     noted = False  # an answer the link noted and nobody took yet
     now = started_at
@@ -390,7 +393,9 @@ def test_it_decides_as_the_five_places_it_replaced(events, started_at):
             assert (look.news if look.gone else None) == news
             assert asked == ([] if old_asked is None else [old_asked])
         assert new.answering == old.ready
-        assert new.may_send == (old.ready and old.view.presence == 'known')
+        # One deliberate change: off the graph at the last sample, no goal (the old rules
+        # sent one until the driver counted as gone; see DriverPresence.may_send).
+        assert new.may_send == (old.ready and old.view.presence == 'known' and old.available)
         assert new.status_known == (old.view.presence == 'known')
         assert (new.stage in (Stage.ABSENT, Stage.ON_GRAPH, Stage.ANSWERING)) == (
             old.view.presence == 'unknown')
@@ -417,4 +422,22 @@ def test_a_new_process_back_within_driver_lost_s_is_not_trusted_on_the_old_statu
     keeper.look({'/arm': ProbeSample(True, status_matched=False)}, 3.0)
     decision, actions = keeper.submit('c1', 'grasp', 3.1)
     assert decision.accepted
+    assert not [a for a in actions if isinstance(a, SendToDriver)]
+
+
+def test_a_driver_off_the_graph_gets_no_goal_before_it_counts_as_gone():
+    """The keeper's machine found it: a lane freed in the same look that then found the
+    driver of the next goal gone sent that goal on its way and ended it towards its caller:
+    a goal at a driver nothing tracked. Off the graph, a driver gets no goal at all.
+    """
+    keeper = LaneKeeper({'arm': LaneConfig()}, {'grasp': SkillRoute('arm', '/arm')},
+                        LaneManagerConfig(driver_wait_s=30.0, driver_lost_s=3.0))
+    keeper.driver_on_graph('/arm', True, 0.0)
+    keeper.look({'/arm': ANSWERED}, 0.0)
+    keeper.look({'/arm': ANSWERED}, STATUS_SETTLE_S)
+    keeper.driver_on_graph('/arm', False, 2.0)   # the process exits
+    decision, actions = keeper.submit('c1', 'grasp', 2.1)
+    assert decision.accepted
+    assert not [a for a in actions if isinstance(a, SendToDriver)]
+    actions = keeper.look({'/arm': ANSWERED}, 2.2)
     assert not [a for a in actions if isinstance(a, SendToDriver)]
