@@ -149,13 +149,22 @@ async def narrated_session(config: str, env: dict[str, str], problems: Problems)
 
 
 async def wait_for_lane_manager(client: Any, timeout: float = 30.0) -> None:
+    """Until the lane manager has reached every driver and knows what each runs: before
+    that, its lanes are held ("the goal status of driver ... is not known yet"), rightly,
+    and the demo's first calls would be refused as busy.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = await client.call_tool('lanes_status', {})
-        if not result.is_error:
+        state = result.structured_content or {}
+        if not result.is_error and all(
+                skill.get('driver_available') for skill in state.get('skills', {}).values()
+        ) and all(lane.get('holder') is None and not lane.get('occupants')
+                  for lane in state.get('lanes', {}).values()):
             return
         await anyio.sleep(0.2)
-    raise SystemExit('the gateway never heard from the lane manager')
+    raise SystemExit('the lane manager did not reach every simulated driver in '
+                     f'{timeout:g} s')
 
 
 def print_client_configs(config: str, host: str, port: int, env: dict[str, str]) -> None:
