@@ -492,14 +492,18 @@ class ConfigError(Exception):
     """A configuration file that cannot be used. str() is one line naming file and key."""
 
 
-def _format_validation_error(source: str, error: ValidationError) -> str:
+def format_validation_error(source: str, error: ValidationError,
+                            prefix: tuple[str, ...] = ()) -> str:
+    """One line `FILE: key.path: problem (+N more errors)` for a pydantic error; `prefix`: the
+    keys above the validated model (`('unity',)` for the gateway's Unity section).
+    """
     first = error.errors()[0]
     ctx_error = (first.get('ctx') or {}).get('error')
     if isinstance(ctx_error, _KeyedError):  # its path is below the model that raised it
-        path = tuple(str(p) for p in first['loc']) + ctx_error.path
+        path = prefix + tuple(str(p) for p in first['loc']) + ctx_error.path
         message = ctx_error.message
     else:
-        path = tuple(str(p) for p in first['loc'])
+        path = prefix + tuple(str(p) for p in first['loc'])
         message = first['msg'].removeprefix('Value error, ')
         if first['type'] == 'extra_forbidden':
             message = 'unknown key'
@@ -558,7 +562,7 @@ def parse_config(data: Any, source: str = '<config>', check_types: bool = True) 
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(source, exc)) from None
+        raise ConfigError(format_validation_error(source, exc)) from None
     if check_types:
         for name, skill in config.skills.items():
             try:

@@ -10,7 +10,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from skill_lanes.config import ConfigError
+from skill_lanes.config import ConfigError, format_validation_error
 
 DEFAULT_SERVER_URL = 'http://127.0.0.1:8080/mcp'
 
@@ -57,13 +57,4 @@ def load_unity_config(raw: Any, source: str = '<config>') -> UnityConfig:
     try:
         return UnityConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = '.'.join(['unity', *(str(part) for part in first['loc'])])
-        message = first['msg'].removeprefix('Value error, ')
-        if first['type'] == 'extra_forbidden':
-            message = 'unknown key'
-        elif first['type'] == 'string_pattern_mismatch':
-            message = f"invalid value {first.get('input')!r} ({message})"
-        more = len(exc.errors()) - 1
-        suffix = f' (+{more} more error{"s" if more > 1 else ""})' if more > 0 else ''
-        raise ConfigError(f'{source}: {key}: {message}{suffix}') from None
+        raise ConfigError(format_validation_error(source, exc, ('unity',))) from None

@@ -10,28 +10,13 @@
 // Prints one JSON array on stdout: a record per step, judged by test/test_gateway_approval.py.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { answer, describe, sleep, stepRecorder } from './steps.mjs';
 
 const options = JSON.parse(process.argv[2]);
 const records = [];
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const AWAITING = /awaiting approval \(goal ([0-9a-f-]{36}), (\d+) s left\)/;
 
-function describe(error) {
-  return { name: error?.name, code: error?.code, message: String(error?.message ?? error) };
-}
-
-function answer(result) {
-  return { isError: Boolean(result.isError), structured: result.structuredContent ?? null };
-}
-
-async function step(name, body) {
-  const started = Date.now();
-  try {
-    records.push({ step: name, ...(await body()), ms: Date.now() - started });
-  } catch (error) {
-    records.push({ step: name, thrown: describe(error), ms: Date.now() - started });
-  }
-}
+const step = stepRecorder(records);
 
 async function connect(name) {
   const client = new Client({ name, version: '1.0.0' });

@@ -11,16 +11,10 @@
 // listed tool's outputSchema (error results included): a mismatch shows up as `thrown`.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { answer, describe } from './steps.mjs';
 
 const options = JSON.parse(process.argv[2]);
 
-function describe(error) {
-  return { name: error?.name, code: error?.code, message: String(error?.message ?? error) };
-}
-
-function answer(result) {
-  return { isError: Boolean(result.isError), structured: result.structuredContent ?? null };
-}
 
 async function step(records, name, body) {
   try {

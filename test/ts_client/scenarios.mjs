@@ -10,27 +10,11 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { answer, describe, sleep, stepRecorder } from './steps.mjs';
 
 const options = JSON.parse(process.argv[2]);
 const records = [];
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function describe(error) {
-  return { name: error?.name, code: error?.code, message: String(error?.message ?? error) };
-}
-
-function answer(result) {
-  return { isError: Boolean(result.isError), structured: result.structuredContent ?? null };
-}
-
-async function step(name, body) {
-  const started = Date.now();
-  try {
-    records.push({ step: name, ...(await body()), ms: Date.now() - started });
-  } catch (error) {
-    records.push({ step: name, thrown: describe(error), ms: Date.now() - started });
-  }
-}
+const step = stepRecorder(records);
 
 // Calls a tool; `accepted` resolves once its progress names the accepted goal, `running`
 // once the driver's own feedback arrives (the goal runs at the driver).
