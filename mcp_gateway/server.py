@@ -76,7 +76,7 @@ def build_server(name: str, version: str, providers: list[ToolProvider],
         # the header is refused); a named client sees them only when it may use them.
         operator_ok = grant.client is None or operator_refusal(
             getattr(ctx, 'request', None), operator_token_env) is None
-        return permissions.visible_tools(all_tools(), grant, operator_ok, OPERATOR_TOOLS)
+        return permissions.visible_tools(all_tools(), grant, operator_ok, OPERATOR_TOOL_NAMES)
 
     async def list_tools(ctx: ServerRequestContext, params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(tools=visible(ctx, grant_for(ctx)))
@@ -97,7 +97,7 @@ def build_server(name: str, version: str, providers: list[ToolProvider],
                             refusal.message)
                 return error_result(refusal.error, refusal.message, **refusal.data)
 
-        if params.name in OPERATOR_TOOLS:
+        if params.name in OPERATOR_TOOL_NAMES:
             refusal = operator_refusal(getattr(ctx, 'request', None), operator_token_env)
             if refusal is not None:
                 return error_result('unauthorized', refusal, tool=params.name)
@@ -143,7 +143,6 @@ def build_server(name: str, version: str, providers: list[ToolProvider],
                   on_list_resources=list_resources, on_read_resource=read_resource)
 
 
-OPERATOR_TOOLS = OPERATOR_TOOL_NAMES  # the tools operator_refusal guards
 OPERATOR_HEADER = 'x-skill-lanes-operator'
 
 

@@ -23,7 +23,7 @@ import mcp_types as types
 from skill_lanes.config import Config, ConfigError, skill_limits
 from skill_lanes.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
 from skill_lanes.limit_types import LimitTypeError
-from mcp_gateway.tool_names import BUILTIN_TOOL_NAMES, OPERATOR_TOOL_NAMES  # noqa: F401
+from mcp_gateway.tool_names import BUILTIN_TOOL_NAMES, OPERATOR_TOOL_NAMES
 from mcp_gateway.approval import approval_note, awaiting_text, decide_tool
 from mcp_gateway.node import (GatewayNode, GoalEvents, GoalOutcome, LaneManagerUnavailable,
                               ServiceAbsent)

@@ -20,7 +20,8 @@ from skill_lanes.config import ConfigError, parse_config
 from mcp_gateway import lane_view_auth as auth
 from mcp_gateway.agents import agent_of
 from mcp_gateway.permissions import SCOPE_KEY, Permissions, grant_of
-from mcp_gateway.server import OPERATOR_TOOLS, operator_refusal
+from mcp_gateway.server import operator_refusal
+from mcp_gateway.tool_names import OPERATOR_TOOL_NAMES
 from mcp_gateway.tool_defs import builtin_tools, operator_tools
 
 SKILLS = {'navigate': 'base', 'dock': 'base', 'grasp': 'arm', 'arm_home': 'arm',
@@ -152,7 +153,7 @@ def names(tools: list[types.Tool]) -> list[str]:
 
 def test_each_client_lists_only_what_it_may_use(permissions):
     alice = permissions.visible_tools(all_tools(), permissions.grant('alice'), False,
-                                      OPERATOR_TOOLS)
+                                      OPERATOR_TOOL_NAMES)
     assert names(alice) == ['navigate', 'dock', 'lanes_status', 'lane_stop', 'lane_release',
                             'skill_start', 'skill_status', 'skill_cancel', 'unity_refresh']
     by_name = {tool.name: tool for tool in alice}
@@ -160,14 +161,14 @@ def test_each_client_lists_only_what_it_may_use(permissions):
         'dock', 'navigate']
     assert by_name['lane_stop'].input_schema['properties']['lane']['enum'] == ['base']
     carol = permissions.visible_tools(all_tools(), permissions.grant('carol'), True,
-                                      OPERATOR_TOOLS)
+                                      OPERATOR_TOOL_NAMES)
     assert names(carol) == ['lanes_status', 'lane_stop', 'lane_release', 'lane_take',
                             'lane_give_back', 'goal_approve', 'goal_deny', 'unity_refresh']
 
 
 def test_the_unrestricted_list_is_exactly_todays(permissions):
     tools = all_tools()
-    shown = permissions.visible_tools(tools, permissions.default, True, OPERATOR_TOOLS)
+    shown = permissions.visible_tools(tools, permissions.default, True, OPERATOR_TOOL_NAMES)
     assert len(shown) == len(tools) and all(a is b for a, b in zip(shown, tools))
 
 
@@ -229,7 +230,7 @@ def test_what_is_listed_is_what_may_be_called(offered, mine, operator, tool, tar
     allowed = mine & offered
     assert grant.skills == allowed
     shown = {t.name: t for t in perms.visible_tools(all_tools(), grant, operator,
-                                                      OPERATOR_TOOLS)}
+                                                      OPERATOR_TOOL_NAMES)}
     assert set(shown) & set(SKILLS) == allowed
     lane_of_target = SKILLS[target]
     arguments = {'skill': target, 'lane': lane_of_target, 'goal_id': 'g'}
