@@ -132,12 +132,18 @@ class EmergencyStop:
         the graph. Without a gid (Jazzy) the topic's only publisher, else unidentified.
         """
         gid_info = info.get('publisher_gid') if isinstance(info, dict) else None
-        known = self._publishers(topic)
         if gid_info is not None:
             gid = _gid_hex(gid_info['data'])
-            # A message can be taken after its publisher left the graph (a killed process's
-            # last one): the name it had is remembered.
+            # The gid is exact: the timer's graph sample names it, unless that sample does not
+            # have it or has no name for it yet (then the graph is asked now). A message can be
+            # taken after its publisher left the graph (a killed process's last one): the
+            # name it had is remembered.
+            known = self._graph.get(topic, {})
+            if known.get(gid) is None or known[gid].node is None:
+                known = self._publishers(topic)
             return known.get(gid) or self._named.get(gid) or Publisher(gid, None)
+        # No gid (Jazzy): which publishers there are right now decides, so ask the graph.
+        known = self._publishers(topic)
         if len(known) == 1:
             return next(iter(known.values()))
         return Publisher.unidentified(p.label for p in known.values())
