@@ -159,7 +159,7 @@ class LaneKeeper:
     def driver_answer(self, driver_goal_id: str, accepted: bool, now: float) -> list:
         goal = self.goals.get(driver_goal_id)
         if goal is not None:
-            if accepted and goal.caller_goal_id is not None and goal.phase is Phase.SENT:
+            if accepted and goal.caller_goal_id is not None and goal.awaiting_answer:
                 self.arbiter.driver_accepted(goal.caller_goal_id)
             self._run(goal, goal.answered(accepted, now), now)
         return self._take()
@@ -432,7 +432,6 @@ class LaneKeeper:
             return  # it said (or an operator said) it ended: a stale report
         if how is EndedHow.GONE:
             goal = DriverGoal(driver, gid, lane, now, None, Phase.UNCONFIRMED)
-            goal.seen_active = True
             goal.why = (f'driver {driver} came back still running goal {gid} it had when it '
                         'left; cancelling it, lane held until it ends')
             self._add(goal)
@@ -474,7 +473,7 @@ class LaneKeeper:
             del self.goals[goal.driver_goal_id]
             if goal.caller_goal_id is not None:
                 self.by_caller.pop(goal.caller_goal_id, None)
-            if goal.seen_active or goal.sent_at is not None or how is not EndedHow.RESULT:
+            if goal.reached_driver or how is not EndedHow.RESULT:
                 self.finished[goal.driver_goal_id] = how
                 while len(self.finished) > FINISHED_LIMIT:
                     self.finished.popitem(last=False)
@@ -490,7 +489,7 @@ class LaneKeeper:
                 self._sync_lane(name, now, start=False)
             self._effects(self.arbiter.goal_ended(action.caller_goal_id, action.outcome, now,
                                                   action.reason, action.driver_result), now)
-            if goal.driver_done and not action.driver_result:
+            if goal.driver_said is not None and not action.driver_result:
                 self.arbiter.amend_ending(action.caller_goal_id, action.reason, False)
         self.caller_skill.pop(action.caller_goal_id, None)
         self._actions.append(action)

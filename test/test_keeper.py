@@ -442,7 +442,7 @@ def test_lifecycle_never_ends_a_caller_twice_and_holds_after_give_up():
     assert isinstance(goal.send(0.0)[0], SendToDriver)
     (end,) = goal.tick(5.0, response_s=2.0)
     assert end.outcome == 'aborted' and end.result is None and not end.driver_result
-    assert goal.phase is Phase.UNCONFIRMED and goal.lingering
+    assert goal.phase is Phase.UNANSWERED and goal.lingering
     (cancel,) = goal.answered(True, 6.0)   # accepted late: cancelled at once
     assert isinstance(cancel, CancelGoalAtDriver)
     assert goal.status(2, 6.1) == [] and goal.lingering
