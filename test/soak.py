@@ -15,9 +15,11 @@ the simulated drivers' counters the whole time. Invariants, reported as counts:
 
 - overlaps: two goals of one lane active at a driver at once, counted by the drivers
   themselves (must be 0). Apart: `bypass_races`, overlaps of a bypass goal with a goal of
-  the lane manager that started within BYPASS_RACE_S of it at the driver: the bypass client
-  sent on a lane state that was already stale, and no arbiter can stop a goal sent around
-  it before it has seen it (once seen, it holds the lane: a later overlap counts);
+  the lane manager that the bypass client could not have known of: one that started at the
+  driver within BYPASS_RACE_S of it, or before the lane state the client acted on was
+  published (a stale, latched state of a killed lane manager). No arbiter can stop a goal
+  sent around it before it has seen it (once seen, it holds the lane: a later overlap
+  counts);
 - lost calls: a call that ended with neither a result, a structured error nor a
   cancellation, or took longer than its bound (must be 0);
 - stuck holds: a lane held longer than its max_hold_s + cancel grace + slack (must be 0);
@@ -257,13 +259,21 @@ class Soak:
                 'lost_examples': self.lost_examples[:5], 'logs': str(self.dir)}
 
 
-def is_bypass_race(event: dict, bypass_ids: set[str]) -> bool:
-    """An overlap of a bypass goal with one that started within BYPASS_RACE_S of it."""
+def is_bypass_race(event: dict, acted_on: dict[str, float]) -> bool:
+    """An overlap of a bypass goal with a goal the bypass client could not have known of:
+    started within BYPASS_RACE_S of it, or before it but after the lane state the client
+    acted on (`acted_on`: bypass goal id -> stamp of that lane state). A lane manager goal
+    started later than BYPASS_RACE_S after a bypass goal is a real overlap.
+    """
     starts = {event['goal']: event['started'], **event['running']}
-    if len(starts) != 2 or not set(starts) & bypass_ids:
+    bypass = [goal for goal in starts if goal in acted_on]
+    if len(starts) != 2 or len(bypass) != 1:
         return False
-    first, second = sorted(starts.values())
-    return second - first <= BYPASS_RACE_S
+    (other,) = set(starts) - set(bypass)
+    if abs(starts[bypass[0]] - starts[other]) <= BYPASS_RACE_S:
+        return True
+    # The bypass goal came second: was the other goal in the state the client acted on?
+    return starts[bypass[0]] > starts[other] >= acted_on[bypass[0]]
 
 
 def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
@@ -284,7 +294,7 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
     last_lane_stats: dict[str, dict] = {}
     banked_by_lane: dict[str, int] = {}  # overlaps counted by sim driver lives before this one
     overlap_events: dict[tuple, dict] = {}  # every overlap the drivers named, all lives
-    bypass_ids: set[str] = set()
+    bypass_acted_on: dict[str, float] = {}  # bypass goal id -> stamp of the state it saw
     found = {'overlaps': 0, 'stuck_holds': 0, 'orphan_goals': 0, 'bypass_goals_sent': 0,
              'operator_releases': 0}
     from std_srvs.srv import Trigger
@@ -333,7 +343,7 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
         if bypass_until > now >= next_bypass and lane_idle and bypass.server_is_ready():
             # A client that sends straight to a driver, around the lane manager.
             goal_id = str(uuid.uuid4())
-            bypass_ids.add(goal_id)
+            bypass_acted_on[goal_id] = state['stamp']
             bypass.send_goal_async(Fibonacci.Goal(), goal_uuid=goal_id_msg(goal_id))
             found['bypass_goals_sent'] += 1
             next_bypass = now + BYPASS_EVERY_S
@@ -367,7 +377,7 @@ def monitor(out_path: str, config_path: str, bypass_for_s: float) -> int:
     state = seen['state'] or {}
     by_lane = {lane: banked_by_lane.get(lane, 0) + counters['overlaps']
                for lane, counters in last_lane_stats.items()}
-    races = [event for event in overlap_events.values() if is_bypass_race(event, bypass_ids)]
+    races = [event for event in overlap_events.values() if is_bypass_race(event, bypass_acted_on)]
     found['bypass_races'] = len(races)
     found['overlaps'] = sum(by_lane.values()) - len(races)
     found['overlap_events'] = list(overlap_events.values())

@@ -28,3 +28,23 @@ def test_short_soak_keeps_every_invariant(processes):
     assert report['stuck_holds'] == 0 and report['orphan_goals'] == 0, report
     assert report['stuck_lanes'] == [], report
     assert soak.popen.returncode == 0, output[-2000:]
+
+
+def _overlap(goal: str, started: float, running: str, running_started: float) -> dict:
+    """An overlap as the sim driver reports it: `goal` started while `running` ran."""
+    return {'lane': 'survey', 'goal': goal, 'started': started,
+            'running': {running: running_started}}
+
+
+def test_a_bypass_goal_sent_on_a_stale_state_is_the_monitors_race_not_an_overlap():
+    """The soak's own judge: a bypass goal sent on a lane state published before the lane
+    manager's goal started (a killed lane manager's latched state) could not know of it.
+    """
+    from soak import is_bypass_race
+    acted_on = {'bypass': 100.0}   # the bypass client saw the lane idle in a state of t=100
+    assert is_bypass_race(_overlap('bypass', 102.0, 'ours', 100.5), acted_on)   # stale state
+    assert not is_bypass_race(_overlap('bypass', 102.0, 'ours', 99.0), acted_on)  # it knew
+    assert is_bypass_race(_overlap('ours', 100.3, 'bypass', 100.1), acted_on)   # too close
+    # The lane manager starting a goal well after a bypass goal began: a real overlap.
+    assert not is_bypass_race(_overlap('ours', 103.0, 'bypass', 100.1), acted_on)
+    assert not is_bypass_race(_overlap('ours', 100.3, 'theirs', 100.1), acted_on)  # no bypass
