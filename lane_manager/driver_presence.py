@@ -43,6 +43,15 @@ Stages (`Stage`; every move is listed in TRANSITIONS and `_move` refuses any oth
 Off the graph for less than driver_lost_s is not news by itself: the stage stays (a driver
 counts as answering until a look on the graph finds it has not answered since), its lanes
 stay held by what it may run.
+
+A new process under the driver's name is a driver not known yet: the graph sample names the
+driver's status writers (their DDS gids), and a writer that was not there while its status
+was known is a restarted driver (a process killed with SIGKILL stays on the graph until its
+lease ends, so its successor shows up beside it: it is never off the graph at a sample) or a
+second server. Its status is not known (-> on_graph) until our reader is matched with every
+writer and STATUS_SETTLE_S has passed, and it must answer afresh; until then its lanes are
+held. What the old process reported stays until the new one reports (a second server may be
+the one running our goal: forgetting its list would free a lane under a running goal).
 """
 from __future__ import annotations
 
@@ -76,10 +85,12 @@ TRANSITIONS: dict[Stage, frozenset[Stage]] = {
     Stage.ABSENT: frozenset({Stage.ON_GRAPH, Stage.KNOWN_UNANSWERED, Stage.GONE}),
     Stage.ON_GRAPH: frozenset({Stage.ABSENT, Stage.ANSWERING, Stage.KNOWN_UNANSWERED}),
     Stage.ANSWERING: frozenset({Stage.ON_GRAPH, Stage.KNOWN, Stage.GONE}),
-    Stage.KNOWN: frozenset({Stage.KNOWN_UNANSWERED, Stage.LOST, Stage.GONE}),
-    Stage.KNOWN_UNANSWERED: frozenset({Stage.KNOWN, Stage.LOST_UNANSWERED, Stage.GONE}),
-    Stage.LOST: frozenset({Stage.KNOWN, Stage.LOST_UNANSWERED, Stage.GONE}),
-    Stage.LOST_UNANSWERED: frozenset({Stage.KNOWN, Stage.KNOWN_UNANSWERED, Stage.GONE}),
+    Stage.KNOWN: frozenset({Stage.KNOWN_UNANSWERED, Stage.LOST, Stage.GONE, Stage.ON_GRAPH}),
+    Stage.KNOWN_UNANSWERED: frozenset({Stage.KNOWN, Stage.LOST_UNANSWERED, Stage.GONE,
+                                       Stage.ON_GRAPH}),
+    Stage.LOST: frozenset({Stage.KNOWN, Stage.LOST_UNANSWERED, Stage.GONE, Stage.ON_GRAPH}),
+    Stage.LOST_UNANSWERED: frozenset({Stage.KNOWN, Stage.KNOWN_UNANSWERED, Stage.GONE,
+                                      Stage.ON_GRAPH}),
     Stage.GONE: frozenset({Stage.ANSWERING, Stage.KNOWN_UNANSWERED}),
 }
 
@@ -109,7 +120,8 @@ class ProbeSample:
     """One watchdog look at a driver, as the node samples it.
 
     answered: a probe was answered since the last look (ActionServerLink.take_answer).
-    status_matched: our status reader is matched with the driver's status writer.
+    status_matched: our status reader is matched with every status writer of the driver on
+    the graph (a successor's writer may be on the graph before it is matched with us).
     probe: send or check the probe (ActionServerLink.probe); called only when this machine
     wants a probe out, with how long one may go unanswered; False: it went unanswered that
     long (the link then gives it up and sends a fresh one next).
@@ -157,6 +169,7 @@ class DriverPresence:
         self.answered_once = False  # it has answered since it was last gone (or start)
         self.status_matched = False  # at the last look that found it answering
         self.silent_since: Optional[float] = None  # answering, status matched, no message
+        self.writers: frozenset[bytes] = frozenset()  # its status writers, last graph sample
 
     # ------------------------------------------------------------ queries
     @property
@@ -206,13 +219,22 @@ class DriverPresence:
                 'active_goals': sorted(self.active)}
 
     # ------------------------------------------------------------ observations
-    def graph_sample(self, on_graph: bool, now: float) -> list[ProbeAfresh]:
-        """Whether the driver's action server is on the graph now."""
+    def graph_sample(self, on_graph: bool, now: float,
+                     writers: Optional[frozenset[bytes]] = None) -> list[ProbeAfresh]:
+        """Whether the driver's action server is on the graph now; `writers`: the gids of
+        its status writers on the graph (None: not sampled).
+        """
         self.on_graph = on_graph
         if on_graph:
             self.off_since = None
             if self.stage is Stage.ABSENT:
                 self._move(Stage.ON_GRAPH)
+            if writers is None:
+                return []
+            newcomer = bool(self.writers) and not writers <= self.writers
+            self.writers = writers
+            if newcomer and self.status_known:
+                return self._new_process()
             return []
         if self.off_since is None:
             self.off_since = now
@@ -276,6 +298,14 @@ class DriverPresence:
         if self.stage in _UNHEARD:
             self._move(_UNHEARD[self.stage])
         return False
+
+    def _new_process(self) -> list[ProbeAfresh]:
+        """A status writer that was not there: a new process (see the module's docstring)."""
+        self.heard = False
+        self.silent_since = None
+        self.status_matched = False
+        self._move(Stage.ON_GRAPH)
+        return [ProbeAfresh(self.name)]
 
     def _gone(self) -> Look:
         self.silent_since = None

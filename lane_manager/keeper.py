@@ -126,10 +126,13 @@ class LaneKeeper:
         return self._take()
 
     # ------------------------------------------------------------ drivers
-    def driver_on_graph(self, driver: str, on_graph: bool, now: float) -> list:
-        """A graph sample: the driver's action server is on the graph (or not)."""
+    def driver_on_graph(self, driver: str, on_graph: bool, now: float,
+                        writers: Optional[frozenset[bytes]] = None) -> list:
+        """A graph sample: the driver's action server is on the graph (or not), and the gids
+        of its status writers (a new one: a new process, DriverPresence.graph_sample).
+        """
         presence = self.presence.get(driver)
-        return [] if presence is None else presence.graph_sample(on_graph, now)
+        return [] if presence is None else presence.graph_sample(on_graph, now, writers)
 
     def look(self, samples: Mapping[str, ProbeSample], now: float) -> list:
         """One watchdog look at the drivers (their probe and status reader, as sampled):

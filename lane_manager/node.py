@@ -128,6 +128,7 @@ class LaneManager(Node):
         self._links: dict[str, ActionServerLink] = {}         # per skill
         self._driver_links: dict[str, ActionServerLink] = {}  # per driver (its first skill)
         self._status_subs: dict[str, Subscription] = {}       # per driver
+        self._status_writer_count: dict[str, int] = {}        # per driver, last graph sample
         self._servers: dict[str, GoalIdActionServer] = {}
         # Each lane's goals come in on a thread of its own (lane_manager/goal_intake.py).
         self._intakes: dict[Optional[str], GoalIntake] = {}
@@ -455,11 +456,13 @@ class LaneManager(Node):
         with self.keeper_turn() as turn:
             keeper, now = turn.keeper, turn.now
             # Samples only: the keeper's DriverPresence judges them (and says when to probe).
-            # The status reader matched, not merely the driver on the graph: only then has a
-            # transient-local status list had its way to us (lane_manager/driver_presence.py).
+            # The status reader matched (with every status writer on the graph at the last
+            # sample), not merely the driver on the graph: only then has a transient-local
+            # status list had its way to us (lane_manager/driver_presence.py).
             samples = {driver: ProbeSample(
                 answered=link.take_answer(),
-                status_matched=self._status_subs[driver].get_publisher_count() > 0,
+                status_matched=self._status_subs[driver].get_publisher_count() >= max(
+                    1, self._status_writer_count.get(driver, 0)),
                 probe=partial(link.probe, now)) for driver, link in self._driver_links.items()}
             turn.carry_out(keeper.look(samples, now), state_changed=False)
             turn.carry_out(keeper.tick(now), state_changed=False)
@@ -548,11 +551,21 @@ class LaneManager(Node):
         """
         now = time.monotonic()
         on_graph = {driver: link.is_on_graph() for driver, link in self._driver_links.items()}
+        writers = {driver: self._status_writers_of(driver) for driver in self._driver_links}
+        self._status_writer_count = {driver: len(gids) for driver, gids in writers.items()}
         with self.keeper_turn() as turn:
             for driver, seen in on_graph.items():
-                turn.carry_out(turn.keeper.driver_on_graph(driver, seen, now),
+                turn.carry_out(turn.keeper.driver_on_graph(driver, seen, now, writers[driver]),
                                state_changed=False)
         self._publish_diagnostics(self._flush_state())
+
+    def _status_writers_of(self, driver: str) -> frozenset[bytes]:
+        """The DDS gids of the driver's status writers on the graph (a new one: a new
+        process under its name, lane_manager/driver_presence.py).
+        """
+        topic = self._status_subs[driver].topic_name
+        return frozenset(bytes(info.endpoint_gid)
+                         for info in self.get_publishers_info_by_topic(topic))
 
     def _publish_diagnostics(self, state: dict) -> None:
         array = DiagnosticArray()

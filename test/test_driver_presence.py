@@ -90,6 +90,17 @@ def back(p: DriverPresence) -> None:
     p.look(9.0, ANSWERED, runs_ours=False)
 
 
+OLD, NEW = frozenset({b'old process'}), frozenset({b'new process'})
+
+
+def new_process(p: DriverPresence) -> None:
+    """A status writer that was not there shows up beside the old one (SIGKILL: the old
+    process stays on the graph until its DDS lease ends).
+    """
+    p.graph_sample(True, 2.5, OLD)
+    p.graph_sample(True, 3.0, OLD | NEW)
+
+
 # (start, observation, expected stage after it): one walk per move of the table.
 WALKS: list[tuple[Callable[[], DriverPresence], Callable[[DriverPresence], object], Stage]] = [
     (absent, lambda p: p.graph_sample(True, 0.5), Stage.ON_GRAPH),
@@ -113,6 +124,10 @@ WALKS: list[tuple[Callable[[], DriverPresence], Callable[[DriverPresence], objec
     (lost_unanswered, lambda p: p.look(2.1, ANSWERED, True), Stage.KNOWN),
     (lost_unanswered, lambda p: p.status_message({}), Stage.KNOWN_UNANSWERED),
     (lost_unanswered, left, Stage.GONE),
+    (known, new_process, Stage.ON_GRAPH),
+    (known_unanswered, new_process, Stage.ON_GRAPH),
+    (lost, new_process, Stage.ON_GRAPH),
+    (lost_unanswered, new_process, Stage.ON_GRAPH),
     (gone, back, Stage.ANSWERING),
     (gone, lambda p: p.status_message({}), Stage.KNOWN_UNANSWERED),
 ]
@@ -405,24 +420,56 @@ def test_it_decides_as_the_five_places_it_replaced(events, started_at):
             assert new.held_because() == old.view.unknown_because()
 
 
-@pytest.mark.xfail(strict=True, reason='a known gap, kept as it was (a refactor): a driver '
-                   'back within driver_lost_s keeps the status of the process that left')
-def test_a_new_process_back_within_driver_lost_s_is_not_trusted_on_the_old_status():
-    """Its process exits and a new one comes up under its name before driver_lost_s: the
-    old status list still counts as known, while the new process may already run a goal
-    (sent around the lane manager) whose status has not reached us: a goal is sent beside it.
+@pytest.mark.parametrize('exits', [True, False], ids=['off the graph between', 'never off'])
+def test_a_new_process_back_within_driver_lost_s_is_not_trusted_on_the_old_status(exits):
+    """Its process exits and a new one comes up under its name before driver_lost_s (seen
+    off the graph between, or never: a SIGKILLed process stays on the graph until its DDS
+    lease ends). The new process may already run a goal sent around the lane manager whose
+    status has not reached us: the old list is not its word. Its new status writer makes it
+    a driver not known yet: no goal until it answers and our reader is matched with every
+    writer for STATUS_SETTLE_S. Before this, a goal was sent beside it.
     """
     keeper = LaneKeeper({'arm': LaneConfig()}, {'grasp': SkillRoute('arm', '/arm')},
                         LaneManagerConfig(driver_wait_s=30.0, driver_lost_s=3.0))
-    keeper.driver_on_graph('/arm', True, 0.0)
+    keeper.driver_on_graph('/arm', True, 0.0, OLD)
     keeper.look({'/arm': ANSWERED}, 0.0)
     keeper.look({'/arm': ANSWERED}, STATUS_SETTLE_S)
-    keeper.driver_on_graph('/arm', False, 2.0)   # the process exits
-    keeper.driver_on_graph('/arm', True, 3.0)    # a new one, its status reader not matched
-    keeper.look({'/arm': ProbeSample(True, status_matched=False)}, 3.0)
-    decision, actions = keeper.submit('c1', 'grasp', 3.1)
+    assert keeper.presence['/arm'].status_known
+    if exits:
+        keeper.driver_on_graph('/arm', False, 2.0)
+    afresh = keeper.driver_on_graph('/arm', True, 3.0, NEW if exits else OLD | NEW)
+    assert afresh == [ProbeAfresh('/arm')]        # it must answer afresh, too
+    assert not keeper.presence['/arm'].status_known
+    unmatched = ProbeSample(True, status_matched=False)   # its writer not matched yet
+    for t in (3.0, 3.5, 3.0 + 2 * STATUS_SETTLE_S):   # the node's watchdog: look, tick
+        keeper.look({'/arm': unmatched}, t)
+        keeper.tick(t)
+    decision, actions = keeper.submit('c1', 'grasp', 5.5)
     assert decision.accepted
     assert not [a for a in actions if isinstance(a, SendToDriver)]
+    assert 'not known yet' in keeper.snapshot(5.5)['arm']['held_because']
+    # Matched, silent STATUS_SETTLE_S: now its word is that it runs nothing; the goal goes.
+    keeper.look({'/arm': ANSWERED}, 6.0)
+    actions = keeper.look({'/arm': ANSWERED}, 6.0 + STATUS_SETTLE_S)
+    actions += keeper.tick(6.0 + STATUS_SETTLE_S)
+    assert [a for a in actions if isinstance(a, SendToDriver)]
+
+
+def test_the_old_process_leaving_the_graph_is_no_news():
+    """Writers only going away (the old process's DDS lease ending) change nothing."""
+    p = known()
+    p.graph_sample(True, 2.0, OLD | NEW)
+    p.graph_sample(True, 2.5, OLD | NEW)
+    p.look(2.5, ANSWERED, runs_ours=False)
+    p.look(2.5 + STATUS_SETTLE_S, ANSWERED, runs_ours=False)
+    assert p.stage is Stage.KNOWN
+    assert p.graph_sample(True, 4.0, NEW) == [] and p.stage is Stage.KNOWN
+
+
+def test_writers_first_seen_after_the_status_is_known_are_not_a_new_process():
+    """The first sample naming writers (none known before) is no evidence of a restart."""
+    p = known()
+    assert p.graph_sample(True, 2.0, OLD) == [] and p.stage is Stage.KNOWN
 
 
 def test_a_driver_off_the_graph_gets_no_goal_before_it_counts_as_gone():

@@ -317,3 +317,50 @@ def test_a_goal_breaking_its_skills_limits_never_reaches_the_driver(make_stack):
     ended(stack, 'motion', 1)
     starts = [r for r in read_records(stack.records) if r['event'] == 'start']
     assert [(r['driver'], r['order']) for r in starts] == [('/rec/move', 10)], starts
+
+
+def test_a_driver_restarted_within_driver_lost_s_is_not_trusted_on_the_old_processes_word(
+        make_stack):
+    """A driver process killed (SIGKILL) and started again under its name at once, well
+    within driver_lost_s: the new process already runs a goal sent around the lane manager,
+    and its status does not reach the lane manager (published volatile here; on a robot:
+    that one topic's discovery late). The old process's word (nothing running) is not the
+    new one's: its new status writer on the graph makes it a driver not known yet, so no
+    goal is sent beside the bypass goal, the lane says why, and the caller gets an end.
+    Before, the lane never said so and a goal sent then ran beside the bypass goal.
+    """
+    stack = make_stack({'motion': '{policy: queue}'}, {'nav': ('motion', '/rec/nav', '')})
+    old = stack.driver('rec', '/rec/nav:motion:duration=0.5')
+    stack.start_manager('nav')
+    stack.settled('motion')
+    warm = stack.client.send('nav')
+    assert warm.accepted() and warm.result(30)[0] == SUCCEEDED
+    old.kill()
+    stack.driver('rec_again', '/rec/nav:motion:duration=8,status=volatile')
+    from rclpy.qos import DurabilityPolicy
+    wait_until(lambda: any(
+        info.qos_profile.durability == DurabilityPolicy.VOLATILE
+        for info in stack.client.node.get_publishers_info_by_topic('/rec/nav/_action/status')),
+        20, what="the new process's status writer on the graph")
+    bypass = _direct(stack.client, '/rec/nav')
+    assert bypass.accepted(20)
+    wait_until(lambda: stack.goals_ran('motion')[-1:] and
+               stack.goals_ran('motion')[-1]['event'] == 'start', 10,
+               what='the bypass goal running at the new process')
+    # The lane manager sees the new writer at its next graph sample (every state_period_s):
+    # the lane is held from then on, saying why (before, it never was).
+    stack.client.wait_state(
+        lambda s: 'not known yet' in (s['lanes']['motion']['held_because'] or ''), 15,
+        what='the motion lane held: the new process status not known yet')
+    call = stack.client.send('nav')
+    assert call.accepted()
+    deadline = time.monotonic() + 4 * STATUS_SETTLE_S   # matched silence would settle in 1
+    while time.monotonic() < deadline:
+        assert stack.peak()['motion'] == 1, stack.goals_ran('motion')
+        time.sleep(0.2)
+    call.cancel()
+    assert call.result(30)[0] == CANCELED, stack.client.ending('motion', call.id)
+    assert bypass.result(30)[0] == SUCCEEDED
+    assert stack.peak()['motion'] == 1, stack.goals_ran('motion')
+    starts = [r for r in stack.goals_ran('motion') if r['event'] == 'start']
+    assert len(starts) == 2, starts   # the warm-up goal and the bypass goal: nothing beside
