@@ -45,10 +45,9 @@ async def decide_tool(ros: Any, goal_id: str, approve: bool) -> types.CallToolRe
         return error_result('lane_manager_unavailable', str(exc), hint='retry',
                             goal_id=goal_id, retry_after_ms=2000)
     wanted = 'approved' if approve else 'denied'
-    if record.get('decision') != wanted or record.get('by') != by:
+    if record.decision != wanted or record.by != by:
         return error_result('not_awaiting_approval', f'goal {goal_id} was decided meanwhile: '
-                            f"{record.get('decision')}"
-                            + (f" by {record['by']}" if record.get('by') else ''),
+                            f'{record.decision}' + (f' by {record.by}' if record.by else ''),
                             goal_id=goal_id)
     detail = (f'goal {goal_id} {wanted} by {by}' + (
         ': it now asks for its lane like a goal arriving now' if approve
@@ -74,6 +73,6 @@ def awaiting_text(ros: Any, goal_id: str) -> Optional[str]:
     if found is None:
         return None
     _, entry = found
-    left = max(0.0, float(entry.get('deadline') or 0.0) - time.time())
+    left = max(0.0, entry.deadline - time.time())
     return (f'awaiting approval (goal {goal_id}, {left:.0f} s left): an operator must '
             'approve it')

@@ -15,12 +15,11 @@ import asyncio
 import json
 import os
 import socket
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional, Union
 
 import anyio
 from action_msgs.srv import CancelGoal
@@ -35,8 +34,10 @@ from skill_lanes.action_link import ActionServerLink
 from skill_lanes.goal_outcome import TERMINAL_STATUSES, Outcome, outcome_of_status
 from skill_lanes.interfaces import (APPROVAL_DECISIONS_QOS, GIVE_BACK_VERB, LANE_STATE_QOS,
                                      TAKE_VERB, StackNames, is_big_goal)
+from skill_lanes.lane_state import ApprovalRecord, AwaitingApproval, Ending, Refusal
 from skill_lanes.runtime import BackgroundExecutor
 from mcp_gateway.agents import CURRENT_AGENT, RecentAgents
+from mcp_gateway.lane_state_reader import LaneStateMessage, LatestLaneState
 
 CANCEL_WAIT_S = 5.0
 RESULT_RETRY_S = 1.0  # after the status says the goal ended, ask again for a missing result
@@ -58,8 +59,8 @@ class GoalOutcome:
     accepted: bool
     status: Optional[str] = None          # succeeded | canceled | aborted (when accepted)
     result: Any = None                    # the Result message
-    refusal: Optional[dict] = None        # the lane state's refusal record (when refused)
-    ending: Optional[dict] = None         # the lane state's ending record (why it ended)
+    refusal: Optional[Refusal] = None     # the lane state's refusal record (when refused)
+    ending: Optional[Ending] = None       # the lane state's ending record (why it ended)
 
 
 @dataclass
@@ -111,8 +112,7 @@ class GatewayNode(Node):
         self.skill_servers = {name: names.skill_server(name) for name in config.skills}
         self._links = {name: ActionServerLink(self, self.action_types[name], server, group)
                        for name, server in self.skill_servers.items()}
-        self._state_lock = threading.Lock()
-        self._lane_state: Optional[dict] = None
+        self._lane_state = LatestLaneState(self.get_logger().warning, self.get_logger().info)
         self.create_subscription(String, names.lane_state, self._on_lane_state,
                                  LANE_STATE_QOS, callback_group=group)
         self._tool_lanes_pub = self.create_publisher(String, names.tool_lanes, LANE_STATE_QOS)
@@ -137,46 +137,50 @@ class GatewayNode(Node):
 
     # ------------------------------------------------------------------ state
     def _on_lane_state(self, msg: String) -> None:
-        try:
-            state = json.loads(msg.data)
-        except ValueError:
-            return
-        with self._state_lock:
-            self._lane_state = state
+        """Only keeps the text: parsed by its first reader (lane_state_reader says why)."""
+        self._lane_state.offer(msg.data)
+
+    @property
+    def lane_state_message(self) -> Optional[LaneStateMessage]:
+        """The newest valid lane state message (as published, and typed), or None."""
+        return self._lane_state.latest()
 
     @property
     def lane_state(self) -> Optional[dict]:
-        with self._state_lock:
-            return self._lane_state
+        """The newest valid lane state message as published (None: none valid yet)."""
+        message = self._lane_state.latest()
+        return message.body if message is not None else None
 
-    def lane_record(self, lane: str, kind: str, goal_id: str) -> Optional[dict]:
+    def lane_record(self, lane: str, kind: Literal['last_refusals', 'last_endings'],
+                    goal_id: str) -> Union[Refusal, Ending, None]:
         """The `last_refusals` / `last_endings` entry for a goal, if published yet."""
-        state = self.lane_state or {}
-        for record in state.get('lanes', {}).get(lane, {}).get(kind, []):
-            if record.get('goal_id') == goal_id:
-                return record
+        message = self._lane_state.latest()
+        record = message.model.lanes.get(lane) if message is not None else None
+        for entry in getattr(record, kind, None) or []:
+            if entry.goal_id == goal_id:
+                return entry
         return None
 
-    def awaiting_approval(self, goal_id: str) -> Optional[tuple[str, dict]]:
+    def awaiting_approval(self, goal_id: str) -> Optional[tuple[str, AwaitingApproval]]:
         """(lane, entry) of a goal the lane state lists as awaiting approval, else None."""
-        state = self.lane_state or {}
-        for lane, record in state.get('lanes', {}).items():
-            for entry in record.get('awaiting_approval') or []:
-                if entry.get('goal_id') == goal_id:
+        message = self._lane_state.latest()
+        for lane, record in (message.model.lanes if message is not None else {}).items():
+            for entry in record.awaiting_approval:
+                if entry.goal_id == goal_id:
                     return lane, entry
         return None
 
-    def approval_record(self, goal_id: str) -> Optional[dict]:
+    def approval_record(self, goal_id: str) -> Optional[ApprovalRecord]:
         """The lane state's latest decision on a goal (approved, denied, timed_out)."""
-        state = self.lane_state or {}
+        message = self._lane_state.latest()
         found = None
-        for record in state.get('lanes', {}).values():
-            for decision in record.get('approvals') or []:
-                if decision.get('goal_id') == goal_id:
+        for record in (message.model.lanes if message is not None else {}).values():
+            for decision in record.approvals:
+                if decision.goal_id == goal_id:
                     found = decision
         return found
 
-    async def decide_goal(self, goal_id: str, approve: bool, by: str) -> dict:
+    async def decide_goal(self, goal_id: str, approve: bool, by: str) -> ApprovalRecord:
         """Approve or deny a goal awaiting approval, confirmed by the lane state.
 
         Returns the lane state's decision record (goal_id, decision, by, at). Raises
@@ -191,8 +195,8 @@ class GatewayNode(Node):
         if self.awaiting_approval(goal_id) is None:
             earlier = self.approval_record(goal_id)
             if earlier is not None:
-                raise KeyError(f"goal {goal_id} was already decided: {earlier['decision']}"
-                               + (f" by {earlier['by']}" if earlier.get('by') else ''))
+                raise KeyError(f'goal {goal_id} was already decided: {earlier.decision}'
+                               + (f' by {earlier.by}' if earlier.by else ''))
             raise KeyError(f'no goal {goal_id} awaits approval (see lanes_status: '
                            'awaiting_approval)')
         if self._decisions_pub is None:
@@ -380,16 +384,18 @@ class GatewayNode(Node):
         # Ready from our side is not enough: until the lane manager has discovered this
         # node's readers too, its goal response is dropped (seen on fresh gateways: the goal
         # ran, its caller was told the lane manager did not answer). Its lane state reaching
-        # us shows it has discovered our readers.
-        while not self.server_ready(skill) or self.lane_state is None:
+        # us shows it has discovered our readers: any message, valid or not (nothing parsed
+        # here; a lane manager whose messages are refused still runs goals, their refusal
+        # reasons are then unknown).
+        while not self.server_ready(skill) or not self._lane_state.heard:
             if time.monotonic() >= deadline:
                 raise LaneManagerUnavailable(
                     f'no lane manager serves {self.skill_servers[skill]} '
                     f'(waited {timeout:g} s): is the lane_manager node running?')
             await asyncio.sleep(0.05)
 
-    async def _wait_record(self, lane: str, kind: str, goal_id: str,
-                           timeout: float) -> Optional[dict]:
+    async def _wait_record(self, lane: str, kind: Literal['last_refusals', 'last_endings'],
+                           goal_id: str, timeout: float) -> Union[Refusal, Ending, None]:
         deadline = time.monotonic() + timeout
         while True:
             record = self.lane_record(lane, kind, goal_id)

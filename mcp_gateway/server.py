@@ -18,13 +18,22 @@ import mcp_types as types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
+from skill_lanes import lane_state as lane_state_schema
+
 from mcp_gateway.agents import CURRENT_AGENT, agent_of
 from mcp_gateway.permissions import Grant, Permissions, grant_of
 from mcp_gateway.results import error_result
 from mcp_gateway.skill_tools import ReportProgress
+from mcp_gateway.tool_defs import META_PREFIX
 from mcp_gateway.tool_names import OPERATOR_TOOL_NAMES
 
 LANE_STATE_URI = 'skill-lanes://lane-state'
+# The lane state's JSON Schema (skill_lanes/lane_state.py, the lanes_status outputSchema's
+# body): a client validates the lane-state resource against it, or reads what each key means.
+LANE_STATE_SCHEMA_URI = 'skill-lanes://lane-state/schema'
+SCHEMA_MIME_TYPE = 'application/schema+json'
+JSON_SCHEMA_DIALECT = 'https://json-schema.org/draft/2020-12/schema'
+RESOURCE_URIS = [LANE_STATE_URI, LANE_STATE_SCHEMA_URI]
 # JSON-RPC error codes of resources/read: the MCP spec's (2025-11-25) resource-not-found,
 # and one of our own (implementation-defined band) for "not yet, retry".
 RESOURCE_NOT_FOUND = -32002
@@ -115,18 +124,21 @@ def build_server(name: str, version: str, providers: list[ToolProvider],
         finally:
             CURRENT_AGENT.reset(token)
 
+    schema_text = json.dumps({'$schema': JSON_SCHEMA_DIALECT, **lane_state_schema.json_schema()})
+
     async def list_resources(ctx: ServerRequestContext,
                              params: Any) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=[types.Resource(
-            uri=LANE_STATE_URI, name='lane-state', mime_type='application/json',
-            description='Live lane state from the lane manager (holders, queues, refusals).')])
+        return types.ListResourcesResult(resources=resources(len(schema_text.encode())))
 
     async def read_resource(ctx: ServerRequestContext,
                             params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
         uri = str(params.uri)
+        if uri == LANE_STATE_SCHEMA_URI:
+            return types.ReadResourceResult(contents=[types.TextResourceContents(
+                uri=LANE_STATE_SCHEMA_URI, mime_type=SCHEMA_MIME_TYPE, text=schema_text)])
         if uri != LANE_STATE_URI:
             raise MCPError(RESOURCE_NOT_FOUND, f'Resource not found: {uri[:200]}',
-                           data={'uri': uri[:200], 'known': [LANE_STATE_URI]})
+                           data={'uri': uri[:200], 'known': RESOURCE_URIS})
         state = lane_state()
         if state is None:
             raise MCPError(LANE_STATE_NOT_YET, 'No lane state received from the lane manager '
@@ -141,6 +153,27 @@ def build_server(name: str, version: str, providers: list[ToolProvider],
                                 'data.retry_after_ms; retry after that or pick another lane.'),
                   on_list_tools=list_tools, on_call_tool=call_tool,
                   on_list_resources=list_resources, on_read_resource=read_resource)
+
+
+def resources(schema_size: int) -> list[types.Resource]:
+    """The lane state, and its JSON Schema, which the lane state's entry points to (its
+    description, and `_meta` under the project's `skill-lanes/` prefix as tools have).
+    """
+    return [
+        types.Resource(
+            uri=LANE_STATE_URI, name='lane-state', mime_type='application/json',
+            description=('Live lane state from the lane manager (holders, queues, refusals). '
+                         f'Its JSON Schema, every key with what it means: {LANE_STATE_SCHEMA_URI}'
+                         ' (also the outputSchema of lanes_status).'),
+            _meta={META_PREFIX + 'schema': LANE_STATE_SCHEMA_URI}),
+        types.Resource(
+            uri=LANE_STATE_SCHEMA_URI, name='lane-state-schema', mime_type=SCHEMA_MIME_TYPE,
+            size=schema_size,
+            description=(f'JSON Schema (draft 2020-12) of {LANE_STATE_URI}: every key the lane '
+                         'manager publishes, with what it means. Readers must tolerate keys it '
+                         'does not declare (a newer lane manager may add some).'),
+            _meta={META_PREFIX + 'schema_of': LANE_STATE_URI}),
+    ]
 
 
 OPERATOR_HEADER = 'x-skill-lanes-operator'

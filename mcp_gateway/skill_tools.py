@@ -42,12 +42,14 @@ SMALL_ARGUMENTS = 256  # JSON values: fewer are converted on the event loop (~0.
 def busy_result(skill: str, lane: str, outcome: GoalOutcome, default_retry_ms: int
                 ) -> types.CallToolResult:
     """The unity-mcp busy shape: the agent may retry after `retry_after_ms`."""
-    refusal = outcome.refusal or {}
-    reason = refusal.get('reason') or f'lane {lane!r} refused the goal'
+    refusal = outcome.refusal
+    reason = (refusal.reason if refusal else '') or f'lane {lane!r} refused the goal'
+    holder = refusal.holder if refusal else None
     return error_result(
         'operation_busy', reason, hint='retry', reason=reason, lane=lane, skill=skill,
-        holder=refusal.get('holder'), goal_id=outcome.goal_id,
-        retry_after_ms=refusal.get('retry_after_ms', default_retry_ms))
+        holder=holder.model_dump(mode='json') if holder is not None else None,
+        goal_id=outcome.goal_id,
+        retry_after_ms=refusal.retry_after_ms if refusal else default_retry_ms)
 
 
 def goal_answer(skill: str, lane: Optional[str], outcome: GoalOutcome,
@@ -58,13 +60,13 @@ def goal_answer(skill: str, lane: Optional[str], outcome: GoalOutcome,
     given up, cancelled while queued): a default Result would claim what no driver said
     (e.g. error_code 0 = SUCCESSFUL). A goal stopped by lane_stop says so.
     """
-    ending = outcome.ending or {}
-    driver_result = ending.get('driver_result') is not False and outcome.result is not None
+    ending = outcome.ending
+    driver_result = (ending is None or ending.driver_result) and outcome.result is not None
     body = {'status': outcome.status, 'goal_id': outcome.goal_id, 'skill': skill,
             'lane': lane, 'result': to_json(outcome.result) if driver_result else None}
     if outcome.status == 'succeeded':
         return tool_result(body)
-    reason = ending.get('reason') or f'the goal was {outcome.status}'
+    reason = (ending.reason if ending else None) or f'the goal was {outcome.status}'
     if stopped_by_lane_stop and 'lane_stop' not in reason:
         reason = LANE_STOP_REASON
     if not driver_result:
@@ -240,13 +242,13 @@ class SkillTools:
             stopped = str(goal_id) in self._stopped
             self._stopped.discard(str(goal_id))
         if not outcome.accepted:
-            refusal = outcome.refusal or {}
-            reason = str(refusal.get('reason') or '')
-            if reason.startswith(LIMITS_REFUSAL):  # the lane manager's limits (its config)
+            refusal = outcome.refusal
+            reason = refusal.reason if refusal is not None else ''
+            if refusal is not None and reason.startswith(LIMITS_REFUSAL):  # its config's limits
                 return error_result(
                     'invalid_arguments', reason, problem=reason.removeprefix(LIMITS_REFUSAL),
                     skill=skill, lane=lane, goal_id=outcome.goal_id,
-                    **{key: refusal.get(key) for key in ('field', 'value', 'limit')})
+                    field=refusal.field, value=refusal.value, limit=refusal.limit)
             if lane is None:
                 return error_result('goal_rejected', f'the lane manager refused {skill!r}',
                                     skill=skill, goal_id=outcome.goal_id)

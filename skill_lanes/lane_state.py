@@ -3,11 +3,13 @@
 One contract for the lane manager and its readers: every key the lane manager publishes is
 declared here with what it means; test/test_lane_state.py checks every message a real lane
 manager publishes under traffic, every lane snapshot the keeper's state machine reaches, and
-the README's lane-state example against it (`validate_published`: no undeclared key). Its
-JSON Schema is the `outputSchema` of the gateway's `lanes_status` tool. Validating on every
-publish is left to the tests: it costs 0.8-2.5 ms a message (3-12 lanes), on the thread that
-relays goals. Readers can `parse` a message (unknown keys kept, wrong types refused); the
-gateway still reads it as plain JSON.
+the README's lane-state reference against it (`validate_published`: no undeclared key; every
+declared key shown). Its JSON Schema is the `outputSchema` of the gateway's `lanes_status`
+tool and the gateway's `skill-lanes://lane-state/schema` resource. Validating on every
+publish is left to the tests: it costs 0.1-2.9 ms a message (3-12 lanes, bench/
+bench_lane_state.py), on the thread that relays goals. Readers `parse` a message (unknown
+keys kept, wrong types refused): the gateway reads every message through it, once, lazily
+(mcp_gateway/lane_state_reader.py).
 
 Readers must tolerate keys they do not know (a newer lane manager may add some): `parse`
 ignores them; the lane manager's own check (`validate_published`) forbids them, so every key

@@ -555,13 +555,55 @@ def test_lanes_status_and_lane_state_resource(gateway, stack):
     assert sorted(answer['lanes']['motion']['skills']) == ['dock', 'navigate', 'patrol']
     assert isinstance(answer['stamp'], float)
 
-    assert [str(r.uri) for r in resources] == ['skill-lanes://lane-state']
+    assert [str(r.uri) for r in resources] == ['skill-lanes://lane-state',
+                                               'skill-lanes://lane-state/schema']
     assert resources[0].mime_type == 'application/json'
     (text,) = content.contents
     state = json.loads(text.text)
     assert set(state['lanes']) == set(POLICIES)
     assert set(state['skills']) == set(LANES)
     assert state['skills']['grasp']['server'] == f'{NAMESPACE}/skills/grasp'
+
+
+def test_the_lane_state_resource_points_to_its_schema_and_conforms(gateway, stack):
+    """The lane-state resource names its JSON Schema (description and `_meta`), served as a
+    resource of its own: a valid draft 2020-12 schema, the typed model's, which the lane
+    state read next to it conforms to (and so does lanes_status's answer).
+    """
+    import jsonschema
+
+    from skill_lanes.lane_state import json_schema
+
+    async def scenario():
+        async with gateway.client() as client:
+            resources = (await client.list_resources()).resources
+            schema = await client.read_resource('skill-lanes://lane-state/schema')
+            content = await client.read_resource('skill-lanes://lane-state')
+            status = await client.call_tool('lanes_status', {})
+            return resources, schema, content, status
+    resources, schema, content, status = run(scenario)
+    listed = {str(r.uri): r for r in resources}
+    state_entry = listed['skill-lanes://lane-state']
+    schema_entry = listed['skill-lanes://lane-state/schema']
+    assert 'skill-lanes://lane-state/schema' in state_entry.description
+    assert state_entry.meta == {'skill-lanes/schema': 'skill-lanes://lane-state/schema'}
+    assert schema_entry.mime_type == 'application/schema+json'
+    assert schema_entry.meta == {'skill-lanes/schema_of': 'skill-lanes://lane-state'}
+    (schema_text,) = schema.contents
+    assert schema_text.mime_type == 'application/schema+json'
+    served = json.loads(schema_text.text)
+    assert schema_entry.size == len(schema_text.text.encode())
+    jsonschema.Draft202012Validator.check_schema(served)
+    assert served['$schema'] == 'https://json-schema.org/draft/2020-12/schema'
+    assert {k: v for k, v in served.items() if k != '$schema'} == json_schema()
+    validator = jsonschema.Draft202012Validator(served)
+    (text,) = content.contents
+    assert list(validator.iter_errors(json.loads(text.text))) == []
+    assert list(validator.iter_errors(body(status))) == []
+    # The schema is strict enough to say no: a mistyped key fails it.
+    state = json.loads(text.text)
+    state['lanes']['motion']['counters']['started'] = 'six'
+    assert not validator.is_valid(state)
 
 
 def test_busy_reject_lane_answers_operation_busy(gateway, stack):

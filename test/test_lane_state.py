@@ -14,15 +14,19 @@ import json
 import re
 import textwrap
 import threading
+import types
+import typing
 from pathlib import Path
+from typing import Any, Optional
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant
+from pydantic import BaseModel
 
 from lane_manager.agents import AgentBook
-from skill_lanes.lane_state import (Lane, UndeclaredKey, _no_undeclared, json_schema, parse,
-                                     validate_published)
+from skill_lanes.lane_state import (Lane, LaneState, Occupant, Refusal, UndeclaredKey,
+                                     _no_undeclared, json_schema, parse, validate_published)
 from test_keeper import KeeperMachine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +72,76 @@ def _readme_example() -> str:
 
 def test_readme_example_is_a_valid_lane_state():
     validate_published(json.loads(_readme_example()))
+
+
+def _readme_empty_records() -> dict:
+    """The README's second lane-state block: the records its example leaves empty."""
+    text = (ROOT / 'README.md').read_text()
+    match = re.search(r'The records the example leaves empty:.*?```json\n(.*?)```', text, re.S)
+    assert match, 'README: the block of records the lane state example leaves empty is gone'
+    return json.loads(match.group(1))
+
+
+def _records(annotation: Any) -> list[type[BaseModel]]:
+    """The record classes an annotation holds (Optional[X], list[X], dict[str, X], X)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is dict:
+        args = args[1:]
+    return [record for arg in args for record in _records(arg)]
+
+
+def _keys_shown(value: Any, annotation: Any, shown: dict[type, set[str]]) -> None:
+    """Every key the JSON `value` shows, by the record class the model reads it as."""
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:  # Optional[X]
+        _keys_shown(value, args[0], shown)
+    elif origin is list and isinstance(value, list):
+        for item in value:
+            _keys_shown(item, args[0], shown)
+    elif origin is dict and isinstance(value, dict):  # a map: its keys are names
+        for item in value.values():
+            _keys_shown(item, args[1], shown)
+    elif (isinstance(annotation, type) and issubclass(annotation, BaseModel)
+          and isinstance(value, dict)):
+        shown.setdefault(annotation, set()).update(value)
+        for key, item in value.items():
+            if key in annotation.model_fields:
+                _keys_shown(item, annotation.model_fields[key].annotation, shown)
+
+
+def _all_records(record: type[BaseModel], seen: Optional[set] = None) -> set[type]:
+    seen = set() if seen is None else seen
+    seen.add(record)
+    for field in record.model_fields.values():
+        for inner in _records(field.annotation):
+            if inner not in seen:
+                _all_records(inner, seen)
+    return seen
+
+
+def test_the_readme_documents_every_declared_key_and_no_other():
+    """The README's lane-state reference (its example, and the block of records the example
+    leaves empty) against the model, both ways: every key it shows is declared where it
+    shows it, and every key the model declares, of every record, is shown somewhere.
+    """
+    empty = _readme_empty_records()
+    for occupant in empty['occupants']:
+        _no_undeclared(Occupant.model_validate(occupant), 'occupants[]')
+    for refusal in empty['last_refusals']:
+        _no_undeclared(Refusal.model_validate(refusal), 'last_refusals[]')
+    shown: dict[type, set[str]] = {}
+    _keys_shown(json.loads(_readme_example()), LaneState, shown)
+    _keys_shown(empty, Lane, shown)
+    undeclared = {f'{record.__name__}.{key}' for record, keys in shown.items()
+                  for key in keys - set(record.model_fields)}
+    assert not undeclared, f'README shows keys the model does not declare: {sorted(undeclared)}'
+    undocumented = {f'{record.__name__}.{name}' for record in _all_records(LaneState)
+                    for name in record.model_fields if name not in shown.get(record, ())}
+    assert not undocumented, ('keys the README lane-state reference does not show: '
+                              f'{sorted(undocumented)}')
 
 
 def test_lanes_status_declares_the_lane_state_schema():

@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skill_lanes.config import LaneConfig, SkillConfig
+from skill_lanes.lane_state import Ending, HolderRef, Refusal
 from mcp_gateway.node import GoalOutcome
 from mcp_gateway.results import error_result, output_schema, tool_result
 from mcp_gateway.skill_tools import busy_result, goal_answer
@@ -42,6 +43,12 @@ def assert_conforms(schema: dict[str, Any], body: dict[str, Any]) -> None:
         assert not errors, (errors, body)
 
 
+def _ending(outcome: str, reason: str, driver_result: bool) -> Ending:
+    """A lane state ending record, as the gateway reads it (typed)."""
+    return Ending(goal_id=GOAL_ID, skill='navigate', outcome=outcome, reason=reason,
+                  driver_result=driver_result, at=1.5)
+
+
 def skill_bodies(action: Any, lane: str = 'motion') -> dict[str, dict]:
     """Every answer a skill tool gives, by shape."""
     result = action.Result()
@@ -52,16 +59,19 @@ def skill_bodies(action: Any, lane: str = 'motion') -> dict[str, dict]:
             GOAL_ID, True, 'succeeded', result)),
         'aborted': goal_answer('navigate', lane, GoalOutcome(
             GOAL_ID, True, 'aborted', result,
-            ending={'reason': 'the driver aborted the goal', 'driver_result': True})),
+            ending=_ending('aborted', 'the driver aborted the goal', True))),
         'canceled_no_result': goal_answer('navigate', lane, GoalOutcome(
             GOAL_ID, True, 'canceled', result,
-            ending={'reason': 'canceled while queued', 'driver_result': False})),
+            ending=_ending('canceled', 'canceled while queued', False))),
         'stopped': goal_answer('navigate', lane, GoalOutcome(
-            GOAL_ID, True, 'canceled', result, ending={'reason': 'canceled by its caller'}),
+            GOAL_ID, True, 'canceled', result,
+            ending=_ending('canceled', 'canceled by its caller', True)),
             stopped_by_lane_stop=True),
         'busy': busy_result('navigate', lane, GoalOutcome(
-            GOAL_ID, False, refusal={'reason': 'held by x', 'retry_after_ms': 500,
-                                     'holder': {'goal_id': GOAL_ID, 'skill': 'dock'}}), 1000),
+            GOAL_ID, False, refusal=Refusal(
+                goal_id=GOAL_ID, skill='navigate', reason='held by x', retry_after_ms=500,
+                at=1.5, holder=HolderRef(goal_id=GOAL_ID, skill='dock'), held_because=None)),
+            1000),
         'busy_unknown_reason': busy_result('navigate', lane, GoalOutcome(GOAL_ID, False), 1000),
         'invalid_arguments': error_result('invalid_arguments', 'order: expected an integer',
                                           field='order', problem='expected', skill='navigate'),

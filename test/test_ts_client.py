@@ -142,6 +142,12 @@ def check_records(steps: dict[str, dict], stack: RosTestClient) -> None:
     assert steps['unknown_tool']['structured']['error'] == 'unknown_tool'
     assert steps['resource_unknown']['thrown']['code'] == -32002
     assert set(steps['resource_lane_state']['lanes']) == {'motion', 'manipulation', 'arm'}
+    schema = steps['resource_lane_state_schema']
+    assert [r['uri'] for r in schema['listed']] == ['skill-lanes://lane-state',
+                                                    'skill-lanes://lane-state/schema'], schema
+    assert schema['pointer'] == 'skill-lanes://lane-state/schema'
+    assert schema['schemaMimeType'] == 'application/schema+json'
+    assert schema['conforms'] is True, schema['errors']
 
 
 def test_typescript_client_over_stdio(stack, config_file):

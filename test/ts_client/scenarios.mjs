@@ -10,6 +10,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import Ajv2020 from 'ajv/dist/2020.js';
 import { answer, describe, sleep, stepRecorder } from './steps.mjs';
 
 const options = JSON.parse(process.argv[2]);
@@ -137,6 +138,26 @@ await step('resource_unknown', async () => {
 await step('resource_lane_state', async () => {
   const { contents } = await client.readResource({ uri: 'skill-lanes://lane-state' });
   return { lanes: Object.keys(JSON.parse(contents[0].text).lanes) };
+});
+
+// The lane state's JSON Schema, served as a resource the lane-state entry points to: it
+// compiles in Ajv's draft 2020-12 mode (strict; Ajv is the validator the SDK itself uses
+// for outputSchema) and the lane state read now conforms to it.
+await step('resource_lane_state_schema', async () => {
+  const { resources } = await client.listResources();
+  const entry = resources.find((r) => r.uri === 'skill-lanes://lane-state');
+  const schemaRead = await client.readResource({ uri: 'skill-lanes://lane-state/schema' });
+  const { contents } = await client.readResource({ uri: 'skill-lanes://lane-state' });
+  const validate = new Ajv2020({ strict: true, allErrors: true }).compile(
+    JSON.parse(schemaRead.contents[0].text));
+  const conforms = validate(JSON.parse(contents[0].text));
+  return {
+    listed: resources.map((r) => ({ uri: r.uri, mimeType: r.mimeType, meta: r._meta ?? null })),
+    pointer: entry?._meta?.['skill-lanes/schema'] ?? null,
+    schemaMimeType: schemaRead.contents[0].mimeType,
+    conforms,
+    errors: (validate.errors ?? []).slice(0, 3),
+  };
 });
 
 await client.close();
