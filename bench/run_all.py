@@ -27,6 +27,7 @@ BENCHES = [
     ('bench_emergency_stop.py', [], ['--rounds', '3'], 60),
     ('bench_big_goal.py', [], ['--points', '50000', '--rounds', '20'], 150),
     ('bench_goal_limits.py', [], ['--points', '50000', '--reps', '3'], 150),
+    ('bench_lane_state.py', [], [], 60),
 ]
 
 
