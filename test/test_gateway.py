@@ -168,6 +168,12 @@ class InProcessGateway:
     def close(self) -> None:
         self.ros.stop()
 
+    def __enter__(self) -> 'InProcessGateway':
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
 
 # ------------------------------------------------------------------------------ fixtures
 @pytest.fixture(autouse=True)
@@ -214,14 +220,11 @@ def stack(config_file, rclpy_context):
 
 @pytest.fixture(scope='module')
 def gateway(stack, config_file) -> InProcessGateway:
-    gw = InProcessGateway(config_file)
-    try:
+    with InProcessGateway(config_file) as gw:
         gw.wait_ready()
         wait_until(lambda: gw.ros.node.lane_state is not None, 20,
                    what='the gateway to receive the lane state')
         yield gw
-    finally:
-        gw.close()
 
 
 def lane_counts(stack: RosTestClient, lane: str) -> dict:

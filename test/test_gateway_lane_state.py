@@ -36,11 +36,8 @@ CONFIG = textwrap.dedent(f"""
 @pytest.fixture(scope='module')
 def gateway(tmp_path_factory, rclpy_context):
     config_file = write_config(tmp_path_factory.mktemp('gw_typed_state'), CONFIG)
-    gw = InProcessGateway(config_file)
-    try:
+    with InProcessGateway(config_file) as gw:
         yield gw
-    finally:
-        gw.close()
 
 
 @pytest.fixture

@@ -38,11 +38,8 @@ CONFIG = textwrap.dedent(f"""
 @pytest.fixture(scope='module')
 def gateway(tmp_path_factory, rclpy_context):
     config_file = write_config(tmp_path_factory.mktemp('gw_operator'), CONFIG)
-    gw = InProcessGateway(config_file)
-    try:
+    with InProcessGateway(config_file) as gw:
         yield gw
-    finally:
-        gw.close()
 
 
 class TriggerServices:

@@ -59,12 +59,9 @@ def stack(config_file, rclpy_context):
 
 @pytest.fixture(scope='module')
 def gateway(stack, config_file):
-    gw = InProcessGateway(config_file)
-    try:
+    with InProcessGateway(config_file) as gw:
         gw.wait_ready()
         yield gw
-    finally:
-        gw.close()
 
 
 def call(gateway: InProcessGateway, tool: str, arguments: dict):
