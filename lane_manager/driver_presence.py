@@ -44,14 +44,15 @@ Off the graph for less than driver_lost_s is not news by itself: the stage stays
 counts as answering until a look on the graph finds it has not answered since), its lanes
 stay held by what it may run.
 
-A new process under the driver's name is a driver not known yet: the graph sample names the
-driver's status writers (their DDS gids), and a writer that was not there while its status
-was known is a restarted driver (a process killed with SIGKILL stays on the graph until its
-lease ends, so its successor shows up beside it: it is never off the graph at a sample) or a
-second server. Its status is not known (-> on_graph) until our reader is matched with every
-writer and STATUS_SETTLE_S has passed, and it must answer afresh; until then its lanes are
-held. What the old process reported stays until the new one reports (a second server may be
-the one running our goal: forgetting its list would free a lane under a running goal).
+A new process under the driver's name is a driver not known yet: each look names the
+driver's status writers on the graph (their DDS gids), and a writer that was not there while
+its status was known is a restarted driver (a process killed with SIGKILL stays on the graph
+until its lease ends, so its successor shows up beside it: it is never off the graph at a
+sample) or a second server. Its status is not known (-> on_graph) until our reader is
+matched with every writer and STATUS_SETTLE_S has passed, and it must answer afresh; until
+then its lanes are held. What the old process reported stays until the new one reports (a
+second server may be the one running our goal: forgetting its list would free a lane under a
+running goal).
 """
 from __future__ import annotations
 
@@ -122,6 +123,7 @@ class ProbeSample:
     answered: a probe was answered since the last look (ActionServerLink.take_answer).
     status_matched: our status reader is matched with every status writer of the driver on
     the graph (a successor's writer may be on the graph before it is matched with us).
+    writers: the DDS gids of the driver's status writers on the graph (None: not sampled).
     probe: send or check the probe (ActionServerLink.probe); called only when this machine
     wants a probe out, with how long one may go unanswered; False: it went unanswered that
     long (the link then gives it up and sends a fresh one next).
@@ -130,19 +132,22 @@ class ProbeSample:
     answered: bool
     status_matched: bool
     probe: Callable[[float], bool] = _in_time
+    writers: Optional[frozenset[bytes]] = None
 
 
 @dataclass(frozen=True)
 class Look:
     """What one look found, for the keeper: `known` its status became known (silence);
     `lost` a probe went unanswered driver_lost_s while a goal of ours may run there; `gone`
-    it has been off the graph driver_lost_s (`news`: it was not gone before).
+    it has been off the graph driver_lost_s (`news`: it was not gone before); `new_process`
+    a status writer that was not there: its status is not known any more.
     """
 
     known: bool = False
     lost: bool = False
     gone: bool = False
     news: bool = False
+    new_process: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,7 @@ class DriverPresence:
         self.answered_once = False  # it has answered since it was last gone (or start)
         self.status_matched = False  # at the last look that found it answering
         self.silent_since: Optional[float] = None  # answering, status matched, no message
-        self.writers: frozenset[bytes] = frozenset()  # its status writers, last graph sample
+        self.writers: frozenset[bytes] = frozenset()  # its status writers, last look
 
     # ------------------------------------------------------------ queries
     @property
@@ -219,22 +224,13 @@ class DriverPresence:
                 'active_goals': sorted(self.active)}
 
     # ------------------------------------------------------------ observations
-    def graph_sample(self, on_graph: bool, now: float,
-                     writers: Optional[frozenset[bytes]] = None) -> list[ProbeAfresh]:
-        """Whether the driver's action server is on the graph now; `writers`: the gids of
-        its status writers on the graph (None: not sampled).
-        """
+    def graph_sample(self, on_graph: bool, now: float) -> list[ProbeAfresh]:
+        """Whether the driver's action server is on the graph now."""
         self.on_graph = on_graph
         if on_graph:
             self.off_since = None
             if self.stage is Stage.ABSENT:
                 self._move(Stage.ON_GRAPH)
-            if writers is None:
-                return []
-            newcomer = bool(self.writers) and not writers <= self.writers
-            self.writers = writers
-            if newcomer and self.status_known:
-                return self._new_process()
             return []
         if self.off_since is None:
             self.off_since = now
@@ -253,6 +249,12 @@ class DriverPresence:
             if self.off_since is not None and now - self.off_since >= self.lost_s:
                 return self._gone()
             return Look()
+        if sample.writers is not None:
+            newcomer = bool(self.writers) and not sample.writers <= self.writers
+            self.writers = sample.writers
+            if newcomer and self.status_known:
+                self._new_process()
+                return Look(new_process=True)
         give_up_s = self.lost_s if runs_ours else (None if self.heard else float('inf'))
         in_time = sample.probe(give_up_s) if give_up_s is not None else True
         known = self._heard(now, sample.status_matched) if self.heard else self._unheard()
@@ -299,13 +301,14 @@ class DriverPresence:
             self._move(_UNHEARD[self.stage])
         return False
 
-    def _new_process(self) -> list[ProbeAfresh]:
-        """A status writer that was not there: a new process (see the module's docstring)."""
+    def _new_process(self) -> None:
+        """A status writer that was not there: a new process (see the module's docstring).
+        It must answer afresh (the keeper has the link drop its probe: ProbeAfresh).
+        """
         self.heard = False
         self.silent_since = None
         self.status_matched = False
         self._move(Stage.ON_GRAPH)
-        return [ProbeAfresh(self.name)]
 
     def _gone(self) -> Look:
         self.silent_since = None

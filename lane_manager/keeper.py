@@ -29,7 +29,8 @@ from lane_manager.arbiter import (Arbiter, CancelAtDriver, Decision, EndWithoutD
                                   Occupant, StartGoal)
 from skill_lanes.config import LaneConfig, LaneManagerConfig
 from lane_manager.effects import Notice, Started  # noqa: F401 - the keeper's effects
-from lane_manager.driver_presence import STATUS_UNKNOWN, DriverPresence, ProbeSample
+from lane_manager.driver_presence import (STATUS_UNKNOWN, DriverPresence, ProbeAfresh,
+                                          ProbeSample)
 from lane_manager.goal_lifecycle import (Action, DriverEnded, DriverGoal, EndCaller,
                                          Phase)
 from skill_lanes.goal_outcome import EndedHow, outcome_of_status
@@ -126,13 +127,10 @@ class LaneKeeper:
         return self._take()
 
     # ------------------------------------------------------------ drivers
-    def driver_on_graph(self, driver: str, on_graph: bool, now: float,
-                        writers: Optional[frozenset[bytes]] = None) -> list:
-        """A graph sample: the driver's action server is on the graph (or not), and the gids
-        of its status writers (a new one: a new process, DriverPresence.graph_sample).
-        """
+    def driver_on_graph(self, driver: str, on_graph: bool, now: float) -> list:
+        """A graph sample: the driver's action server is on the graph (or not)."""
         presence = self.presence.get(driver)
-        return [] if presence is None else presence.graph_sample(on_graph, now, writers)
+        return [] if presence is None else presence.graph_sample(on_graph, now)
 
     def look(self, samples: Mapping[str, ProbeSample], now: float) -> list:
         """One watchdog look at the drivers (their probe and status reader, as sampled):
@@ -151,7 +149,9 @@ class LaneKeeper:
                             self._run(goal, goal.driver_gone(now), now, how=EndedHow.GONE)
                 self._sync_driver(driver, now)
                 continue
-            if look.known:
+            if look.new_process:  # it must answer afresh; its lanes are held meanwhile
+                self._actions.append(ProbeAfresh(driver))
+            if look.known or look.new_process:
                 self._sync_driver(driver, now)
             if look.lost:
                 for goal in [g for g in self.goals.values() if g.driver == driver]:

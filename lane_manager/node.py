@@ -128,7 +128,6 @@ class LaneManager(Node):
         self._links: dict[str, ActionServerLink] = {}         # per skill
         self._driver_links: dict[str, ActionServerLink] = {}  # per driver (its first skill)
         self._status_subs: dict[str, Subscription] = {}       # per driver
-        self._status_writer_count: dict[str, int] = {}        # per driver, last graph sample
         self._servers: dict[str, GoalIdActionServer] = {}
         # Each lane's goals come in on a thread of its own (lane_manager/goal_intake.py).
         self._intakes: dict[Optional[str], GoalIntake] = {}
@@ -453,17 +452,22 @@ class LaneManager(Node):
 
     # ------------------------------------------------------------ watchdog
     def _watchdog(self) -> None:
+        # The drivers' status writers on the graph, sampled every look (a graph query each,
+        # about 20 us): a new one is a new process under the driver's name, whose status is
+        # not known yet (lane_manager/driver_presence.py). Outside the keeper's lock.
+        writers = {driver: self._status_writers_of(driver) for driver in self._driver_links}
         with self.keeper_turn() as turn:
             keeper, now = turn.keeper, turn.now
             # Samples only: the keeper's DriverPresence judges them (and says when to probe).
-            # The status reader matched (with every status writer on the graph at the last
-            # sample), not merely the driver on the graph: only then has a transient-local
-            # status list had its way to us (lane_manager/driver_presence.py).
+            # The status reader matched with every status writer on the graph, not merely
+            # the driver on the graph: only then has a transient-local status list had its
+            # way to us (lane_manager/driver_presence.py).
             samples = {driver: ProbeSample(
                 answered=link.take_answer(),
                 status_matched=self._status_subs[driver].get_publisher_count() >= max(
-                    1, self._status_writer_count.get(driver, 0)),
-                probe=partial(link.probe, now)) for driver, link in self._driver_links.items()}
+                    1, len(writers[driver])),
+                probe=partial(link.probe, now), writers=writers[driver])
+                for driver, link in self._driver_links.items()}
             turn.carry_out(keeper.look(samples, now), state_changed=False)
             turn.carry_out(keeper.tick(now), state_changed=False)
             due = keeper.goals_to_ask(now, RESULT_ASK_S)
@@ -551,11 +555,9 @@ class LaneManager(Node):
         """
         now = time.monotonic()
         on_graph = {driver: link.is_on_graph() for driver, link in self._driver_links.items()}
-        writers = {driver: self._status_writers_of(driver) for driver in self._driver_links}
-        self._status_writer_count = {driver: len(gids) for driver, gids in writers.items()}
         with self.keeper_turn() as turn:
             for driver, seen in on_graph.items():
-                turn.carry_out(turn.keeper.driver_on_graph(driver, seen, now, writers[driver]),
+                turn.carry_out(turn.keeper.driver_on_graph(driver, seen, now),
                                state_changed=False)
         self._publish_diagnostics(self._flush_state())
 

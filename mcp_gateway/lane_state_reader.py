@@ -10,8 +10,9 @@ skill_lanes.lane_state.LaneState, what the lookups read by attribute).
 Parsed lazily, once per message, by its first reader; never in the subscription callback.
 Decoding and validating a message costs 0.1-0.5 ms with 3 lanes and up to 2.5 ms with 12
 lanes of full refusal/ending/approval lists (bench/bench_lane_state.py: the README's lane
-state example scaled; the JSON decoding alone is a third of it). The callback runs on the gateway's one-thread ROS
-executor, which also relays every goal answer and feedback: there it only keeps the text.
+state example scaled; the JSON decoding alone is a third of it). The callback runs on the
+gateway's one-thread ROS executor, which also relays every goal answer and feedback: there it
+only keeps the text.
 The lane manager publishes on every change (a burst of goals: hundreds a second), while
 readers read far less often (a lookup every 20 ms while a refused or ended call waits for
 its record, one keep-alive per progress interval, the lane view every poll): a message

@@ -15,15 +15,18 @@ from hypothesis import strategies as st
 
 from skill_lanes.config import LaneConfig, LaneManagerConfig
 from lane_manager.driver_presence import (STARTUP_DISCOVERY_S, STATUS_SETTLE_S, TRANSITIONS,
-                                          DriverPresence, ProbeAfresh, ProbeSample, Stage)
+                                          DriverPresence, Look, ProbeAfresh, ProbeSample,
+                                          Stage)
 from lane_manager.goal_lifecycle import SendToDriver
 from skill_lanes.goal_outcome import ACTIVE_STATUSES
 from lane_manager.keeper import LaneKeeper, SkillRoute
 
 LOST_S = 1.0
-ANSWERED = ProbeSample(answered=True, status_matched=True)
-QUIET = ProbeSample(answered=False, status_matched=True)  # no answer since the last look
-SILENT = ProbeSample(answered=False, status_matched=True, probe=lambda _give_up_s: False)
+OLD, NEW = frozenset({b'old process'}), frozenset({b'new process'})  # status writer gids
+ANSWERED = ProbeSample(answered=True, status_matched=True, writers=OLD)
+QUIET = ProbeSample(answered=False, status_matched=True, writers=OLD)  # no answer since
+SILENT = ProbeSample(answered=False, status_matched=True, probe=lambda _give_up_s: False,
+                     writers=OLD)
 
 
 def absent() -> DriverPresence:
@@ -51,6 +54,7 @@ def known() -> DriverPresence:
 def known_unanswered() -> DriverPresence:
     p = on_graph()
     p.status_message({})
+    p.look(0.0, QUIET, runs_ours=False)  # no answer yet: it stays so
     return p
 
 
@@ -90,15 +94,17 @@ def back(p: DriverPresence) -> None:
     p.look(9.0, ANSWERED, runs_ours=False)
 
 
-OLD, NEW = frozenset({b'old process'}), frozenset({b'new process'})
+def writers(names: frozenset[bytes], answered: bool = True,
+            matched: bool = True) -> ProbeSample:
+    """A look naming the driver's status writers on the graph."""
+    return ProbeSample(answered=answered, status_matched=matched, writers=names)
 
 
 def new_process(p: DriverPresence) -> None:
     """A status writer that was not there shows up beside the old one (SIGKILL: the old
     process stays on the graph until its DDS lease ends).
     """
-    p.graph_sample(True, 2.5, OLD)
-    p.graph_sample(True, 3.0, OLD | NEW)
+    p.look(3.0, writers(OLD | NEW, answered=False), runs_ours=False)
 
 
 # (start, observation, expected stage after it): one walk per move of the table.
@@ -431,26 +437,29 @@ def test_a_new_process_back_within_driver_lost_s_is_not_trusted_on_the_old_statu
     """
     keeper = LaneKeeper({'arm': LaneConfig()}, {'grasp': SkillRoute('arm', '/arm')},
                         LaneManagerConfig(driver_wait_s=30.0, driver_lost_s=3.0))
-    keeper.driver_on_graph('/arm', True, 0.0, OLD)
-    keeper.look({'/arm': ANSWERED}, 0.0)
-    keeper.look({'/arm': ANSWERED}, STATUS_SETTLE_S)
+    keeper.driver_on_graph('/arm', True, 0.0)
+    keeper.look({'/arm': writers(OLD)}, 0.0)
+    keeper.look({'/arm': writers(OLD)}, STATUS_SETTLE_S)
     assert keeper.presence['/arm'].status_known
     if exits:
         keeper.driver_on_graph('/arm', False, 2.0)
-    afresh = keeper.driver_on_graph('/arm', True, 3.0, NEW if exits else OLD | NEW)
-    assert afresh == [ProbeAfresh('/arm')]        # it must answer afresh, too
+        keeper.look({'/arm': writers(frozenset(), answered=False)}, 2.0)
+        keeper.driver_on_graph('/arm', True, 3.0)
+    now_on_graph = NEW if exits else OLD | NEW
+    # Its writer not matched yet (the answer noted is the old process's).
+    actions = keeper.look({'/arm': writers(now_on_graph, matched=False)}, 3.0)
+    assert ProbeAfresh('/arm') in actions          # it must answer afresh, too
     assert not keeper.presence['/arm'].status_known
-    unmatched = ProbeSample(True, status_matched=False)   # its writer not matched yet
-    for t in (3.0, 3.5, 3.0 + 2 * STATUS_SETTLE_S):   # the node's watchdog: look, tick
-        keeper.look({'/arm': unmatched}, t)
+    for t in (3.1, 3.5, 3.0 + 2 * STATUS_SETTLE_S):   # the node's watchdog: look, tick
+        keeper.look({'/arm': writers(now_on_graph, matched=False)}, t)
         keeper.tick(t)
     decision, actions = keeper.submit('c1', 'grasp', 5.5)
     assert decision.accepted
     assert not [a for a in actions if isinstance(a, SendToDriver)]
     assert 'not known yet' in keeper.snapshot(5.5)['arm']['held_because']
     # Matched, silent STATUS_SETTLE_S: now its word is that it runs nothing; the goal goes.
-    keeper.look({'/arm': ANSWERED}, 6.0)
-    actions = keeper.look({'/arm': ANSWERED}, 6.0 + STATUS_SETTLE_S)
+    keeper.look({'/arm': writers(now_on_graph)}, 6.0)
+    actions = keeper.look({'/arm': writers(now_on_graph)}, 6.0 + STATUS_SETTLE_S)
     actions += keeper.tick(6.0 + STATUS_SETTLE_S)
     assert [a for a in actions if isinstance(a, SendToDriver)]
 
@@ -458,18 +467,20 @@ def test_a_new_process_back_within_driver_lost_s_is_not_trusted_on_the_old_statu
 def test_the_old_process_leaving_the_graph_is_no_news():
     """Writers only going away (the old process's DDS lease ending) change nothing."""
     p = known()
-    p.graph_sample(True, 2.0, OLD | NEW)
-    p.graph_sample(True, 2.5, OLD | NEW)
-    p.look(2.5, ANSWERED, runs_ours=False)
-    p.look(2.5 + STATUS_SETTLE_S, ANSWERED, runs_ours=False)
+    p.look(2.0, writers(OLD), runs_ours=False)
+    p.look(2.1, writers(OLD | NEW), runs_ours=False)     # a new one: settles again
+    p.look(2.5, writers(OLD | NEW), runs_ours=False)
+    p.look(2.5 + STATUS_SETTLE_S, writers(OLD | NEW), runs_ours=False)
     assert p.stage is Stage.KNOWN
-    assert p.graph_sample(True, 4.0, NEW) == [] and p.stage is Stage.KNOWN
+    assert p.look(4.0, writers(NEW), runs_ours=False) == Look()
+    assert p.stage is Stage.KNOWN
 
 
 def test_writers_first_seen_after_the_status_is_known_are_not_a_new_process():
     """The first sample naming writers (none known before) is no evidence of a restart."""
     p = known()
-    assert p.graph_sample(True, 2.0, OLD) == [] and p.stage is Stage.KNOWN
+    assert not p.look(2.0, writers(OLD), runs_ours=False).new_process
+    assert p.stage is Stage.KNOWN
 
 
 def test_a_driver_off_the_graph_gets_no_goal_before_it_counts_as_gone():
