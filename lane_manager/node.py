@@ -61,8 +61,8 @@ from lane_manager.goal_intake import GoalIntake
 from skill_lanes.goal_limits import REFUSAL_PREFIX as LIMITS_REFUSAL
 from skill_lanes.goal_limits import GoalLimits
 from skill_lanes.goal_outcome import outcome_of_status
-from skill_lanes.interfaces import (DIAGNOSTICS_TOPIC, LANE_STATE_QOS, StackNames,
-                                     is_big_goal)
+from skill_lanes.interfaces import (DIAGNOSTICS_TOPIC, GOAL_AGENTS_QOS, LANE_STATE_QOS,
+                                     StackNames, is_big_goal)
 from lane_manager.keeper import LaneKeeper, SkillRoute
 from lane_manager.operator_take import OperatorTake
 from skill_lanes.runtime import (BackgroundExecutor, config_argument_parser, parse_args,
@@ -168,7 +168,7 @@ class LaneManager(Node):
         self._approvals = Approvals(self, names)
         self._agents = AgentBook()
         self.create_subscription(String, names.goal_agents, self._on_goal_agents,
-                                 LANE_STATE_QOS, callback_group=self._group)
+                                 GOAL_AGENTS_QOS, callback_group=self._group)
         self._estop = EmergencyStop(self, settings.stop_sources(), list(self.config.lanes))
         self._state_pub = self.create_publisher(String, names.lane_state,
                                                 LANE_STATE_QOS)
@@ -519,7 +519,9 @@ class LaneManager(Node):
                     'taken': self._operator_take.snapshot()}
 
     def _on_goal_agents(self, msg: String) -> None:
-        """A gateway's goal id -> agent map (who asked): joined into lane state."""
+        """Who asked for a goal, as a gateway says (one goal a message; a gateway of before
+        sent its last 256 in each): joined into lane state.
+        """
         try:
             body = json.loads(msg.data)
         except ValueError:

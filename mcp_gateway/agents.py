@@ -5,19 +5,18 @@ With named clients (gateway.clients) `client` is the name the bearer token authe
 and `software_version`.
 
 server.py sets `CURRENT_AGENT` around every tools/call (a context variable: the handler runs
-in that task); the gateway node publishes goal id -> agent on GOAL_AGENTS_TOPIC (latched)
-before it sends the goal, so the lane manager can name who holds a lane.
+in that task); the gateway node publishes goal id -> agent on GOAL_AGENTS_TOPIC before it
+sends the goal (one message a goal, the last GOAL_AGENTS_HISTORY kept for a lane manager
+that starts later: skill_lanes/interfaces.py), so the lane manager can name who holds a lane.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from contextvars import ContextVar
 from typing import Any, Optional
 
 from mcp_gateway.permissions import grant_of
 
 CURRENT_AGENT: ContextVar[Optional[dict]] = ContextVar('skill_lanes_agent', default=None)
-RECENT_GOALS = 256  # per gateway, in every message (the topic keeps one message per gateway)
 
 
 def agent_of(ctx: Any, tool: str) -> dict:
@@ -43,16 +42,3 @@ def agent_of(ctx: Any, tool: str) -> dict:
                 'session': session, 'tool': tool}
     return {'client': getattr(info, 'name', None), 'version': getattr(info, 'version', None),
             'session': session, 'tool': tool}
-
-
-class RecentAgents:
-    """This gateway's most recent goal id -> agent entries (the latched message body)."""
-
-    def __init__(self) -> None:
-        self._agents: OrderedDict[str, dict] = OrderedDict()
-
-    def add(self, goal_id: str, agent: dict) -> dict:
-        self._agents[goal_id] = agent
-        while len(self._agents) > RECENT_GOALS:
-            self._agents.popitem(last=False)
-        return dict(self._agents)

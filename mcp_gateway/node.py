@@ -32,11 +32,11 @@ from skill_lanes.goal_ids import goal_id_msg
 from skill_lanes.config import Config, import_action_type
 from skill_lanes.action_link import ActionServerLink
 from skill_lanes.goal_outcome import TERMINAL_STATUSES, Outcome, outcome_of_status
-from skill_lanes.interfaces import (APPROVAL_DECISIONS_QOS, GIVE_BACK_VERB, LANE_STATE_QOS,
-                                     TAKE_VERB, StackNames, is_big_goal)
+from skill_lanes.interfaces import (APPROVAL_DECISIONS_QOS, GIVE_BACK_VERB, GOAL_AGENTS_QOS,
+                                     LANE_STATE_QOS, TAKE_VERB, StackNames, is_big_goal)
 from skill_lanes.lane_state import ApprovalRecord, AwaitingApproval, Ending, Refusal
 from skill_lanes.runtime import BackgroundExecutor
-from mcp_gateway.agents import CURRENT_AGENT, RecentAgents
+from mcp_gateway.agents import CURRENT_AGENT
 from mcp_gateway.lane_state_reader import LaneStateMessage, LatestLaneState
 
 CANCEL_WAIT_S = 5.0
@@ -116,8 +116,7 @@ class GatewayNode(Node):
         self.create_subscription(String, names.lane_state, self._on_lane_state,
                                  LANE_STATE_QOS, callback_group=group)
         self._tool_lanes_pub = self.create_publisher(String, names.tool_lanes, LANE_STATE_QOS)
-        self._agents_pub = self.create_publisher(String, names.goal_agents, LANE_STATE_QOS)
-        self._recent_agents = RecentAgents()
+        self._agents_pub = self.create_publisher(String, names.goal_agents, GOAL_AGENTS_QOS)
         # The lane manager's per-lane services (std_srvs/Trigger): stop and release; take and
         # give_back only with gateway.operator_tools (a gateway holds no client it may not use:
         # under SROS2 its enclave may not call them). The lane view's stop button calls these
@@ -248,9 +247,9 @@ class GatewayNode(Node):
         await self._wait_server(skill, settings.lane_manager_wait_s)
         agent = CURRENT_AGENT.get()
         if agent is not None:  # who asked, before the goal: the lane manager names it
-            agents = self._recent_agents.add(gid, {**agent, 'skill': skill})
             self._agents_pub.publish(String(data=json.dumps(
-                {'gateway': self.get_fully_qualified_name(), 'agents': agents})))
+                {'gateway': self.get_fully_qualified_name(),
+                 'agents': {gid: {**agent, 'skill': skill}}})))
 
         def feedback(msg: Any) -> None:
             try:

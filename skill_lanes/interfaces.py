@@ -113,6 +113,14 @@ APPROVAL_BY_LIMIT = 120  # characters of a decision's `by` kept (shown, never in
 APPROVAL_DECISIONS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                                     durability=DurabilityPolicy.VOLATILE)
 
+# Who asked for a goal: one message per goal (`{"gateway": ..., "agents": {goal id: agent}}`),
+# kept by each gateway's writer for the last GOAL_AGENTS_HISTORY goals (transient local), so
+# a lane manager that (re)starts hears who asked for the goals it adopts. One small message a
+# goal, where one message holding the last 256 (35 KB) went before every goal.
+GOAL_AGENTS_HISTORY = 256
+GOAL_AGENTS_QOS = QoSProfile(depth=GOAL_AGENTS_HISTORY, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
 
 def approval_decisions_topic(namespace: str) -> str:
     return f'{normalize_namespace(namespace)}/approval_decisions'

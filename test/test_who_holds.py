@@ -7,6 +7,7 @@ real MCP sessions (in-memory transport) whose clients introduce themselves by na
 """
 from __future__ import annotations
 
+import json
 import textwrap
 
 import anyio
@@ -100,3 +101,44 @@ def test_goal_from_a_plain_ros_client_shows_as_such(stack):
     assert holder['agent'] is None and holder['asked_by'] == 'a plain ROS client'
     call.cancel()
     ros.wait_state(lambda s: s['lanes']['arm']['holder'] is None, 20, what='arm free')
+
+
+def test_who_asked_is_one_message_a_goal_kept_for_a_late_reader(stack):
+    """One small message a goal (not the gateway's last 256 in each), and the gateway's
+    writer keeps the last GOAL_AGENTS_HISTORY: a reader that starts later (a lane manager
+    (re)started) hears who asked for each goal since, in order.
+    """
+    from std_msgs.msg import String
+
+    from skill_lanes.interfaces import GOAL_AGENTS_QOS
+    ros, gateway = stack
+
+    async def two_calls():
+        async with named_client(gateway, 'late-reader-check') as agent:
+            for _ in range(2):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(agent.call_tool, 'grasp', {'order': 1})
+                    await anyio.to_thread.run_sync(lambda: ros.wait_state(
+                        lambda s: ((s['lanes']['arm']['holder'] or {}).get('agent') or {})
+                        .get('client') == 'late-reader-check', what='our goal holding arm'))
+                    group.cancel_scope.cancel()
+                await anyio.to_thread.run_sync(lambda: ros.wait_state(
+                    lambda s: s['lanes']['arm']['holder'] is None, 20, what='arm free'))
+    run(two_calls)
+    heard: list[dict] = []
+    late = ros.node.create_subscription(String, gateway.ros.node.names.goal_agents,
+                                        lambda msg: heard.append(json.loads(msg.data)),
+                                        GOAL_AGENTS_QOS)
+    try:
+        wait_until(lambda: sum(
+            agent['client'] == 'late-reader-check'
+            for message in heard for agent in message['agents'].values()) >= 2, 20,
+            what='the late reader to hear both goals of the agent')
+    finally:
+        ros.node.destroy_subscription(late)
+    ours = [message for message in heard
+            if any(a['client'] == 'late-reader-check' for a in message['agents'].values())]
+    assert all(len(message['agents']) == 1 for message in heard), heard
+    assert len({gid for message in ours for gid in message['agents']}) == 2, ours
+    assert {message['gateway'] for message in heard} == {
+        gateway.ros.node.get_fully_qualified_name()}
