@@ -115,8 +115,10 @@ APPROVAL_DECISIONS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELI
 
 # Who asked for a goal: one message per goal (`{"gateway": ..., "agents": {goal id: agent}}`),
 # kept by each gateway's writer for the last GOAL_AGENTS_HISTORY goals (transient local), so
-# a lane manager that (re)starts hears who asked for the goals it adopts. One small message a
-# goal, where one message holding the last 256 (35 KB) went before every goal.
+# a reader that starts later (a lane manager, a tool) still hears them, as the latched list
+# gave it before. (A goal a restarted lane manager adopts runs under the driver goal id the
+# old life chose, which no gateway names: it shows as adopted, not by its agent.) One small
+# message a goal, where one message holding the last 256 (35 KB) went before every goal.
 GOAL_AGENTS_HISTORY = 256
 GOAL_AGENTS_QOS = QoSProfile(depth=GOAL_AGENTS_HISTORY, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
